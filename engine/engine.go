@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/tun"
+	"github.com/dnstun/dnstun/upstream"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultUpstreamTimeout = 2 * time.Second
+	DefaultTotalTimeout    = 5 * time.Second
+	DefaultMaxPending      = 4096
+	DefaultBlockTTL        = 10
+	DefaultLocalTTL        = 60
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Upstreams are tried in order; a query that gets no answer within
+	// UpstreamTimeout moves to the next one (cycling) until TotalTimeout,
+	// then the client gets SERVFAIL.
+	Upstreams       []netip.AddrPort
+	UpstreamTimeout time.Duration
+	TotalTimeout    time.Duration
+	// BlockMode answers blocked names whose rule names no mode.
+	BlockMode filter.BlockMode
+	// BlockTTL is the TTL of block answers (null addresses), LocalTTL the
+	// TTL of local records.
+	BlockTTL, LocalTTL uint32
+	// MaxPending bounds the forwarded queries waiting for an answer.
+	MaxPending int
+	// Mark is the SO_MARK of upstream sockets (Linux); see upstream.Mark.
+	Mark uint32
+	// Logger for the engine; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Upstreams) == 0 {
+		return errors.New("engine: no upstream resolvers: give at least one (--upstream IP:PORT)")
+	}
+	if len(c.Upstreams) > maxUpstreams {
+		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(c.Upstreams), maxUpstreams)
+	}
+	if c.UpstreamTimeout <= 0 {
+		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if c.TotalTimeout <= 0 {
+		c.TotalTimeout = DefaultTotalTimeout
+	}
+	if c.TotalTimeout < c.UpstreamTimeout {
+		c.TotalTimeout = c.UpstreamTimeout
+	}
+	if c.BlockMode == filter.ModeDefault {
+		c.BlockMode = filter.ModeNXDomain
+	}
+	if c.BlockTTL == 0 {
+		c.BlockTTL = DefaultBlockTTL
+	}
+	if c.LocalTTL == 0 {
+		c.LocalTTL = DefaultLocalTTL
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Engine is the data path over one TUN device.
+type Engine struct {
+	cfg     Config
+	dev     tun.Device
+	filter  filter.Filter
+	log     *slog.Logger
+	ups     []*upstream.Conn
+	health  []upHealth
+	pending *pending
+	stats   stats
+	epoch   time.Time
+	kick    chan struct{} // wakes the sweeper early
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+	recvWG    sync.WaitGroup
+	logLimit  rateLimiter
+}
+
+// upHealth tracks whether an upstream answers, so that new queries start at
+// one that does.
+type upHealth struct {
+	downUntil atomic.Int64 // engine clock; 0 = healthy
+	timeouts  atomic.Int32 // consecutive attempts that timed out
+}
+
+// New makes an engine reading from dev and deciding with f. It opens the
+// upstream sockets; Run starts the work. The engine owns dev from here on:
+// Close (or the end of Run) closes it.
+func New(cfg Config, dev tun.Device, f filter.Filter) (*Engine, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:     cfg,
+		dev:     dev,
+		filter:  f,
+		log:     cfg.Logger,
+		health:  make([]upHealth, len(cfg.Upstreams)),
+		pending: newPending(cfg.MaxPending),
+		epoch:   time.Now(),
+		kick:    make(chan struct{}, 1),
+		closed:  make(chan struct{}),
+	}
+	for _, a := range cfg.Upstreams {
+		c, err := upstream.Dial(context.Background(), a, upstream.Options{Mark: cfg.Mark, RecvBuffer: 4 << 20})
+		if err != nil {
+			for _, c := range e.ups {
+				c.Close()
+			}
+			return nil, err
+		}
+		e.ups = append(e.ups, c)
+	}
+	return e, nil
+}
+
+// now is the engine's monotonic clock in nanoseconds.
+func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
+
+// Run serves until ctx ends or Close is called, then shuts down: queries in
+// flight are answered SERVFAIL, sockets and the device are closed. It
+// returns nil after a requested stop, or the error that stopped the reader.
+func (e *Engine) Run(ctx context.Context) error {
+	for i, c := range e.ups {
+		e.wg.Add(1)
+		e.recvWG.Add(1)
+		go e.routineReceive(i, c)
+	}
+	e.wg.Add(1)
+	go e.routineSweep()
+	stop := context.AfterFunc(ctx, func() { e.Close() })
+	defer stop()
+	err := e.routineRead()
+	e.Close()
+	e.wg.Wait()
+	if e.closing.Load() && (err == nil || errors.Is(err, os.ErrClosed)) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the engine: new queries are refused, upstream sockets close,
+// every query still waiting is answered SERVFAIL, then the device closes.
+// It is idempotent and safe to call from any goroutine.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		for _, c := range e.ups {
+			c.Close()
+		}
+		e.recvWG.Wait()
+		close(e.closed)
+		e.failAll()
+		e.dev.Close()
+	})
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	var s Stats
+	for i := range s.Counters {
+		s.Counters[i] = e.stats.c[i].Load()
+	}
+	for i := range s.Drops {
+		s.Drops[i] = e.stats.drops[i].Load()
+	}
+	s.Pending = e.pending.len()
+	return s
+}
+
+func (e *Engine) count(c Counter) { e.stats.c[c].Add(1) }
+
+// rateLimiter lets one log line through per interval.
+type rateLimiter struct{ next atomic.Int64 }
+
+func (r *rateLimiter) allow(now int64) bool {
+	const interval = int64(5 * time.Second)
+	next := r.next.Load()
+	return now >= next && r.next.CompareAndSwap(next, now+interval)
+}

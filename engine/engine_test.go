@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/tun/tuntest"
+	"github.com/miekg/dns"
+)
+
+var (
+	client4   = netip.MustParseAddrPort("198.19.53.1:40000")
+	resolver4 = netip.MustParseAddrPort("198.19.53.53:53")
+	client6   = netip.MustParseAddrPort("[fd64:6e73:7475::1]:40001")
+	resolver6 = netip.MustParseAddrPort("[fd64:6e73:7475::53]:53")
+)
+
+const testList = `
+# test list
+ads.example
+||tracker.example^
+0.0.0.0 exact.example
+192.0.2.7 printer.lan
+2001:db8::7 printer.lan
+@@||ok.ads.example^
+`
+
+var testZone = []string{
+	"www.example.com. 300 IN A 192.0.2.80",
+	"www.example.com. 300 IN AAAA 2001:db8::80",
+	"sub.ads.example. 300 IN A 192.0.2.99",
+}
+
+func buildSet(t testing.TB, list string) *filter.Set {
+	t.Helper()
+	b := filter.NewBuilder()
+	if _, err := b.ParseList(strings.NewReader(list), "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.Build()
+}
+
+// startUpstream serves testZone on a loopback UDP port.
+func startUpstream(t testing.TB) *dnstest.Server {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := dnstest.ParseZone(testZone...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dnstest.Serve(pc, z)
+	t.Cleanup(s.Close)
+	return s
+}
+
+type harness struct {
+	e    *Engine
+	pipe *tuntest.Pipe
+	done chan error
+}
+
+// startEngine runs an engine over an in-memory TUN.
+func startEngine(t testing.TB, cfg Config, list string) *harness {
+	t.Helper()
+	pipe := tuntest.NewPipe(4, 256)
+	e, err := New(cfg, pipe, filter.NewLive(buildSet(t, list)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{e: e, pipe: pipe, done: make(chan error, 1)}
+	go func() { h.done <- e.Run(context.Background()) }()
+	t.Cleanup(func() {
+		e.Close()
+		if err := <-h.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := pipe.Err(); err != nil {
+			t.Errorf("tun contract: %v", err)
+		}
+	})
+	return h
+}
+
+// exchange writes one query packet into the TUN and returns the answer
+// packet's DNS message, after verifying its IP/UDP headers independently.
+func (h *harness) exchange(t testing.TB, pkt []byte, wait time.Duration) (*dns.Msg, []byte) {
+	t.Helper()
+	if !h.pipe.Inject(pkt) {
+		t.Fatal("inject failed")
+	}
+	select {
+	case out := <-h.pipe.Written():
+		payload := pkttest.VerifyUDP(t, out)
+		return pkttest.Unpack(t, payload), out
+	case <-time.After(wait):
+		t.Fatalf("no answer within %v", wait)
+	}
+	return nil, nil
+}
+
+func TestEngineDecisions(t *testing.T) {
+	up := startUpstream(t)
+	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}}, testList)
+	for _, tc := range []struct {
+		name     string
+		client   netip.AddrPort
+		resolver netip.AddrPort
+		q        *dns.Msg
+		rcode    int
+		answers  []string
+		ede      bool
+	}{
+		{"forwarded A v4", client4, resolver4, pkttest.Msg(0x1111, "www.example.com", dns.TypeA), dns.RcodeSuccess, []string{"192.0.2.80"}, false},
+		{"forwarded AAAA v6", client6, resolver6, pkttest.Msg(0x2222, "WWW.Example.COM", dns.TypeAAAA), dns.RcodeSuccess, []string{"2001:db8::80"}, false},
+		{"upstream NXDOMAIN", client4, resolver4, pkttest.Msg(0x3333, "nope.example.com", dns.TypeA), dns.RcodeNameError, nil, false},
+		{"blocked plain domain", client4, resolver4, pkttest.Msg(0x4444, "ads.example", dns.TypeA), dns.RcodeNameError, nil, false},
+		{"blocked subdomain with EDNS gets EDE", client6, resolver6, pkttest.MsgEDNS(0x5555, "deep.sub.tracker.example", dns.TypeA, 1232, false), dns.RcodeNameError, nil, true},
+		{"exception forwards", client4, resolver4, pkttest.Msg(0x6666, "ok.ads.example", dns.TypeA), dns.RcodeNameError, nil, false},
+		{"local answer A", client4, resolver4, pkttest.Msg(0x7777, "printer.lan", dns.TypeA), dns.RcodeSuccess, []string{"192.0.2.7"}, false},
+		{"local answer AAAA", client6, resolver6, pkttest.Msg(0x8888, "printer.lan", dns.TypeAAAA), dns.RcodeSuccess, []string{"2001:db8::7"}, false},
+		{"local name other type is NODATA", client4, resolver4, pkttest.Msg(0x9999, "printer.lan", dns.TypeTXT), dns.RcodeSuccess, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := up.Queries()
+			m, pkt := h.exchange(t, pkttest.Query(tc.client, tc.resolver, tc.q), 3*time.Second)
+			if m.Id != tc.q.Id || !m.Response {
+				t.Errorf("id %#x response %v, want %#x true", m.Id, m.Response, tc.q.Id)
+			}
+			if m.Rcode != tc.rcode {
+				t.Errorf("rcode %s, want %s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
+			}
+			if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, tc.q.Question[0].Name) {
+				t.Errorf("question %v, want %v", m.Question, tc.q.Question)
+			}
+			var got []string
+			for _, rr := range m.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					got = append(got, rr.A.String())
+				case *dns.AAAA:
+					got = append(got, rr.AAAA.String())
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.answers, ",") {
+				t.Errorf("answers %v, want %v", got, tc.answers)
+			}
+			hasEDE := false
+			if opt := m.IsEdns0(); opt != nil {
+				for _, o := range opt.Option {
+					if e, ok := o.(*dns.EDNS0_EDE); ok && e.InfoCode == dns.ExtendedErrorCodeBlocked {
+						hasEDE = true
+					}
+				}
+			}
+			if hasEDE != tc.ede {
+				t.Errorf("EDE Blocked present = %v, want %v", hasEDE, tc.ede)
+			}
+			// The answer comes from the resolver the client asked, to the client.
+			src, dst := addrsOf(t, pkt)
+			if src != tc.resolver || dst != tc.client {
+				t.Errorf("answer %v -> %v, want %v -> %v", src, dst, tc.resolver, tc.client)
+			}
+			forwarded := up.Queries() - before
+			wantFwd := int64(0)
+			if tc.rcode == dns.RcodeNameError && !strings.Contains(tc.name, "blocked") || len(tc.answers) > 0 && !strings.Contains(tc.name, "local") {
+				wantFwd = 1
+			}
+			if forwarded != wantFwd {
+				t.Errorf("upstream saw %d queries, want %d", forwarded, wantFwd)
+			}
+		})
+	}
+	st := h.e.Stats()
+	if st.Get(Blocked) != 2 || st.Get(Local) != 3 || st.Get(Replied) != 4 || st.Get(Forwarded) != 4 {
+		t.Errorf("stats %v", st.Map())
+	}
+}
+
+func addrsOf(t testing.TB, pkt []byte) (src, dst netip.AddrPort) {
+	t.Helper()
+	if pkt[0]>>4 == 4 {
+		s, _ := netip.AddrFromSlice(pkt[12:16])
+		d, _ := netip.AddrFromSlice(pkt[16:20])
+		return netip.AddrPortFrom(s, uint16(pkt[20])<<8|uint16(pkt[21])), netip.AddrPortFrom(d, uint16(pkt[22])<<8|uint16(pkt[23]))
+	}
+	s, _ := netip.AddrFromSlice(pkt[8:24])
+	d, _ := netip.AddrFromSlice(pkt[24:40])
+	return netip.AddrPortFrom(s, uint16(pkt[40])<<8|uint16(pkt[41])), netip.AddrPortFrom(d, uint16(pkt[42])<<8|uint16(pkt[43]))
+}
+
+func TestEngineBlockModes(t *testing.T) {
+	up := startUpstream(t)
+	for _, tc := range []struct {
+		mode    filter.BlockMode
+		qtype   uint16
+		rcode   int
+		answers []string
+	}{
+		{filter.ModeNXDomain, dns.TypeA, dns.RcodeNameError, nil},
+		{filter.ModeRefused, dns.TypeA, dns.RcodeRefused, nil},
+		{filter.ModeNoData, dns.TypeA, dns.RcodeSuccess, nil},
+		{filter.ModeNull, dns.TypeA, dns.RcodeSuccess, []string{"0.0.0.0"}},
+		{filter.ModeNull, dns.TypeAAAA, dns.RcodeSuccess, []string{"::"}},
+		{filter.ModeNull, dns.TypeMX, dns.RcodeSuccess, nil},
+	} {
+		t.Run(tc.mode.String()+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
+			h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}, BlockMode: tc.mode}, testList)
+			m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(7, "ads.example", tc.qtype)), 3*time.Second)
+			if m.Rcode != tc.rcode {
+				t.Errorf("rcode %s, want %s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
+			}
+			var got []string
+			for _, rr := range m.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					got = append(got, rr.A.String())
+				case *dns.AAAA:
+					got = append(got, rr.AAAA.String())
+				}
+				if rr.Header().Ttl != DefaultBlockTTL {
+					t.Errorf("TTL %d, want %d", rr.Header().Ttl, DefaultBlockTTL)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.answers, ",") {
+				t.Errorf("answers %v, want %v", got, tc.answers)
+			}
+		})
+	}
+}
+
+func TestEngineFailoverToSecondUpstream(t *testing.T) {
+	silent := startUpstream(t)
+	silent.SetSilent(true)
+	good := startUpstream(t)
+	h := startEngine(t, Config{
+		Upstreams:       []netip.AddrPort{silent.Addr(), good.Addr()},
+		UpstreamTimeout: 200 * time.Millisecond,
+		TotalTimeout:    2 * time.Second,
+	}, testList)
+	start := time.Now()
+	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(42, "www.example.com", dns.TypeA)), 3*time.Second)
+	took := time.Since(start)
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Fatalf("answer %v", m)
+	}
+	if silent.Queries() != 1 || good.Queries() != 1 {
+		t.Errorf("queries: silent %d, good %d; want 1 and 1", silent.Queries(), good.Queries())
+	}
+	if took < 200*time.Millisecond {
+		t.Errorf("answered after %v, before the first upstream's timeout", took)
+	}
+	if h.e.Stats().Get(Retried) != 1 {
+		t.Errorf("stats %v", h.e.Stats().Map())
+	}
+}
+
+func TestEngineServfailWhenNoUpstreamAnswers(t *testing.T) {
+	silent := startUpstream(t)
+	silent.SetSilent(true)
+	h := startEngine(t, Config{
+		Upstreams:       []netip.AddrPort{silent.Addr()},
+		UpstreamTimeout: 100 * time.Millisecond,
+		TotalTimeout:    350 * time.Millisecond,
+	}, testList)
+	start := time.Now()
+	m, _ := h.exchange(t, pkttest.Query(client6, resolver6, pkttest.MsgEDNS(43, "www.example.com", dns.TypeA, 4096, true)), 3*time.Second)
+	took := time.Since(start)
+	if m.Rcode != dns.RcodeServerFailure || m.Id != 43 {
+		t.Fatalf("answer %v", m)
+	}
+	if took < 350*time.Millisecond {
+		t.Errorf("SERVFAIL after %v, before the total timeout", took)
+	}
+	// One try per 100 ms until 350 ms: the first send and 3 retries.
+	if q := silent.Queries(); q < 3 || q > 4 {
+		t.Errorf("upstream saw %d attempts, want 3 or 4", q)
+	}
+	if h.e.Stats().Pending != 0 {
+		t.Errorf("pending %d after SERVFAIL", h.e.Stats().Pending)
+	}
+}
+
+func TestEngineRefusingUpstreamFailsFast(t *testing.T) {
+	dead := startUpstream(t)
+	addr := dead.Addr()
+	dead.Close() // now the kernel answers with ICMP port unreachable
+	h := startEngine(t, Config{
+		Upstreams:       []netip.AddrPort{addr},
+		UpstreamTimeout: 2 * time.Second,
+		TotalTimeout:    5 * time.Second,
+	}, testList)
+	start := time.Now()
+	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(44, "www.example.com", dns.TypeA)), 4*time.Second)
+	if m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("answer %v", m)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("SERVFAIL after %v; a refusing upstream should fail at once", took)
+	}
+}
+
+func TestEngineFullTableRefuses(t *testing.T) {
+	silent := startUpstream(t)
+	silent.SetSilent(true)
+	h := startEngine(t, Config{Upstreams: []netip.AddrPort{silent.Addr()}, MaxPending: 1, TotalTimeout: 10 * time.Second}, testList)
+	if !h.pipe.Inject(pkttest.Query(client4, resolver4, pkttest.Msg(1, "www.example.com", dns.TypeA))) {
+		t.Fatal("inject")
+	}
+	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(2, "www.example.com", dns.TypeA)), 3*time.Second)
+	if m.Rcode != dns.RcodeRefused || m.Id != 2 {
+		t.Fatalf("answer %v, want REFUSED for id 2", m)
+	}
+	if h.e.Stats().Get(Full) != 1 {
+		t.Errorf("stats %v", h.e.Stats().Map())
+	}
+}
+
+func TestEngineCloseAnswersPending(t *testing.T) {
+	silent := startUpstream(t)
+	silent.SetSilent(true)
+	pipe := tuntest.NewPipe(1, 16)
+	e, err := New(Config{Upstreams: []netip.AddrPort{silent.Addr()}, TotalTimeout: time.Minute}, pipe, filter.NewLive(buildSet(t, testList)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	pipe.Inject(pkttest.Query(client4, resolver4, pkttest.Msg(5, "www.example.com", dns.TypeA)))
+	deadline := time.Now().Add(3 * time.Second)
+	for e.Stats().Pending == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case out := <-pipe.Written():
+		m := pkttest.Unpack(t, pkttest.VerifyUDP(t, out))
+		if m.Rcode != dns.RcodeServerFailure || m.Id != 5 {
+			t.Errorf("answer on close %v", m)
+		}
+	default:
+		t.Fatal("the pending query was not answered on close")
+	}
+}
+
+func TestEngineDropsGarbageAndKeepsServing(t *testing.T) {
+	up := startUpstream(t)
+	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}}, testList)
+	valid := pkttest.Query(client4, resolver4, pkttest.Msg(9, "ads.example", dns.TypeA))
+	garbage := [][]byte{
+		{},
+		{0x45},
+		valid[:30],
+		pkttest.UDP4(client4, resolver4, []byte{1, 2, 3}, nil), // DNS shorter than a header
+		pkttest.UDP4(client4, resolver4, pkttest.Pack(func() *dns.Msg { // a response: never answered
+			m := pkttest.Msg(9, "x.example", dns.TypeA)
+			m.Response = true
+			return m
+		}()), nil),
+		pkttest.UDP4(client4, netip.MustParseAddrPort("198.19.53.53:5353"), pkttest.Pack(pkttest.Msg(9, "x.example", dns.TypeA)), nil),
+	}
+	for _, g := range garbage {
+		h.pipe.Inject(g)
+	}
+	// A query with a compression pointer in the question gets FORMERR.
+	bad := pkttest.Pack(pkttest.Msg(77, "x.example", dns.TypeA))
+	bad[12] = 0xC0
+	bad[13] = 0x0C
+	m, _ := h.exchange(t, pkttest.UDP4(client4, resolver4, bad, nil), 3*time.Second)
+	if m.Rcode != dns.RcodeFormatError || m.Id != 77 {
+		t.Fatalf("answer to a bad question %v, want FORMERR id 77", m)
+	}
+	m, _ = h.exchange(t, valid, 3*time.Second)
+	if m.Rcode != dns.RcodeNameError || m.Id != 9 {
+		t.Fatalf("answer after garbage %v", m)
+	}
+	st := h.e.Stats()
+	var drops uint64
+	for _, d := range st.Drops {
+		drops += d
+	}
+	if drops != uint64(len(garbage))+1 {
+		t.Errorf("counted %d drops+rejects, want %d: %v", drops, len(garbage)+1, st.Map())
+	}
+}

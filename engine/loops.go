@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/tun"
+	"github.com/dnstun/dnstun/upstream"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+)
+
+// Health: an upstream whose attempts time out this many times in a row, or
+// that refuses (ICMP port unreachable), is skipped as first choice for
+// downFor; queries still fail over to it when the others fail too.
+const (
+	downAfterTimeouts = 3
+	downFor           = 10 * time.Second
+)
+
+// routineRead reads batches from the TUN, runs step on each packet, and
+// writes the in-place answers back once per batch.
+func (e *Engine) routineRead() error {
+	w := newWorker(e)
+	b := tun.NewBatch(e.dev.BatchSize())
+	for {
+		n, err := e.dev.Read(b.Bufs, b.Sizes, tun.Headroom)
+		if err != nil {
+			if e.closing.Load() || errors.Is(err, os.ErrClosed) {
+				return err
+			}
+			e.count(ReadErrors)
+			if e.logLimit.allow(e.now()) {
+				e.log.Warn("tun read failed; continuing", "err", err)
+			}
+			if !errors.Is(err, wgtun.ErrTooManySegments) && n == 0 {
+				continue
+			}
+		}
+		b.Out = b.Out[:0]
+		for i := range n {
+			if m := w.step(b.Bufs[i][tun.Headroom:], b.Sizes[i]); m > 0 {
+				b.Out = append(b.Out, b.Bufs[i][:tun.Headroom+m])
+			}
+		}
+		if len(b.Out) > 0 {
+			if _, err := e.dev.Write(b.Out, tun.Headroom); err != nil {
+				e.count(WriteErrors)
+			}
+		}
+	}
+}
+
+// receiver is the per-upstream-socket scratch state.
+type receiver struct {
+	e    *Engine
+	up   int
+	buf  []byte
+	bufs [1][]byte
+	q    packet.Question
+	m    match
+}
+
+// replyOff is where an upstream reply is read into a receive buffer: room
+// for the TUN headroom and the largest IP+UDP header in front, so that
+// packet.WrapReply prepends the headers without copying the reply.
+const replyOff = tun.Headroom + packet.MaxHeaderLen
+
+// routineReceive delivers the answers of upstream i.
+func (e *Engine) routineReceive(i int, c *upstream.Conn) {
+	defer e.wg.Done()
+	defer e.recvWG.Done()
+	r := &receiver{e: e, up: i, buf: make([]byte, replyOff+tun.MaxPacket)}
+	for {
+		n, err := c.Recv(r.buf[replyOff:])
+		if err != nil {
+			if upstream.IsClosed(err) || e.closing.Load() {
+				return
+			}
+			e.count(RecvErrors)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// The upstream answered with ICMP port unreachable: it
+				// is down. Move every query waiting on it on now.
+				e.health[i].downUntil.Store(e.now() + int64(downFor))
+				e.pending.expedite(i)
+				e.wakeSweeper()
+			} else if e.logLimit.allow(e.now()) {
+				e.log.Warn("upstream receive failed", "upstream", c.Addr, "err", err)
+			}
+			continue
+		}
+		r.deliver(n)
+	}
+}
+
+// deliver matches one upstream reply of n bytes (at r.buf[replyOff:]) to its
+// pending query and writes it to the client through the TUN.
+func (r *receiver) deliver(n int) {
+	e := r.e
+	msg := r.buf[replyOff : replyOff+n]
+	if packet.ReadReply(msg, &r.q) != packet.OK || !e.pending.take(&r.q, r.up, &r.m) {
+		e.count(Unmatched)
+		return
+	}
+	h := &e.health[r.up]
+	if h.timeouts.Load() != 0 || h.downUntil.Load() != 0 {
+		h.timeouts.Store(0)
+		h.downUntil.Store(0)
+	}
+	binary.BigEndian.PutUint16(msg, r.m.origID)
+	start := packet.WrapReply(r.buf, replyOff, n, r.m.resolver, r.m.client)
+	if start < tun.Headroom {
+		e.count(Unmatched)
+		return
+	}
+	e.count(Replied)
+	r.bufs[0] = r.buf[start-tun.Headroom : replyOff+n]
+	if _, err := e.dev.Write(r.bufs[:], tun.Headroom); err != nil {
+		e.count(WriteErrors)
+	}
+}
+
+func (e *Engine) wakeSweeper() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sweepBatch is how many expired queries the sweeper copies out per lock.
+const sweepBatch = 32
+
+// sweeper holds the sweeper's buffers: expired queries copied out of the
+// table, and a packet buffer for SERVFAIL answers.
+type sweeper struct {
+	e    *Engine
+	out  [sweepBatch]expired
+	buf  []byte
+	bufs [1][]byte
+	q    packet.Question
+	r    packet.Reply
+}
+
+func newSweeper(e *Engine) *sweeper {
+	return &sweeper{e: e, buf: make([]byte, replyOff+MaxQuery+512)}
+}
+
+// routineSweep moves queries whose attempt timed out to the next upstream,
+// or answers SERVFAIL when their time is up.
+func (e *Engine) routineSweep() {
+	defer e.wg.Done()
+	s := newSweeper(e)
+	tick := time.NewTicker(sweepInterval(e.cfg.UpstreamTimeout))
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.closed:
+			return
+		case <-tick.C:
+		case <-e.kick:
+		}
+		s.sweep()
+	}
+}
+
+// sweepInterval is the deadline granularity: a tenth of the per-upstream
+// timeout, between 10 and 100 ms.
+func sweepInterval(perTry time.Duration) time.Duration {
+	return min(max(perTry/10, 10*time.Millisecond), 100*time.Millisecond)
+}
+
+func (s *sweeper) sweep() {
+	e := s.e
+	pos := 0
+	for {
+		now := e.now()
+		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), len(e.ups), &pos, s.out[:])
+		for i := range n {
+			x := &s.out[i]
+			if !x.retry {
+				s.servfail(x)
+				continue
+			}
+			e.count(Retried)
+			prev := (int(x.up) + len(e.ups) - 1) % len(e.ups)
+			if h := &e.health[prev]; h.timeouts.Add(1) >= downAfterTimeouts {
+				h.downUntil.Store(now + int64(downFor))
+			}
+			if err := e.ups[x.up].Send(x.query[:x.qlen]); err != nil {
+				e.count(SendErrors)
+			}
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// servfail answers the client of an expired query with SERVFAIL, built from
+// the stored query.
+func (s *sweeper) servfail(x *expired) {
+	e := s.e
+	e.count(ServFail)
+	msg := s.buf[replyOff:]
+	n := copy(msg, x.query[:x.qlen])
+	binary.BigEndian.PutUint16(msg, x.origID)
+	if packet.ReadQuestion(msg[:n], &s.q) != packet.OK {
+		return // cannot happen: the query was read before it was stored
+	}
+	s.r = packet.Reply{Rcode: rcodeServFail}
+	// The answer may not grow past the stored query's buffer.
+	m := packet.AnswerDNS(msg[:MaxQuery+512], &s.q, &s.r)
+	if m == 0 {
+		return
+	}
+	start := packet.WrapReply(s.buf, replyOff, m, x.resolver, x.client)
+	if start < tun.Headroom {
+		return
+	}
+	s.bufs[0] = s.buf[start-tun.Headroom : replyOff+m]
+	if _, err := e.dev.Write(s.bufs[:], tun.Headroom); err != nil {
+		e.count(WriteErrors)
+	}
+}
+
+// failAll answers SERVFAIL to every query still waiting; used on Close,
+// after the upstream sockets are closed and the receivers have stopped.
+func (e *Engine) failAll() {
+	s := newSweeper(e)
+	pos := 0
+	for {
+		// A deadline in the far future makes every entry expire for good.
+		const forever = int64(1) << 62
+		n, done := e.pending.sweep(forever, 0, len(e.ups), &pos, s.out[:])
+		for i := range n {
+			s.servfail(&s.out[i])
+		}
+		if done {
+			return
+		}
+	}
+}

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"sync/atomic"
+
+	"github.com/dnstun/dnstun/packet"
+)
+
+// Counter names the engine's event counters.
+type Counter uint8
+
+const (
+	Packets     Counter = iota // packets read from the TUN
+	Blocked                    // queries answered with a block answer
+	Local                      // queries answered from local records
+	Forwarded                  // queries sent upstream (first attempt)
+	Retried                    // attempts moved to another upstream
+	Replied                    // upstream answers delivered to clients
+	ServFail                   // SERVFAIL sent because no upstream answered in time
+	Full                       // REFUSED because the pending table was full
+	TooLarge                   // REFUSED because the query exceeded MaxQuery
+	Unmatched                  // upstream packets matching no pending query (late, spoofed, garbage)
+	SendErrors                 // failed sends to an upstream
+	RecvErrors                 // receive errors on upstream sockets (e.g. ICMP refused)
+	WriteErrors                // failed writes into the TUN
+	ReadErrors                 // failed reads from the TUN
+	numCounters
+)
+
+var counterNames = [numCounters]string{
+	"packets", "blocked", "local", "forwarded", "retried", "replied", "servfail",
+	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors",
+}
+
+func (c Counter) String() string {
+	if c < numCounters {
+		return counterNames[c]
+	}
+	return "unknown"
+}
+
+// stats are the engine's atomic counters.
+type stats struct {
+	c     [numCounters]atomic.Uint64
+	drops [packet.NumReasons]atomic.Uint64 // by packet.Reason; OK is unused
+}
+
+// Stats is a snapshot of the counters.
+type Stats struct {
+	Counters [numCounters]uint64
+	// Drops counts packets and messages not answered normally, by reason:
+	// the drop reasons, plus NotImp and FormErr which are answered.
+	Drops   [packet.NumReasons]uint64
+	Pending int
+}
+
+// Get returns counter c.
+func (s Stats) Get(c Counter) uint64 { return s.Counters[c] }
+
+// Map returns the non-zero counters by name, for logs and the control API.
+func (s Stats) Map() map[string]uint64 {
+	m := make(map[string]uint64)
+	for i, v := range s.Counters {
+		if v != 0 {
+			m[Counter(i).String()] = v
+		}
+	}
+	for i, v := range s.Drops {
+		if v != 0 {
+			m["drop_"+packet.Reason(i).String()] = v
+		}
+	}
+	return m
+}

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"net/netip"
+
+	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/packet"
+)
+
+// DNS constants used on the data path (RFC 1035 §3.2.2, §4.1.1; RFC 8914).
+const (
+	rcodeServFail = 2
+	rcodeNXDomain = 3
+	rcodeRefused  = 5
+	edeBlocked    = 15
+)
+
+// nullAddrs answers blocked names in null mode: 0.0.0.0 for A, :: for AAAA
+// (packet.AnswerDNS picks by qtype; other types get NODATA).
+var nullAddrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+
+// worker is the per-reader scratch state; it belongs to one goroutine.
+type worker struct {
+	e      *Engine
+	parser *packet.Parser
+	p      packet.Parsed
+	q      packet.Question
+	r      packet.Reply
+}
+
+func newWorker(e *Engine) *worker {
+	return &worker{e: e, parser: packet.NewParser()}
+}
+
+// step processes one packet read from the TUN: pkt[:n] is the packet and
+// pkt has room for its answer to grow. The order is fixed here and nowhere
+// else: decode IP/UDP, read the DNS header and question, decide, then
+// answer in place or forward. It returns the length of the answer written
+// into pkt (to be written back into the TUN), or 0 when nothing is to be
+// sent now (dropped, or forwarded upstream). It allocates nothing.
+func (w *worker) step(pkt []byte, n int) int {
+	e := w.e
+	e.count(Packets)
+	if r := w.parser.Decode(pkt[:n], &w.p); r != packet.OK {
+		e.stats.drops[r].Add(1)
+		return 0
+	}
+	msg := pkt[w.p.PayloadOff : w.p.PayloadOff+w.p.PayloadLen]
+	if r := packet.ReadQuestion(msg, &w.q); r != packet.OK {
+		e.stats.drops[r].Add(1)
+		rcode, answer := r.Rcode()
+		if !answer {
+			return 0 // garbage gets no reply: any reply could amplify
+		}
+		return w.answer(pkt, rcode, nil, 0, false)
+	}
+	d := e.filter.Decide(w.q.Name(), w.q.QType)
+	switch d.Action {
+	case filter.Block:
+		e.count(Blocked)
+		mode := d.Mode
+		if mode == filter.ModeDefault {
+			mode = e.cfg.BlockMode
+		}
+		switch mode {
+		case filter.ModeNull:
+			return w.answer(pkt, 0, nullAddrs, e.cfg.BlockTTL, true)
+		case filter.ModeRefused:
+			return w.answer(pkt, rcodeRefused, nil, 0, true)
+		case filter.ModeNoData:
+			return w.answer(pkt, 0, nil, 0, true)
+		default:
+			return w.answer(pkt, rcodeNXDomain, nil, 0, true)
+		}
+	case filter.Answer:
+		e.count(Local)
+		return w.answer(pkt, 0, d.Addrs, e.cfg.LocalTTL, false)
+	}
+	return w.forward(pkt, msg)
+}
+
+// answer builds the reply to the current query in place.
+func (w *worker) answer(pkt []byte, rcode uint8, addrs []netip.Addr, ttl uint32, blocked bool) int {
+	w.r = packet.Reply{Rcode: rcode, TTL: ttl, Addrs: addrs, EDE: edeBlocked, HasEDE: blocked}
+	return packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
+}
+
+// forward records the query in the pending table and sends it to the first
+// healthy upstream. The query leaves with a fresh random ID written into
+// msg; the table keeps a copy for retries and SERVFAIL.
+func (w *worker) forward(pkt, msg []byte) int {
+	e := w.e
+	if e.closing.Load() {
+		return w.answer(pkt, rcodeServFail, nil, 0, false)
+	}
+	if len(msg) > MaxQuery {
+		e.count(TooLarge)
+		return w.answer(pkt, rcodeRefused, nil, 0, false)
+	}
+	now := e.now()
+	up := e.pickUpstream(now)
+	id, ok := e.pending.insert(&w.p, &w.q, msg, up, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
+	if !ok {
+		e.count(Full)
+		return w.answer(pkt, rcodeRefused, nil, 0, false)
+	}
+	e.count(Forwarded)
+	if err := e.ups[up].Send(msg); err != nil {
+		e.count(SendErrors)
+		e.pending.expediteID(id)
+		e.wakeSweeper()
+	}
+	return 0
+}
+
+// pickUpstream returns the first upstream not marked down, or, when all are
+// down, the one that comes back soonest.
+func (e *Engine) pickUpstream(now int64) int {
+	best, bestUntil := 0, int64(-1)
+	for i := range e.health {
+		until := e.health[i].downUntil.Load()
+		if until <= now {
+			return i
+		}
+		if bestUntil < 0 || until < bestUntil {
+			best, bestUntil = i, until
+		}
+	}
+	return best
+}

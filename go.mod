@@ -1,0 +1,17 @@
+module github.com/dnstun/dnstun
+
+go 1.26.0
+
+require (
+	github.com/vishvananda/netlink v1.3.1
+	golang.org/x/sys v0.50.0
+	golang.zx2c4.com/wireguard v0.0.0-20260522210424-ecfc5a8d5446
+)
+
+require (
+	github.com/google/gopacket v1.1.19 // indirect
+	github.com/miekg/dns v1.1.73 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
+	golang.org/x/net v0.57.0 // indirect
+	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
+)

@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: MIT
+
+// Package tun opens and configures dnstun's TUN device and owns the buffer
+// geometry every other package follows.
+//
+// It is the only package that imports golang.zx2c4.com/wireguard/tun.
+//
+// Contracts:
+//   - Headroom: every (bufs, offset) pair handed to a Device uses
+//     offset == Headroom, and every buffer has capacity for Headroom+MaxPacket.
+//     The headroom is scratch space for the device: darwin's utun writes its
+//     4-byte address-family header there, Linux writes its 10-byte virtio
+//     header there.
+//   - Ownership: a buffer handed to Write belongs to the device until Write
+//     returns, and may have been changed by it (headroom rewritten, GRO).
+//     Never re-send a buffer without rebuilding it.
+//   - A Batch belongs to one goroutine.
+//   - Someone must always drain Events(): darwin's route listener blocks on a
+//     full channel. Open starts that drain.
+package tun

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	wgtun "golang.zx2c4.com/wireguard/tun"
+)
+
+// Device is wireguard-go's TUN interface, so its tuntest and netstack devices
+// and our own tuntest.Pipe plug in unchanged.
+type Device = wgtun.Device
+
+const (
+	// Headroom is the offset at which packets start in every buffer handed
+	// to a Device. It must be at least 4 (darwin's AF header) and at least 10
+	// (Linux's virtio-net header); wireguard-go itself uses 16.
+	Headroom = 16
+	// MaxPacket is the largest IP packet a buffer must hold: a TUN with
+	// offloads may hand us a 64 KiB GSO super-packet to split.
+	MaxPacket = 65535
+	// BufSize is the size of every packet buffer.
+	BufSize = Headroom + MaxPacket
+	// DefaultMTU is the MTU dnstun gives its TUN.
+	DefaultMTU = 1500
+)
+
+// Config says how to bring a TUN up.
+type Config struct {
+	// Name is the interface name: on Linux any valid name (dnstun0 by
+	// default); on darwin "utun" (the kernel picks the number) or "utunN".
+	Name string
+	// MTU of the device; 0 means DefaultMTU.
+	MTU int
+	// Addrs are the device's own addresses (host prefixes: /32 or /128).
+	// Packets the engine writes back are delivered to the host from them.
+	Addrs []netip.Prefix
+	// Routes are the destinations steered into the device, typically the
+	// virtual resolver addresses as host routes. They die with the device.
+	Routes []netip.Prefix
+	// Logger receives device events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Open creates the TUN device, configures its addresses, MTU and routes,
+// brings it up and starts draining its events. On failure nothing is left
+// behind: the device is closed, and the kernel removes it with everything
+// attached to it. It returns the device and its actual name.
+func Open(cfg Config) (Device, string, error) {
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, p := range append(append([]netip.Prefix(nil), cfg.Addrs...), cfg.Routes...) {
+		if !p.IsValid() {
+			return nil, "", fmt.Errorf("tun %q: invalid prefix %v", cfg.Name, p)
+		}
+	}
+	dev, err := wgtun.CreateTUN(cfg.Name, cfg.MTU)
+	if err != nil {
+		return nil, "", fmt.Errorf("create TUN %q: %w (dnstun needs root or CAP_NET_ADMIN)", cfg.Name, err)
+	}
+	name, err := dev.Name()
+	if err != nil {
+		dev.Close()
+		return nil, "", fmt.Errorf("TUN %q: read name: %w", cfg.Name, err)
+	}
+	go drainEvents(dev, name, cfg.Logger)
+	if err := configure(name, cfg); err != nil {
+		dev.Close()
+		return nil, "", fmt.Errorf("configure TUN %s: %w", name, err)
+	}
+	return dev, name, nil
+}
+
+// drainEvents keeps the event channel moving; it ends when the device closes
+// the channel.
+func drainEvents(dev Device, name string, log *slog.Logger) {
+	for ev := range dev.Events() {
+		if ev&wgtun.EventDown != 0 {
+			log.Debug("tun event: down", "tun", name)
+		}
+		if ev&wgtun.EventUp != 0 {
+			log.Debug("tun event: up", "tun", name)
+		}
+	}
+}
+
+// ErrUnsupported is returned on systems dnstun has no TUN support for.
+var ErrUnsupported = errors.ErrUnsupported
