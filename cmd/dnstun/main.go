@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+
+// Command dnstun blocks, answers and forwards DNS at the packet level on a
+// TUN device.
+//
+//	dnstun run   [flags]   serve the virtual resolver on a TUN
+//	dnstun demo            run the whole path in throw-away namespaces (root)
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+const usage = `dnstun: a packet-level DNS filter on a TUN device.
+
+Usage:
+  dnstun run [flags]     serve dnstun's virtual resolver on a TUN (root)
+  dnstun demo            run the real engine on a real TUN inside throw-away
+                         network namespaces, send real queries, print a table
+                         and remove everything (root)
+  dnstun help            this text
+
+Run 'dnstun COMMAND -h' for the flags of a command.
+`
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main runs dnstun with args and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "dnstun: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "dnstun %s: %v\n", args[0], err)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "dnstun %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a bad command line (exit status 2).
+type usageError struct{ error }
+
+// newLogger returns a text logger at the named level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/dnstun/dnstun/engine"
+	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/tun"
+	"github.com/dnstun/dnstun/upstream"
+)
+
+// Default addresses. The virtual resolver and the TUN's own addresses sit
+// where common VPNs and proxies do not: 198.19.0.0/16 is the upper half of
+// the RFC 2544 benchmarking block (mihomo's and Clash's fake-IP ranges use
+// 198.18.0.0/16, Tailscale 100.64.0.0/10, Docker and LANs RFC 1918), and
+// fd64:6e73:7475::/48 is a unique local prefix (RFC 4193) whose global ID
+// spells "dnstu". They are host routes on the TUN only and vanish with it.
+var (
+	defaultResolvers = []netip.Addr{netip.MustParseAddr("198.19.53.53"), netip.MustParseAddr("fd64:6e73:7475::53")}
+	defaultTunAddr4  = netip.MustParseAddr("198.19.53.1")
+	defaultTunAddr6  = netip.MustParseAddr("fd64:6e73:7475::1")
+)
+
+func defaultTunName() string {
+	if runtime.GOOS == "darwin" {
+		return "utun"
+	}
+	return "dnstun0"
+}
+
+// runConfig is everything `dnstun run` needs, parsed and checked.
+type runConfig struct {
+	tunName    string
+	mtu        int
+	resolvers  []netip.Addr
+	tunAddrs   []netip.Addr
+	upstreams  []netip.AddrPort
+	blocklists []string
+	engine     engine.Config
+	logLevel   string
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		resolvers, upstreams, blocklists, tunAddrs listFlag
+		c                                          runConfig
+		mode                                       string
+		resolvConf                                 string
+	)
+	fs.StringVar(&c.tunName, "tun", defaultTunName(), "TUN device name (darwin: utun or utunN)")
+	fs.IntVar(&c.mtu, "mtu", tun.DefaultMTU, "TUN MTU")
+	fs.Var(&resolvers, "resolver", "virtual resolver address served on the TUN (repeatable; default 198.19.53.53 and fd64:6e73:7475::53)")
+	fs.Var(&tunAddrs, "tun-addr", "the TUN's own address (repeatable; default 198.19.53.1 and fd64:6e73:7475::1, one per resolver family)")
+	fs.Var(&upstreams, "upstream", "upstream resolver IP[:PORT] (repeatable, tried in order; default: the nameservers of --resolv-conf)")
+	fs.StringVar(&resolvConf, "resolv-conf", upstream.ResolvConfPath, "where default upstreams are read from")
+	fs.Var(&blocklists, "blocklist", "block list file: hosts, plain domains or adblock-style rules (repeatable)")
+	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata or refused")
+	fs.DurationVar(&c.engine.UpstreamTimeout, "upstream-timeout", engine.DefaultUpstreamTimeout, "time one upstream gets before the query moves to the next")
+	fs.DurationVar(&c.engine.TotalTimeout, "timeout", engine.DefaultTotalTimeout, "time after which a client gets SERVFAIL")
+	fs.IntVar(&c.engine.MaxPending, "max-pending", engine.DefaultMaxPending, "forwarded queries waiting at most; more are answered REFUSED")
+	ttl := fs.Uint("block-ttl", engine.DefaultBlockTTL, "TTL of block answers in null mode")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	m, err := filter.ParseBlockMode(mode)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--block-mode: %w", err)}
+	}
+	c.engine.BlockMode = m
+	c.engine.BlockTTL = uint32(*ttl)
+	c.blocklists = blocklists
+	c.resolvers = defaultResolvers
+	if len(resolvers) > 0 {
+		c.resolvers = nil
+		for _, s := range resolvers {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--resolver %q: not an IP address", s)}
+			}
+			c.resolvers = append(c.resolvers, a.Unmap())
+		}
+	}
+	for _, s := range tunAddrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--tun-addr %q: not an IP address", s)}
+		}
+		c.tunAddrs = append(c.tunAddrs, a.Unmap())
+	}
+	for _, fam := range []struct {
+		is  func(netip.Addr) bool
+		def netip.Addr
+	}{{netip.Addr.Is4, defaultTunAddr4}, {netip.Addr.Is6, defaultTunAddr6}} {
+		if slices.ContainsFunc(c.resolvers, fam.is) && !slices.ContainsFunc(c.tunAddrs, fam.is) {
+			c.tunAddrs = append(c.tunAddrs, fam.def)
+		}
+	}
+	for _, r := range c.resolvers {
+		if slices.Contains(c.tunAddrs, r) {
+			return nil, usageError{fmt.Errorf("--resolver %v is also the TUN's own address: a resolver must be routed into the TUN, so pick another address or --tun-addr", r)}
+		}
+	}
+	for _, s := range upstreams {
+		ap, err := upstream.ParseAddrPort(s)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--upstream: %w", err)}
+		}
+		c.upstreams = append(c.upstreams, ap)
+	}
+	if len(c.upstreams) == 0 {
+		sys, err := upstream.ReadResolvConf(resolvConf)
+		if err != nil {
+			return nil, fmt.Errorf("no --upstream given and %w", err)
+		}
+		for _, ap := range sys {
+			// Forwarding to ourselves would loop.
+			if !slices.Contains(c.resolvers, ap.Addr()) {
+				c.upstreams = append(c.upstreams, ap)
+			}
+		}
+		if len(c.upstreams) == 0 {
+			return nil, fmt.Errorf("no --upstream given and %s lists no usable nameserver: give --upstream IP[:PORT]", resolvConf)
+		}
+	}
+	for _, u := range c.upstreams {
+		if slices.Contains(c.resolvers, u.Addr()) || slices.Contains(c.tunAddrs, u.Addr()) {
+			return nil, usageError{fmt.Errorf("--upstream %v is one of dnstun's own addresses: that would loop", u)}
+		}
+	}
+	c.engine.Upstreams = c.upstreams
+	c.engine.Mark = upstream.Mark
+	return &c, nil
+}
+
+func cmdRun(args []string, stderr io.Writer) error {
+	c, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	c.engine.Logger = log
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, c, log)
+}
+
+// loadLists builds the filter set from the block lists, logging a summary
+// of the warnings (the first few in full).
+func loadLists(paths []string, log *slog.Logger) (*filter.Set, error) {
+	start := time.Now()
+	set, warnings, err := filter.LoadFiles(paths...)
+	if err != nil {
+		return nil, err
+	}
+	for i, w := range warnings {
+		if i == 5 {
+			log.Warn("more list warnings not shown", "count", len(warnings)-5)
+			break
+		}
+		log.Warn("list line skipped", "warning", w.String())
+	}
+	log.Info("block lists loaded", "lists", len(paths), "rules", set.Len(), "took", time.Since(start).Round(time.Millisecond))
+	return set, nil
+}
+
+// serve runs dnstun until ctx ends: lists first (a bad list stops us before
+// the system is touched), then the TUN, then the engine. SIGHUP reloads the
+// lists; a list that fails keeps the old set serving.
+func serve(ctx context.Context, c *runConfig, log *slog.Logger) error {
+	set, err := loadLists(c.blocklists, log)
+	if err != nil {
+		return err
+	}
+	live := filter.NewLive(set)
+	cfg := tun.Config{Name: c.tunName, MTU: c.mtu, Logger: log}
+	for _, a := range c.tunAddrs {
+		cfg.Addrs = append(cfg.Addrs, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, r := range c.resolvers {
+		cfg.Routes = append(cfg.Routes, netip.PrefixFrom(r, r.BitLen()))
+	}
+	dev, name, err := tun.Open(cfg)
+	if err != nil {
+		return err
+	}
+	e, err := engine.New(c.engine, dev, live)
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if s, err := loadLists(c.blocklists, log); err != nil {
+					log.Error("reload failed; the previous lists keep serving", "err", err)
+				} else {
+					live.Store(s)
+				}
+			}
+		}
+	}()
+	log.Info("dnstun ready", "tun", name, "resolvers", c.resolvers, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
+	err = e.Run(ctx)
+	st := e.Stats()
+	log.Info("dnstun stopped", "stats", st.Map())
+	return err
+}
