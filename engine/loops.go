@@ -12,7 +12,6 @@ import (
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
-	wgtun "golang.zx2c4.com/wireguard/tun"
 )
 
 // Health: an upstream whose attempts time out this many times in a row, or
@@ -38,7 +37,7 @@ func (e *Engine) routineRead() error {
 			if e.logLimit.allow(e.now()) {
 				e.log.Warn("tun read failed; continuing", "err", err)
 			}
-			if !errors.Is(err, wgtun.ErrTooManySegments) && n == 0 {
+			if !errors.Is(err, tun.ErrTooManySegments) && n == 0 {
 				continue
 			}
 		}

@@ -92,5 +92,9 @@ func drainEvents(dev Device, name string, log *slog.Logger) {
 	}
 }
 
+// ErrTooManySegments is returned by a Linux Read when a GSO super-packet
+// does not fit the buffers given; reads should go on.
+var ErrTooManySegments = wgtun.ErrTooManySegments
+
 // ErrUnsupported is returned on systems dnstun has no TUN support for.
 var ErrUnsupported = errors.ErrUnsupported

@@ -147,8 +147,10 @@ func (l *lab) startDnstun(ctx context.Context, exe []string, env []string, lists
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.host.Name, exe[0]}, full...)...)
 	cmd.Env = append(os.Environ(), env...)
 	l.logBuf = &bytes.Buffer{}
-	cmd.Stdout = l.logBuf
-	cmd.Stderr = &lockedWriter{mu: &l.mu, w: l.logBuf}
+	// One writer for both streams: exec then shares one pipe and one
+	// copying goroutine, and every write takes l.mu.
+	w := &lockedWriter{mu: &l.mu, w: l.logBuf}
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start dnstun: %w", err)
 	}

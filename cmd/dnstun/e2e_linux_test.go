@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/internal/privtest"
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+// startLab builds the namespaces and runs the test binary as `dnstun run`
+// in the host namespace with args; everything is removed at the end.
+func startLab(t *testing.T, args ...string) *lab {
+	t.Helper()
+	privtest.RequirePriv(t)
+	l, err := newLab("dnstun-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"},
+		map[string]string{"list.txt": demoBlocklist}, append([]string{"--log-level", "info"}, args...)...); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// mustQuery sends one query through dnstun with miekg/dns.
+func mustQuery(t *testing.T, l *lab, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m, _, err := l.query(server, name, qtype, 3*time.Second)
+	if err != nil {
+		t.Fatalf("query %s %s via %v: %v", name, dns.TypeToString[qtype], server, err)
+	}
+	return m
+}
+
+func TestDemo(t *testing.T) {
+	privtest.RequirePriv(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runDemo(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, &out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"ads.doubleclick.net", "blocked", "local", "secondary", "removed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log("\n" + out.String())
+}
+
+func TestE2EMiekgClientsV4V6(t *testing.T) {
+	l := startLab(t)
+	for _, tc := range []struct {
+		server  netip.AddrPort
+		name    string
+		qtype   uint16
+		rcode   int
+		answers string
+		fwd     bool
+	}{
+		{labResolver4, "www.example.com", dns.TypeA, dns.RcodeSuccess, "192.0.2.80", true},
+		{labResolver6, "www.example.com", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::80", true},
+		{labResolver6, "mail.example.com", dns.TypeA, dns.RcodeSuccess, "192.0.2.25", true},
+		{labResolver4, "nonexistent.example.com", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", true},
+		{labResolver4, "ads.doubleclick.net", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", false},
+		{labResolver6, "deep.pixel.tracker.example", dns.TypeAAAA, dns.RcodeNameError, "NXDOMAIN", false},
+		{labResolver4, "ADS.Example.COM", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", false},
+		{labResolver4, "printer.lan", dns.TypeA, dns.RcodeSuccess, "192.0.2.10", false},
+		{labResolver6, "printer.lan", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::10", false},
+	} {
+		before := l.primary.QueriesFor(tc.name)
+		m := mustQuery(t, l, tc.server, tc.name, tc.qtype)
+		got := answerText(m)
+		if m.Rcode != tc.rcode || got != tc.answers {
+			t.Errorf("%s %s via %v: %s, want %s", tc.name, dns.TypeToString[tc.qtype], tc.server, got, tc.answers)
+		}
+		// No loop and no duplicate: exactly one upstream query per
+		// forwarded client query, none for decided ones.
+		want := 0
+		if tc.fwd {
+			want = 1
+		}
+		if n := l.primary.QueriesFor(tc.name) - before; n != want {
+			t.Errorf("%s: upstream saw %d queries, want %d", tc.name, n, want)
+		}
+	}
+}
+
+func TestE2EGoAndGlibcResolvers(t *testing.T) {
+	l := startLab(t)
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		return l.dial(labResolver4)
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addrs, err := r.LookupHost(ctx, "www.example.com")
+	slices.Sort(addrs)
+	if err != nil || strings.Join(addrs, ",") != "192.0.2.80,2001:db8::80" {
+		t.Errorf("Go resolver www.example.com = %v, %v", addrs, err)
+	}
+	_, err = r.LookupHost(ctx, "ads.doubleclick.net")
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Errorf("Go resolver blocked name: err = %v, want not found", err)
+	}
+
+	// glibc through `ip netns exec`, which mounts /etc/netns/NAME/resolv.conf
+	// over /etc/resolv.conf for the command only.
+	dir := "/etc/netns/" + l.host.Name
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/resolv.conf", []byte("nameserver 198.19.53.53\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.host.Command(ctx, "getent", "ahostsv4", "www.example.com").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "192.0.2.80") {
+		t.Errorf("getent www.example.com: %v %s", err, out)
+	}
+	out, err = l.host.Command(ctx, "getent", "ahostsv4", "ads.doubleclick.net").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("getent blocked name: %v %s, want exit status 2 (not found)", err, out)
+	}
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Log("dig not installed (Debian package dnsutils): dig check not run")
+		return
+	}
+	out, err = l.host.Command(ctx, "dig", "+short", "+time=2", "+tries=1", "@fd64:6e73:7475::53", "www.example.com", "AAAA").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "2001:db8::80" {
+		t.Errorf("dig AAAA: %v %q", err, out)
+	}
+	out, err = l.host.Command(ctx, "dig", "+time=2", "+tries=1", "@198.19.53.53", "pixel.tracker.example").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "status: NXDOMAIN") || !strings.Contains(string(out), "EDE: 15 (Blocked)") {
+		t.Errorf("dig blocked: %v\n%s", err, out)
+	}
+}
+
+func TestE2EBlockModeNull(t *testing.T) {
+	l := startLab(t, "--block-mode", "null")
+	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA)); got != "0.0.0.0" {
+		t.Errorf("A = %s, want 0.0.0.0", got)
+	}
+	if got := answerText(mustQuery(t, l, labResolver6, "ads.doubleclick.net", dns.TypeAAAA)); got != "::" {
+		t.Errorf("AAAA = %s, want ::", got)
+	}
+	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeMX)); got != "NOERROR (no records)" {
+		t.Errorf("MX = %s, want NODATA", got)
+	}
+}
+
+func TestE2EBlockModeRefused(t *testing.T) {
+	l := startLab(t, "--block-mode", "refused")
+	if m := mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA); m.Rcode != dns.RcodeRefused {
+		t.Errorf("rcode %s, want REFUSED", dns.RcodeToString[m.Rcode])
+	}
+}
+
+func TestE2EServfailWhenUpstreamsDoNotAnswer(t *testing.T) {
+	l := startLab(t, "--upstream-timeout", "300ms", "--timeout", "1s")
+	l.primary.SetSilent(true)
+	l.secondary.SetSilent(true)
+	start := time.Now()
+	m := mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)
+	took := time.Since(start)
+	if m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	if took < time.Second || took > 2*time.Second {
+		t.Errorf("SERVFAIL after %v, want about the 1 s timeout", took)
+	}
+	if p, s := l.primary.QueriesFor("www.example.com"), l.secondary.QueriesFor("www.example.com"); p < 1 || s < 1 {
+		t.Errorf("attempts: primary %d, secondary %d; both should have been tried", p, s)
+	}
+}
+
+func TestE2ESecondUpstreamTakesOver(t *testing.T) {
+	l := startLab(t, "--upstream-timeout", "300ms", "--timeout", "3s")
+	// A primary that is up but silent: the secondary answers after the
+	// per-upstream timeout.
+	l.primary.SetSilent(true)
+	start := time.Now()
+	m := mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)
+	took := time.Since(start)
+	if answerText(m) != "192.0.2.80" || l.secondary.QueriesFor("www.example.com") != 1 {
+		t.Fatalf("answer %s, secondary saw %d", answerText(m), l.secondary.QueriesFor("www.example.com"))
+	}
+	if took < 300*time.Millisecond {
+		t.Errorf("answered after %v, before the primary's timeout", took)
+	}
+	// A primary that is gone (ICMP port unreachable): failover at once.
+	l.primary.Close()
+	start = time.Now()
+	m = mustQuery(t, l, labResolver6, "mail.example.com", dns.TypeA)
+	if answerText(m) != "192.0.2.25" {
+		t.Fatalf("answer %s", answerText(m))
+	}
+	if took := time.Since(start); took > 250*time.Millisecond {
+		t.Errorf("failover from a refusing upstream took %v", took)
+	}
+}
+
+// TestE2EMalformedPacketsAreDroppedAndCounted writes bad packets into the
+// TUN through the host's stack (garbage DNS over UDP, raw IP packets, a
+// fragmented datagram, TCP) and checks that dnstun keeps serving and counts
+// each kind.
+func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
+	l := startLab(t)
+	c, err := l.dial(labResolver4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bad := pkttest.Pack(pkttest.Msg(77, "x.example", dns.TypeA))
+	bad[12] = 0xC0 // a compression pointer in the question: FORMERR
+	resp := pkttest.Pack(pkttest.Msg(78, "x.example", dns.TypeA))
+	resp[2] |= 0x80 // QR=1: a response sent to a resolver is never answered
+	for _, payload := range [][]byte{
+		{}, {1, 2, 3}, bytes.Repeat([]byte{0xff}, 12), resp, bad,
+		make([]byte, 3000), // more than the MTU: arrives as IP fragments
+	} {
+		if _, err := c.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The FORMERR answer to the bad question.
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no FORMERR answer: %v", err)
+	}
+	m := pkttest.Unpack(t, buf[:n])
+	if m.Id != 77 || m.Rcode != dns.RcodeFormatError {
+		t.Errorf("answer to the bad question: %v", m)
+	}
+	// Raw packets: TCP to port 53, and UDP with a lying length field.
+	err = l.host.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		dst := &unix.SockaddrInet4{Addr: labResolver4.Addr().As4()}
+		src := netip.MustParseAddrPort("198.19.53.1:4000")
+		udp := pkttest.UDP4(src, labResolver4, pkttest.Pack(pkttest.Msg(1, "a.example", dns.TypeA)), nil)
+		liar := bytes.Clone(udp)
+		binary.BigEndian.PutUint16(liar[24:], 200) // UDP length beyond the packet
+		tcp := bytes.Clone(udp)
+		tcp[9] = unix.IPPROTO_TCP
+		for _, p := range [][]byte{liar, tcp} {
+			if err := unix.Sendto(fd, p, 0, dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("raw send: %v", err)
+	}
+	// Still serving.
+	if got := answerText(mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
+		t.Errorf("after garbage: %s", got)
+	}
+	if err := l.stopDnstun(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, l.Log())
+	}
+	log := l.Log()
+	for _, counter := range []string{"drop_short_dns:", "drop_response:", "drop_formerr:", "drop_fragment:", "drop_not_udp:", "drop_bad_header:"} {
+		if !strings.Contains(log, counter) {
+			t.Errorf("dnstun's final stats lack %s:\n%s", counter, log)
+		}
+	}
+	if strings.Contains(log, "panic") {
+		t.Errorf("dnstun panicked:\n%s", log)
+	}
+}
+
+// TestE2EStopRemovesTUN checks that SIGTERM ends dnstun with status 0 and
+// that its TUN, addresses and routes are gone with it.
+func TestE2EStopRemovesTUN(t *testing.T) {
+	l := startLab(t)
+	if out, err := l.host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err != nil {
+		t.Fatalf("dnstun0 missing while running: %v %s", err, out)
+	}
+	if err := l.stopDnstun(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, l.Log())
+	}
+	if out, err := l.host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err == nil {
+		t.Errorf("dnstun0 still exists after stop: %s", out)
+	}
+	out, _ := l.host.Command(context.Background(), "ip", "route", "get", "198.19.53.53").CombinedOutput()
+	if strings.Contains(string(out), "dnstun0") {
+		t.Errorf("route to the resolver still points at dnstun0: %s", out)
+	}
+	if !strings.Contains(l.Log(), "dnstun stopped") {
+		t.Errorf("no clean-stop log line:\n%s", l.Log())
+	}
+}
