@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package filter decides, for every DNS query, whether dnstun forwards it,
 // blocks it or answers it from local records.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package packet parses and rewrites the IPv4/IPv6 + UDP + DNS packets that
 // pass through the dnstun TUN device.
 //

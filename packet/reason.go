@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package packet
 
 // Reason says why a packet or message is not processed further. Reason 0

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package pkttest builds and checks IP/UDP/DNS packets for tests, using
 // independent oracles: gopacket serialisation (with FixLengths and
 // ComputeChecksums) to build and to verify, and miekg/dns to pack and
