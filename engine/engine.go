@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -85,7 +86,8 @@ func (c *Config) setDefaults() error {
 // Engine is the data path over one TUN device.
 type Engine struct {
 	cfg     Config
-	dev     tun.Device
+	dev     tun.Device   // the TUN front-end, or nil in flow mode
+	flow    *net.UDPConn // the flow-mode front-end, or nil
 	filter  filter.Filter
 	log     *slog.Logger
 	ups     []*upstream.Conn
@@ -114,12 +116,20 @@ type upHealth struct {
 // upstream sockets; Run starts the work. The engine owns dev from here on:
 // Close (or the end of Run) closes it.
 func New(cfg Config, dev tun.Device, f filter.Filter) (*Engine, error) {
+	e, err := newEngine(cfg, f)
+	if err != nil {
+		return nil, err
+	}
+	e.dev = dev
+	return e, nil
+}
+
+func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	e := &Engine{
 		cfg:     cfg,
-		dev:     dev,
 		filter:  f,
 		log:     cfg.Logger,
 		health:  make([]upHealth, len(cfg.Upstreams)),
@@ -157,10 +167,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	go e.routineSweep()
 	stop := context.AfterFunc(ctx, func() { e.Close() })
 	defer stop()
-	err := e.routineRead()
+	var err error
+	if e.flow != nil {
+		err = e.routineFlowRead()
+	} else {
+		err = e.routineRead()
+	}
 	e.Close()
 	e.wg.Wait()
-	if e.closing.Load() && (err == nil || errors.Is(err, os.ErrClosed)) {
+	if e.closing.Load() && (err == nil || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)) {
 		return nil
 	}
 	return err
@@ -178,7 +193,11 @@ func (e *Engine) Close() error {
 		e.recvWG.Wait()
 		close(e.closed)
 		e.failAll()
-		e.dev.Close()
+		if e.dev != nil {
+			e.dev.Close()
+		} else {
+			e.flow.Close()
+		}
 	})
 	return nil
 }

@@ -5,6 +5,7 @@ package engine
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -112,14 +113,27 @@ func (r *receiver) deliver(n int) {
 		h.downUntil.Store(0)
 	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
-	start := packet.WrapReply(r.buf, replyOff, n, r.m.resolver, r.m.client)
-	if start < tun.Headroom {
-		e.count(Unmatched)
+	e.count(Replied)
+	e.send(r.buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
+}
+
+// send delivers the DNS message buf[replyOff:replyOff+n] to client: through
+// the flow socket, or wrapped into IP/UDP from resolver and written into the
+// TUN. bufs is the caller's one-element batch.
+func (e *Engine) send(buf []byte, bufs *[1][]byte, n int, to via, resolver, client netip.AddrPort) {
+	if to == viaFlow {
+		if _, err := e.flow.WriteToUDPAddrPort(buf[replyOff:replyOff+n], client); err != nil {
+			e.count(WriteErrors)
+		}
 		return
 	}
-	e.count(Replied)
-	r.bufs[0] = r.buf[start-tun.Headroom : replyOff+n]
-	if _, err := e.dev.Write(r.bufs[:], tun.Headroom); err != nil {
+	start := packet.WrapReply(buf, replyOff, n, resolver, client)
+	if start < tun.Headroom {
+		e.count(WriteErrors)
+		return
+	}
+	bufs[0] = buf[start-tun.Headroom : replyOff+n]
+	if _, err := e.dev.Write(bufs[:], tun.Headroom); err != nil {
 		e.count(WriteErrors)
 	}
 }
@@ -217,14 +231,7 @@ func (s *sweeper) servfail(x *expired) {
 	if m == 0 {
 		return
 	}
-	start := packet.WrapReply(s.buf, replyOff, m, x.resolver, x.client)
-	if start < tun.Headroom {
-		return
-	}
-	s.bufs[0] = s.buf[start-tun.Headroom : replyOff+m]
-	if _, err := e.dev.Write(s.bufs[:], tun.Headroom); err != nil {
-		e.count(WriteErrors)
-	}
+	e.send(s.buf, &s.bufs, m, x.via, x.resolver, x.client)
 }
 
 // failAll answers SERVFAIL to every query still waiting; used on Close,

@@ -27,6 +27,7 @@ type entry struct {
 	origID   uint16 // the client's ID
 	up       uint8  // upstream of the current attempt
 	sent     uint32 // upstreams this query was sent to, as a bit mask
+	via      via    // where the answer goes
 	client   netip.AddrPort
 	resolver netip.AddrPort // the address the client asked; the answer comes from it
 	qtype    uint16
@@ -67,10 +68,10 @@ func newPending(capacity int) *pending {
 	return p
 }
 
-// insert stores the query msg (already checked to be <= MaxQuery) asked by
-// pk/q, gives it a fresh random upstream ID, and writes that ID into msg.
+// insert stores the query msg (already checked to be <= MaxQuery, read
+// into q) that client asked resolver through from, gives it a fresh random upstream ID, and writes that ID into msg.
 // It returns false when the table is full.
-func (p *pending) insert(pk *packet.Parsed, q *packet.Question, msg []byte, up int, now, perTry, total int64) (uint16, bool) {
+func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, up int, now, perTry, total int64) (uint16, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.free) == 0 {
@@ -90,8 +91,9 @@ func (p *pending) insert(pk *packet.Parsed, q *packet.Question, msg []byte, up i
 	e.origID = q.ID
 	e.up = uint8(up)
 	e.sent = 1 << up
-	e.client = pk.Src
-	e.resolver = pk.Dst
+	e.client = client
+	e.resolver = resolver
+	e.via = from
 	e.qtype, e.qclass = q.QType, q.QClass
 	name := q.Name()
 	e.nameLen = uint8(copy(e.name[:], name))
@@ -107,6 +109,7 @@ func (p *pending) insert(pk *packet.Parsed, q *packet.Question, msg []byte, up i
 type match struct {
 	client, resolver netip.AddrPort
 	origID           uint16
+	via              via
 	start            int64
 }
 
@@ -126,7 +129,7 @@ func (p *pending) take(q *packet.Question, up int, m *match) bool {
 	if e.sent&(1<<up) == 0 || e.qtype != q.QType || e.qclass != q.QClass || string(e.name[:e.nameLen]) != string(q.Name()) {
 		return false
 	}
-	m.client, m.resolver, m.origID, m.start = e.client, e.resolver, e.origID, e.start
+	m.client, m.resolver, m.origID, m.via, m.start = e.client, e.resolver, e.origID, e.via, e.start
 	p.release(s - 1)
 	return true
 }
@@ -145,6 +148,7 @@ func (p *pending) release(s int32) {
 type expired struct {
 	retry    bool // true: send query to upstream up; false: answer SERVFAIL
 	up       uint8
+	via      via
 	client   netip.AddrPort
 	resolver netip.AddrPort
 	origID   uint16
@@ -172,7 +176,7 @@ func (p *pending) sweep(now, perTry int64, nUp int, pos *int, out []expired) (n 
 		}
 		x := &out[n]
 		n++
-		x.client, x.resolver, x.origID = e.client, e.resolver, e.origID
+		x.client, x.resolver, x.origID, x.via = e.client, e.resolver, e.origID, e.via
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
 		all := uint32(1)<<nUp - 1
 		if now >= e.final || (e.deadline == 0 && e.sent&all == all) {

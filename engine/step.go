@@ -21,6 +21,23 @@ const (
 // (packet.AnswerDNS picks by qtype; other types get NODATA).
 var nullAddrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 
+// via says where a query came from, and so where its answer goes.
+type via uint8
+
+const (
+	viaTUN  via = iota // an IP packet read from the TUN
+	viaFlow            // a datagram read from the flow-mode UDP socket
+)
+
+// outcome is what handle decided for one message.
+type outcome uint8
+
+const (
+	outDrop    outcome = iota // no reply
+	outAnswer                 // answer now with w.r
+	outForward                // sent upstream; the answer comes later
+)
+
 // worker is the per-reader scratch state; it belongs to one goroutine.
 type worker struct {
 	e      *Engine
@@ -35,26 +52,37 @@ func newWorker(e *Engine) *worker {
 }
 
 // step processes one packet read from the TUN: pkt[:n] is the packet and
-// pkt has room for its answer to grow. The order is fixed here and nowhere
-// else: decode IP/UDP, read the DNS header and question, decide, then
-// answer in place or forward. It returns the length of the answer written
-// into pkt (to be written back into the TUN), or 0 when nothing is to be
-// sent now (dropped, or forwarded upstream). It allocates nothing.
+// pkt has room for its answer to grow. It decodes IP/UDP, then hands the
+// DNS message to handle, and answers in place. It returns the length of
+// the answer written into pkt (to be written back into the TUN), or 0 when
+// nothing is to be sent now (dropped, or forwarded upstream). It allocates
+// nothing.
 func (w *worker) step(pkt []byte, n int) int {
-	e := w.e
-	e.count(Packets)
+	w.e.count(Packets)
 	if r := w.parser.Decode(pkt[:n], &w.p); r != packet.OK {
-		e.stats.drops[r].Add(1)
+		w.e.stats.drops[r].Add(1)
 		return 0
 	}
 	msg := pkt[w.p.PayloadOff : w.p.PayloadOff+w.p.PayloadLen]
+	if w.handle(msg, w.p.Src, w.p.Dst, viaTUN) != outAnswer {
+		return 0
+	}
+	return packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
+}
+
+// handle is the one place that fixes the order of processing of a DNS
+// message, whatever front-end it came from: read the header and question,
+// decide, then answer (filling w.r) or forward. client is who asked,
+// resolver the address it asked.
+func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) outcome {
+	e := w.e
 	if r := packet.ReadQuestion(msg, &w.q); r != packet.OK {
 		e.stats.drops[r].Add(1)
 		rcode, answer := r.Rcode()
 		if !answer {
-			return 0 // garbage gets no reply: any reply could amplify
+			return outDrop // garbage gets no reply: any reply could amplify
 		}
-		return w.answer(pkt, rcode, nil, 0, false)
+		return w.reply(rcode, nil, 0, false)
 	}
 	d := e.filter.Decide(w.q.Name(), w.q.QType)
 	switch d.Action {
@@ -66,45 +94,45 @@ func (w *worker) step(pkt []byte, n int) int {
 		}
 		switch mode {
 		case filter.ModeNull:
-			return w.answer(pkt, 0, nullAddrs, e.cfg.BlockTTL, true)
+			return w.reply(0, nullAddrs, e.cfg.BlockTTL, true)
 		case filter.ModeRefused:
-			return w.answer(pkt, rcodeRefused, nil, 0, true)
+			return w.reply(rcodeRefused, nil, 0, true)
 		case filter.ModeNoData:
-			return w.answer(pkt, 0, nil, 0, true)
+			return w.reply(0, nil, 0, true)
 		default:
-			return w.answer(pkt, rcodeNXDomain, nil, 0, true)
+			return w.reply(rcodeNXDomain, nil, 0, true)
 		}
 	case filter.Answer:
 		e.count(Local)
-		return w.answer(pkt, 0, d.Addrs, e.cfg.LocalTTL, false)
+		return w.reply(0, d.Addrs, e.cfg.LocalTTL, false)
 	}
-	return w.forward(pkt, msg)
+	return w.forward(msg, client, resolver, from)
 }
 
-// answer builds the reply to the current query in place.
-func (w *worker) answer(pkt []byte, rcode uint8, addrs []netip.Addr, ttl uint32, blocked bool) int {
+// reply fills w.r for an answer to the current query.
+func (w *worker) reply(rcode uint8, addrs []netip.Addr, ttl uint32, blocked bool) outcome {
 	w.r = packet.Reply{Rcode: rcode, TTL: ttl, Addrs: addrs, EDE: edeBlocked, HasEDE: blocked}
-	return packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
+	return outAnswer
 }
 
 // forward records the query in the pending table and sends it to the first
 // healthy upstream. The query leaves with a fresh random ID written into
 // msg; the table keeps a copy for retries and SERVFAIL.
-func (w *worker) forward(pkt, msg []byte) int {
+func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) outcome {
 	e := w.e
 	if e.closing.Load() {
-		return w.answer(pkt, rcodeServFail, nil, 0, false)
+		return w.reply(rcodeServFail, nil, 0, false)
 	}
 	if len(msg) > MaxQuery {
 		e.count(TooLarge)
-		return w.answer(pkt, rcodeRefused, nil, 0, false)
+		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	now := e.now()
 	up := e.pickUpstream(now)
-	id, ok := e.pending.insert(&w.p, &w.q, msg, up, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
+	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
 	if !ok {
 		e.count(Full)
-		return w.answer(pkt, rcodeRefused, nil, 0, false)
+		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)
 	if err := e.ups[up].Send(msg); err != nil {
@@ -112,7 +140,7 @@ func (w *worker) forward(pkt, msg []byte) int {
 		e.pending.expediteID(id)
 		e.wakeSweeper()
 	}
-	return 0
+	return outForward
 }
 
 // pickUpstream returns the first upstream not marked down, or, when all are

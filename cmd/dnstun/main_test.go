@@ -52,6 +52,13 @@ func TestParseRunFlags(t *testing.T) {
 				t.Errorf("mode %v", c.engine.BlockMode)
 			}
 		}},
+		{"flow mode", []string{"--upstream", "192.0.2.1", "--mode", "flow", "--listen", "127.0.0.1:5300"}, "", func(t *testing.T, c *runConfig) {
+			if c.mode != "flow" || c.listen.String() != "127.0.0.1:5300" {
+				t.Errorf("mode %q listen %v", c.mode, c.listen)
+			}
+		}},
+		{"bad mode", []string{"--upstream", "192.0.2.1", "--mode", "socks"}, "--mode", nil},
+		{"bad listen", []string{"--upstream", "192.0.2.1", "--mode", "flow", "--listen", "localhost"}, "--listen", nil},
 		{"bad block mode", []string{"--upstream", "192.0.2.1", "--block-mode", "drop"}, "--block-mode", nil},
 		{"upstream loops to our resolver", []string{"--upstream", "198.19.53.53"}, "would loop", nil},
 		{"resolver equals tun address", []string{"--upstream", "192.0.2.1", "--resolver", "198.19.53.1"}, "TUN's own address", nil},

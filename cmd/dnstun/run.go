@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -52,6 +53,8 @@ type runConfig struct {
 	blocklists []string
 	engine     engine.Config
 	logLevel   string
+	mode       string         // "tun" or "flow"
+	listen     netip.AddrPort // flow mode's socket
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
@@ -76,6 +79,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.IntVar(&c.engine.MaxPending, "max-pending", engine.DefaultMaxPending, "forwarded queries waiting at most; more are answered REFUSED")
 	ttl := fs.Uint("block-ttl", engine.DefaultBlockTTL, "TTL of block answers in null mode")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.mode, "mode", "tun", "tun: packets on a TUN (dnstun's design); flow: the same engine behind a plain UDP socket, the model of Apple's NEDNSProxyProvider, for comparison")
+	listen := fs.String("listen", "127.0.0.1:53", "flow mode: the UDP address to serve on")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -84,6 +89,17 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	switch c.mode {
+	case "tun":
+	case "flow":
+		ap, err := netip.ParseAddrPort(*listen)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--listen %q: want IP:PORT", *listen)}
+		}
+		c.listen = ap
+	default:
+		return nil, usageError{fmt.Errorf("--mode %q: want tun or flow", c.mode)}
 	}
 	m, err := filter.ParseBlockMode(mode)
 	if err != nil {
@@ -198,20 +214,8 @@ func serve(ctx context.Context, c *runConfig, log *slog.Logger) error {
 		return err
 	}
 	live := filter.NewLive(set)
-	cfg := tun.Config{Name: c.tunName, MTU: c.mtu, Logger: log}
-	for _, a := range c.tunAddrs {
-		cfg.Addrs = append(cfg.Addrs, netip.PrefixFrom(a, a.BitLen()))
-	}
-	for _, r := range c.resolvers {
-		cfg.Routes = append(cfg.Routes, netip.PrefixFrom(r, r.BitLen()))
-	}
-	dev, name, err := tun.Open(cfg)
+	e, name, err := newEngine(c, live, log)
 	if err != nil {
-		return err
-	}
-	e, err := engine.New(c.engine, dev, live)
-	if err != nil {
-		dev.Close()
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -231,9 +235,47 @@ func serve(ctx context.Context, c *runConfig, log *slog.Logger) error {
 			}
 		}
 	}()
-	log.Info("dnstun ready", "tun", name, "resolvers", c.resolvers, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
+	if c.mode == "flow" {
+		log.Info("dnstun ready (flow mode)", "listen", c.listen, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
+	} else {
+		log.Info("dnstun ready", "tun", name, "resolvers", c.resolvers, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
+	}
 	err = e.Run(ctx)
 	st := e.Stats()
 	log.Info("dnstun stopped", "stats", st.Map())
 	return err
+}
+
+// newEngine opens the front-end (the TUN, or the flow socket) and the
+// engine over it. It returns the TUN's name ("" in flow mode).
+func newEngine(c *runConfig, f filter.Filter, log *slog.Logger) (*engine.Engine, string, error) {
+	if c.mode == "flow" {
+		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(c.listen))
+		if err != nil {
+			return nil, "", fmt.Errorf("flow mode: listen on %v: %w", c.listen, err)
+		}
+		e, err := engine.NewFlow(c.engine, pc, f)
+		if err != nil {
+			pc.Close()
+			return nil, "", err
+		}
+		return e, "", nil
+	}
+	cfg := tun.Config{Name: c.tunName, MTU: c.mtu, Logger: log}
+	for _, a := range c.tunAddrs {
+		cfg.Addrs = append(cfg.Addrs, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, r := range c.resolvers {
+		cfg.Routes = append(cfg.Routes, netip.PrefixFrom(r, r.BitLen()))
+	}
+	dev, name, err := tun.Open(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	e, err := engine.New(c.engine, dev, f)
+	if err != nil {
+		dev.Close()
+		return nil, "", err
+	}
+	return e, name, nil
 }
