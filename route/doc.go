@@ -1,9 +1,30 @@
 // SPDX-License-Identifier: MIT
 
-// Package route will steer the machine's own port-53 traffic into dnstun's
-// TUN (policy rules and a routing table of dnstun's own on Linux, a
-// temporary dynamic-store resolver on macOS) and give the machine back when
-// dnstun stops, crashes or is killed. It holds no code yet: today clients
-// point at the virtual resolver, whose host routes package tun attaches to
-// the TUN itself, so they vanish with it.
+// Package route steers the machine's own port-53 traffic into dnstun's TUN
+// ("capture") and gives the machine back when dnstun stops, crashes or is
+// killed.
+//
+// Principle: every change is additive, tagged as dnstun's, and stops
+// mattering by itself when the process dies, so a crash leaves the
+// machine's own DNS working and cleanup only sweeps harmless leftovers.
+//
+// Linux: one routing table of dnstun's own (53053) holding only
+// "default dev <tun>", and policy rules "iif lo fwmark 0/<mask> ipproto
+// udp dport 53 lookup 53053" for IPv4 and IPv6. The rules exempt dnstun's
+// own upstream sockets through their SO_MARK; "iif lo" keeps them from
+// matching the reverse-path lookup of upstream replies. When the TUN goes
+// away (also on SIGKILL) the table is empty and the rules fall through to
+// the main table. Optionally an nftables table with the owner flag (held
+// by a child "nft -i", so it dies with dnstun) marks what policy rules
+// miss (sockets pinned with IP_UNICAST_IF). Everything is tagged with
+// protocol 83 and the table number, so Cleanup can prove what is ours.
+//
+// macOS: a temporary dynamic-store DNS key published by a long-lived
+// scutil child (configd removes it when the session ends), whose resolver
+// is the virtual resolver routed into the utun.
+//
+// Plans (LinuxPlan, DarwinPlan) are pure functions of a Config rendered as
+// text for golden tests and logs; only the appliers in _linux.go and
+// _darwin.go touch the system. A journal in the state directory records
+// what is applied, with the owner's pid and boot id, before it is applied.
 package route

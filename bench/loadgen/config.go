@@ -1,0 +1,144 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Mode selects how queries are issued.
+type Mode int
+
+const (
+	// ClosedLoop keeps exactly Concurrency queries outstanding: a new
+	// query is sent as soon as one is answered or lost. It measures the
+	// capacity of the target (and of the path to it).
+	ClosedLoop Mode = iota
+	// OpenLoop sends at a fixed Rate on a precomputed schedule whatever
+	// the target does, and measures latency from the scheduled send time.
+	OpenLoop
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ClosedLoop:
+		return "closed-loop"
+	case OpenLoop:
+		return "open-loop"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Limits and defaults.
+const (
+	MaxDuration        = 10 * time.Minute // Duration is capped to this
+	DefaultConcurrency = 16
+	DefaultTimeout     = 2 * time.Second
+	maxSocketsDefault  = 8
+	openSocketsDefault = 4
+	idSpace            = 1 << 16
+	// idBudget is the number of outstanding queries (answered or not
+	// yet lost) an open-loop socket may be expected to hold; the rest of
+	// the 16-bit ID space is headroom for sweep granularity.
+	idBudget = 40000
+)
+
+// Config describes one load run.
+type Config struct {
+	// Target is the resolver address queries are sent to.
+	Target netip.AddrPort
+	// Names is the query mix, cycled in order (or in a shuffled order
+	// when Seed != 0).
+	Names []Query
+	// Seed, when non-zero, shuffles the order of Names once with this
+	// seed before cycling.
+	Seed uint64
+	// Mode is ClosedLoop (default) or OpenLoop.
+	Mode Mode
+	// Concurrency is the number of queries in flight in closed loop
+	// (default 16).
+	Concurrency int
+	// Rate is the open-loop send rate in queries per second.
+	Rate float64
+	// Duration bounds the sending phase (required, > 0, capped at
+	// MaxDuration).
+	Duration time.Duration
+	// MaxQueries stops sending after this many queries (0 = no limit).
+	MaxQueries int
+	// Timeout is how long a query may stay unanswered before it counts
+	// as lost (default 2 s).
+	Timeout time.Duration
+	// Sockets is the number of UDP sockets (source ports) to spread the
+	// queries over. Default: min(Concurrency, 8) in closed loop; 4 in
+	// open loop, raised when Rate*Timeout would exhaust the per-socket
+	// 16-bit ID space.
+	Sockets int
+	// Dial opens the sockets; nil means net.Dial. It is called with
+	// ("udp", Target.String()) and must return a connected datagram
+	// conn supporting read deadlines.
+	Dial func(network, address string) (net.Conn, error)
+}
+
+// normalize validates c and fills in defaults.
+func (c Config) normalize() (Config, error) {
+	if !c.Target.IsValid() {
+		return c, errors.New("loadgen: invalid target address")
+	}
+	if len(c.Names) == 0 {
+		return c, errors.New("loadgen: no query names")
+	}
+	if c.Duration <= 0 {
+		return c, errors.New("loadgen: Duration must be > 0")
+	}
+	c.Duration = min(c.Duration, MaxDuration)
+	if c.MaxQueries < 0 {
+		return c, errors.New("loadgen: MaxQueries must be >= 0")
+	}
+	if c.Timeout < 0 {
+		return c, errors.New("loadgen: Timeout must be >= 0")
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Sockets < 0 {
+		return c, errors.New("loadgen: Sockets must be >= 0")
+	}
+	switch c.Mode {
+	case ClosedLoop:
+		if c.Concurrency < 0 {
+			return c, errors.New("loadgen: Concurrency must be >= 0")
+		}
+		if c.Concurrency == 0 {
+			c.Concurrency = DefaultConcurrency
+		}
+		if c.Sockets == 0 {
+			c.Sockets = min(c.Concurrency, maxSocketsDefault)
+		}
+		c.Sockets = min(c.Sockets, c.Concurrency) // an idle socket is useless
+		if (c.Concurrency+c.Sockets-1)/c.Sockets >= idSpace {
+			return c, fmt.Errorf("loadgen: Concurrency %d needs more than %d sockets (%d queries per socket max)",
+				c.Concurrency, c.Sockets, idSpace-1)
+		}
+	case OpenLoop:
+		if !(c.Rate > 0) || math.IsInf(c.Rate, 0) {
+			return c, errors.New("loadgen: open loop needs Rate > 0")
+		}
+		// Outstanding per socket ~ Rate/Sockets * Timeout.
+		need := int(math.Ceil(c.Rate * c.Timeout.Seconds() / idBudget))
+		if c.Sockets == 0 {
+			c.Sockets = max(openSocketsDefault, need)
+		} else if c.Sockets < need {
+			return c, fmt.Errorf("loadgen: Rate %.0f with Timeout %v needs at least %d sockets for query IDs",
+				c.Rate, c.Timeout, need)
+		}
+	default:
+		return c, fmt.Errorf("loadgen: unknown mode %v", c.Mode)
+	}
+	if c.Dial == nil {
+		c.Dial = net.Dial
+	}
+	return c, nil
+}
