@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,17 @@ type Config struct {
 	BlockTTL, LocalTTL uint32
 	// MaxPending bounds the forwarded queries waiting for an answer.
 	MaxPending int
+	// PassThrough forwards each query to the resolver the client asked (the
+	// packet's destination), as capture needs; queries to one of Resolvers
+	// (dnstun's own virtual resolver) still go to Upstreams. Without it
+	// every query goes to Upstreams ("override").
+	PassThrough bool
+	// Resolvers are dnstun's own virtual resolver addresses.
+	Resolvers []netip.Addr
+	// HealthName is answered locally (NOERROR, no records) whatever the
+	// filter says, so a watchdog can probe the data path without an
+	// upstream. Empty: none.
+	HealthName string
 	// Mark is the SO_MARK of upstream sockets (Linux); see upstream.Mark.
 	Mark uint32
 	// Logger for the engine; nil means slog.Default().
@@ -50,7 +62,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if len(c.Upstreams) == 0 {
+	if len(c.Upstreams) == 0 && !c.PassThrough {
 		return errors.New("engine: no upstream resolvers: give at least one (--upstream IP:PORT)")
 	}
 	if len(c.Upstreams) > maxUpstreams {
@@ -85,18 +97,26 @@ func (c *Config) setDefaults() error {
 
 // Engine is the data path over one TUN device.
 type Engine struct {
-	cfg     Config
-	dev     tun.Device   // the TUN front-end, or nil in flow mode
-	flow    *net.UDPConn // the flow-mode front-end, or nil
-	filter  filter.Filter
-	log     *slog.Logger
-	ups     []*upstream.Conn
-	health  []upHealth
-	pending *pending
-	stats   stats
-	epoch   time.Time
-	kick    chan struct{} // wakes the sweeper early
+	cfg    Config
+	dev    tun.Device   // the TUN front-end, or nil in flow mode
+	flow   *net.UDPConn // the flow-mode front-end, or nil
+	filter filter.Filter
+	log    *slog.Logger
+	// ups holds the upstream sockets: the configured ones first (nCfg),
+	// then those pass-through opened for the resolvers clients asked, up
+	// to maxUpstreams. Entries are only ever added.
+	ups        [maxUpstreams]atomic.Pointer[upstream.Conn]
+	nUps       atomic.Int32
+	nCfg       int
+	dialMu     sync.Mutex
+	health     [maxUpstreams]upHealth
+	healthName []byte
+	pending    *pending
+	stats      stats
+	epoch      time.Time
+	kick       chan struct{} // wakes the sweeper early
 
+	running   bool // receivers started (under dialMu)
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -129,25 +149,27 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		cfg:     cfg,
-		filter:  f,
-		log:     cfg.Logger,
-		health:  make([]upHealth, len(cfg.Upstreams)),
-		pending: newPending(cfg.MaxPending),
-		epoch:   time.Now(),
-		kick:    make(chan struct{}, 1),
-		closed:  make(chan struct{}),
+		cfg:        cfg,
+		filter:     f,
+		log:        cfg.Logger,
+		healthName: []byte(strings.ToLower(cfg.HealthName)),
+		pending:    newPending(cfg.MaxPending),
+		epoch:      time.Now(),
+		kick:       make(chan struct{}, 1),
+		closed:     make(chan struct{}),
 	}
-	for _, a := range cfg.Upstreams {
-		c, err := upstream.Dial(context.Background(), a, upstream.Options{Mark: cfg.Mark, RecvBuffer: 4 << 20})
+	for i, a := range cfg.Upstreams {
+		c, err := e.dial(a)
 		if err != nil {
-			for _, c := range e.ups {
-				c.Close()
+			for j := range i {
+				e.ups[j].Load().Close()
 			}
 			return nil, err
 		}
-		e.ups = append(e.ups, c)
+		e.ups[i].Store(c)
 	}
+	e.nCfg = len(cfg.Upstreams)
+	e.nUps.Store(int32(e.nCfg))
 	return e, nil
 }
 
@@ -158,11 +180,12 @@ func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
 // flight are answered SERVFAIL, sockets and the device are closed. It
 // returns nil after a requested stop, or the error that stopped the reader.
 func (e *Engine) Run(ctx context.Context) error {
-	for i, c := range e.ups {
-		e.wg.Add(1)
-		e.recvWG.Add(1)
-		go e.routineReceive(i, c)
+	e.dialMu.Lock()
+	e.running = true
+	for i := range int(e.nUps.Load()) {
+		e.startReceiver(i)
 	}
+	e.dialMu.Unlock()
 	e.wg.Add(1)
 	go e.routineSweep()
 	stop := context.AfterFunc(ctx, func() { e.Close() })
@@ -187,9 +210,11 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
-		for _, c := range e.ups {
-			c.Close()
+		e.dialMu.Lock() // no new upstreams from here on
+		for i := range int(e.nUps.Load()) {
+			e.ups[i].Load().Close()
 		}
+		e.dialMu.Unlock()
 		e.recvWG.Wait()
 		close(e.closed)
 		e.failAll()
@@ -224,4 +249,52 @@ func (r *rateLimiter) allow(now int64) bool {
 	const interval = int64(5 * time.Second)
 	next := r.next.Load()
 	return now >= next && r.next.CompareAndSwap(next, now+interval)
+}
+
+func (e *Engine) dial(a netip.AddrPort) (*upstream.Conn, error) {
+	return upstream.Dial(context.Background(), a, upstream.Options{Mark: e.cfg.Mark, RecvBuffer: 4 << 20})
+}
+
+// startReceiver starts the receive loop of upstream i; e.dialMu is held.
+func (e *Engine) startReceiver(i int) {
+	e.wg.Add(1)
+	e.recvWG.Add(1)
+	go e.routineReceive(i, e.ups[i].Load())
+}
+
+// upstreamFor returns the index of the upstream socket for addr, opening it
+// on first use (pass-through). It returns -1 when the table of upstreams
+// is full or the socket cannot be opened.
+func (e *Engine) upstreamFor(addr netip.AddrPort) int {
+	n := int(e.nUps.Load())
+	for i := e.nCfg; i < n; i++ {
+		if e.ups[i].Load().Addr == addr {
+			return i
+		}
+	}
+	e.dialMu.Lock()
+	defer e.dialMu.Unlock()
+	n = int(e.nUps.Load())
+	for i := e.nCfg; i < n; i++ {
+		if e.ups[i].Load().Addr == addr {
+			return i
+		}
+	}
+	if n == maxUpstreams || e.closing.Load() {
+		return -1
+	}
+	c, err := e.dial(addr)
+	if err != nil {
+		if e.logLimit.allow(e.now()) {
+			e.log.Warn("pass-through: cannot open a socket to the resolver the client asked", "resolver", addr, "err", err)
+		}
+		return -1
+	}
+	e.ups[n].Store(c)
+	e.nUps.Store(int32(n + 1))
+	if e.running {
+		e.startReceiver(n)
+	}
+	e.log.Debug("pass-through: new upstream", "resolver", addr)
+	return n
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/internal/privtest"
 	"github.com/dnstun/dnstun/tun/tuntest"
 	"github.com/miekg/dns"
 )
@@ -397,4 +398,74 @@ func TestEngineDropsGarbageAndKeepsServing(t *testing.T) {
 	if drops != uint64(len(garbage))+1 {
 		t.Errorf("counted %d drops+rejects, want %d: %v", drops, len(garbage)+1, st.Map())
 	}
+}
+
+// startUpstreamAt serves testZone on a given loopback address.
+func startUpstreamAt(t testing.TB, addr string) *dnstest.Server {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := dnstest.ParseZone(testZone...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dnstest.Serve(pc, z)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestEnginePassThrough(t *testing.T) {
+	// Captured packets are DNS only if sent to port 53, so the resolvers
+	// the clients ask listen on port 53 of loopback addresses (root).
+	privtest.RequirePriv(t)
+	a := startUpstreamAt(t, "127.0.53.1:53")
+	b := startUpstreamAt(t, "127.0.53.2:53")
+	override := startUpstream(t)
+	h := startEngine(t, Config{
+		Upstreams:   []netip.AddrPort{override.Addr()},
+		PassThrough: true,
+		Resolvers:   []netip.Addr{resolver4.Addr()},
+		HealthName:  "dnstun-health.invalid",
+	}, testList)
+	// Captured queries go to the resolver the client asked, and the answer
+	// comes back from it.
+	for _, up := range []*dnstest.Server{a, b, a} {
+		m, pkt := h.exchange(t, pkttest.Query(client4, up.Addr(), pkttest.Msg(21, "www.example.com", dns.TypeA)), 3*time.Second)
+		if answerText(m) != "192.0.2.80" {
+			t.Fatalf("answer %v", m)
+		}
+		if src, _ := addrsOf(t, pkt); src != up.Addr() {
+			t.Errorf("answer from %v, want %v", src, up.Addr())
+		}
+	}
+	if a.Queries() != 2 || b.Queries() != 1 || override.Queries() != 0 {
+		t.Errorf("queries a=%d b=%d override=%d, want 2 1 0", a.Queries(), b.Queries(), override.Queries())
+	}
+	// Blocked names are still blocked, whatever resolver was asked.
+	if m, _ := h.exchange(t, pkttest.Query(client4, a.Addr(), pkttest.Msg(22, "ads.example", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeNameError || a.Queries() != 2 {
+		t.Errorf("blocked via pass-through: %v (a saw %d)", m, a.Queries())
+	}
+	// Queries to dnstun's own resolver go to the configured upstream.
+	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(23, "www.example.com", dns.TypeA)), 3*time.Second); answerText(m) != "192.0.2.80" || override.Queries() != 1 {
+		t.Errorf("own resolver: %v (override saw %d)", m, override.Queries())
+	}
+	// The watchdog's probe is answered locally.
+	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(24, "dnstun-health.invalid", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeSuccess || override.Queries() != 1 {
+		t.Errorf("health probe: %v", m)
+	}
+}
+
+func answerText(m *dns.Msg) string {
+	var parts []string
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			parts = append(parts, rr.A.String())
+		case *dns.AAAA:
+			parts = append(parts, rr.AAAA.String())
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -28,6 +28,7 @@ type entry struct {
 	up       uint8  // upstream of the current attempt
 	sent     uint32 // upstreams this query was sent to, as a bit mask
 	via      via    // where the answer goes
+	fixed    bool   // pass-through: every attempt goes to the same upstream
 	client   netip.AddrPort
 	resolver netip.AddrPort // the address the client asked; the answer comes from it
 	qtype    uint16
@@ -71,7 +72,7 @@ func newPending(capacity int) *pending {
 // insert stores the query msg (already checked to be <= MaxQuery, read
 // into q) that client asked resolver through from, gives it a fresh random upstream ID, and writes that ID into msg.
 // It returns false when the table is full.
-func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, up int, now, perTry, total int64) (uint16, bool) {
+func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, up int, fixed bool, now, perTry, total int64) (uint16, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.free) == 0 {
@@ -94,6 +95,7 @@ func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.
 	e.client = client
 	e.resolver = resolver
 	e.via = from
+	e.fixed = fixed
 	e.qtype, e.qclass = q.QType, q.QClass
 	name := q.Name()
 	e.nameLen = uint8(copy(e.name[:], name))
@@ -156,7 +158,8 @@ type expired struct {
 	query    [MaxQuery]byte
 }
 
-// sweep collects up to len(out) queries whose attempt deadline has passed,
+// sweep collects up to len(out) queries (nUp is the number of configured
+// upstreams that unfixed queries cycle through) whose attempt deadline has passed,
 // starting at slot *pos, and returns how many it filled. A query still
 // within its overall deadline moves to the next upstream (cycling) and stays
 // in the table; one past it, or refused (expedited) after every upstream
@@ -179,6 +182,9 @@ func (p *pending) sweep(now, perTry int64, nUp int, pos *int, out []expired) (n 
 		x.client, x.resolver, x.origID, x.via = e.client, e.resolver, e.origID, e.via
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
 		all := uint32(1)<<nUp - 1
+		if e.fixed {
+			all = e.sent
+		}
 		if now >= e.final || (e.deadline == 0 && e.sent&all == all) {
 			// Out of time, or refused by every upstream: SERVFAIL now
 			// rather than cycling through dead upstreams.
@@ -186,7 +192,9 @@ func (p *pending) sweep(now, perTry int64, nUp int, pos *int, out []expired) (n 
 			p.release(int32(*pos))
 			continue
 		}
-		e.up = uint8((int(e.up) + 1) % nUp)
+		if !e.fixed {
+			e.up = uint8((int(e.up) + 1) % nUp)
+		}
 		e.sent |= 1 << e.up
 		e.deadline = min(now+perTry, e.final)
 		x.retry, x.up = true, e.up

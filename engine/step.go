@@ -84,6 +84,9 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		}
 		return w.reply(rcode, nil, 0, false)
 	}
+	if len(e.healthName) > 0 && string(w.q.Name()) == string(e.healthName) {
+		return w.reply(0, nil, 0, false) // the watchdog's probe
+	}
 	d := e.filter.Decide(w.q.Name(), w.q.QType)
 	switch d.Action {
 	case filter.Block:
@@ -128,14 +131,24 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	now := e.now()
-	up := e.pickUpstream(now)
-	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
+	up, fixed := -1, false
+	if e.cfg.PassThrough && from == viaTUN && !e.isOwnResolver(resolver.Addr()) {
+		// Captured: ask the resolver the client asked.
+		up, fixed = e.upstreamFor(resolver), true
+	}
+	if up < 0 {
+		if e.nCfg == 0 {
+			return w.reply(rcodeServFail, nil, 0, false)
+		}
+		up = e.pickUpstream(now)
+	}
+	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
 	if !ok {
 		e.count(Full)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)
-	if err := e.ups[up].Send(msg); err != nil {
+	if err := e.ups[up].Load().Send(msg); err != nil {
 		e.count(SendErrors)
 		e.pending.expediteID(id)
 		e.wakeSweeper()
@@ -143,11 +156,21 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 	return outForward
 }
 
-// pickUpstream returns the first upstream not marked down, or, when all are
-// down, the one that comes back soonest.
+// isOwnResolver reports whether a is one of dnstun's virtual resolvers.
+func (e *Engine) isOwnResolver(a netip.Addr) bool {
+	for _, r := range e.cfg.Resolvers {
+		if r == a {
+			return true
+		}
+	}
+	return false
+}
+
+// pickUpstream returns the first configured upstream not marked down, or,
+// when all are down, the one that comes back soonest.
 func (e *Engine) pickUpstream(now int64) int {
 	best, bestUntil := 0, int64(-1)
-	for i := range e.health {
+	for i := range e.nCfg {
 		until := e.health[i].downUntil.Load()
 		if until <= now {
 			return i

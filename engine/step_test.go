@@ -57,7 +57,7 @@ func newStepEngine(tb testing.TB, maxPending int) *Engine {
 func clearPending(e *Engine) {
 	out := make([]expired, sweepBatch)
 	for pos := 0; ; {
-		if _, done := e.pending.sweep(1<<62, 0, len(e.ups), &pos, out); done {
+		if _, done := e.pending.sweep(1<<62, 0, max(e.nCfg, 1), &pos, out); done {
 			return
 		}
 	}
@@ -125,7 +125,7 @@ func BenchmarkPending(b *testing.B) {
 	var m match
 	b.ReportAllocs()
 	for b.Loop() {
-		id, _ := p.insert(&q, msg, parser.p.Src, parser.p.Dst, viaTUN, 0, 0, 1, 2)
+		id, _ := p.insert(&q, msg, parser.p.Src, parser.p.Dst, viaTUN, 0, false, 0, 1, 2)
 		q.ID = id
 		if !p.take(&q, 0, &m) {
 			b.Fatal("take failed")

@@ -38,6 +38,9 @@ type Config struct {
 	Pref       int
 	Mark, Mask uint32
 	IPv4, IPv6 bool
+	// Resolvers are the virtual resolver addresses (used on macOS and for
+	// systemd-resolved registration).
+	Resolvers []netip.Addr
 	// NFT adds the nftables owner table that also catches sockets pinned to
 	// an interface with IP_UNICAST_IF (systemd-resolved's per-link
 	// sockets), which policy rules cannot see.
@@ -109,8 +112,9 @@ type LinuxPlan struct {
 	Sysctls []Sysctl
 	Routes  []Route
 	Rules   []Rule
-	// NFT is the nftables ruleset of the owner table, or "".
-	NFT string
+	// NFT holds the nft commands that build the owner table, one per
+	// line, fed to a long-lived `nft -i` child; empty without nftables.
+	NFT []string
 }
 
 // PlanLinux computes the Linux capture plan. It is a pure function.
@@ -141,31 +145,27 @@ func PlanLinux(c Config) LinuxPlan {
 		p.Rules = append(p.Rules, Rule{Family: f, Pref: c.Pref, IifLo: true, Mark: 0, Mask: c.Mask, IPProto: "udp", Dport: 53, Table: c.Table})
 	}
 	if c.NFT {
-		p.NFT = nftRuleset(c)
+		p.NFT = nftCommands(c)
 	}
 	return p
 }
 
-// nftRuleset is the owner table. The output chain marks locally generated
-// UDP/53 that policy rules may miss, except dnstun's own (marked) traffic
-// and local destinations (stubs); the prerouting chain marks replies
-// coming out of the TUN so that reverse-path filtering finds the route
-// back through it.
-func nftRuleset(c Config) string {
-	return fmt.Sprintf(`table inet %s {
-	flags owner
-	chain output {
-		type route hook output priority mangle; policy accept;
-		meta mark & %#x != 0 return
-		fib daddr type local return
-		meta l4proto udp th dport 53 meta mark set meta mark | %#x
+// nftCommands build the owner table. The output chain marks locally
+// generated UDP/53 that policy rules may miss, except dnstun's own (marked)
+// traffic and local destinations (stubs); the prerouting chain marks
+// replies coming out of the TUN so that reverse-path filtering finds the
+// route back through it. One command per line: `nft -i` reads lines.
+func nftCommands(c Config) []string {
+	t := "inet " + NFTTable
+	return []string{
+		"add table " + t + " { flags owner; }",
+		"add chain " + t + " output { type route hook output priority mangle; policy accept; }",
+		fmt.Sprintf("add rule %s output meta mark & %#x != 0 return", t, c.Mask),
+		"add rule " + t + " output fib daddr type local return",
+		fmt.Sprintf("add rule %s output meta l4proto udp th dport 53 meta mark set meta mark | %#x", t, NFTMark),
+		"add chain " + t + " prerouting { type filter hook prerouting priority raw - 10; policy accept; }",
+		fmt.Sprintf("add rule %s prerouting iifname \"%s\" meta mark set meta mark | %#x", t, c.Tun, NFTMark),
 	}
-	chain prerouting {
-		type filter hook prerouting priority raw - 10; policy accept;
-		iifname "%s" meta mark set meta mark | %#x
-	}
-}
-`, NFTTable, c.Mask, NFTMark, c.Tun, NFTMark)
 }
 
 // String renders the plan as the equivalent commands.
@@ -180,8 +180,8 @@ func (p LinuxPlan) String() string {
 	for _, r := range p.Rules {
 		fmt.Fprintln(&b, r)
 	}
-	if p.NFT != "" {
-		fmt.Fprintf(&b, "nft -i <<EOF (kept open: the table lives as long as dnstun)\n%sEOF\n", p.NFT)
+	if len(p.NFT) > 0 {
+		fmt.Fprintf(&b, "nft -i <<EOF (kept open: the table lives as long as dnstun)\n%s\nEOF\n", strings.Join(p.NFT, "\n"))
 	}
 	return b.String()
 }
