@@ -83,8 +83,8 @@ func runDemo(ctx context.Context, exe, env []string, out io.Writer) error {
 	}()
 	fmt.Fprintf(out, "dnstun demo: upstream DNS servers %v (primary) and %v (secondary) in %s\n", labPrimary, labSecondary, l.up.Name)
 	fmt.Fprintf(out, "dnstun demo: starting `dnstun run` in %s with the bundled block list ...\n", l.host.Name)
-	if err := l.startDnstun(ctx, exe, env, map[string]string{"demo-blocklist.txt": demoBlocklist},
-		"--upstream-timeout", "1s", "--timeout", "3s", "--log-level", "warn"); err != nil {
+	args := append([]string{"--upstream-timeout", "1s", "--timeout", "3s", "--log-level", "warn"}, labUpstreamArgs...)
+	if err := l.startDnstun(ctx, exe, env, map[string]string{"demo-blocklist.txt": demoBlocklist}, args...); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "dnstun demo: dnstun serves %v and %v on its TUN; querying them from %s\n\n", labResolver4.Addr(), labResolver6.Addr(), l.host.Name)

@@ -37,7 +37,7 @@ func startLab(t *testing.T, args ...string) *lab {
 		t.Fatal(err)
 	}
 	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"},
-		map[string]string{"list.txt": demoBlocklist}, append([]string{"--log-level", "info"}, args...)...); err != nil {
+		map[string]string{"list.txt": demoBlocklist}, append(append([]string{"--log-level", "info"}, labUpstreamArgs...), args...)...); err != nil {
 		t.Fatal(err)
 	}
 	return l

@@ -24,12 +24,15 @@ import (
 
 // The lab is two throw-away network namespaces joined by a veth pair:
 //
-//	┌─ host ──────────────────────────────┐        ┌─ upstream ─────────────────────┐
-//	│ dnstun run (subprocess), dnstun0:   │        │ primary DNS   192.0.2.1:53     │
-//	│   198.19.53.53, fd64:6e73:7475::53  │  veth  │ secondary DNS [2001:db8:53::1] │
-//	│ clients (miekg, Go, glibc, dig)     ├────────┤   :53  (both miekg/dns, one    │
-//	│ dt-h 192.0.2.2/24 2001:db8:53::2/64 │        │   zone; dt-u .1 / ::1)         │
-//	└─────────────────────────────────────┘        └────────────────────────────────┘
+//	┌─ host ──────────────────────────────┐        ┌─ upstream ──────────────────────────┐
+//	│ dnstun run (subprocess), dnstun0:   │        │ on-link (the gateway, dt-u):        │
+//	│   198.19.53.53, fd64:6e73:7475::53  │  veth  │   primary   192.0.2.1:53 udp+tcp    │
+//	│ clients (miekg, Go, glibc, dig)     ├────────┤   secondary [2001:db8:53::1]:53     │
+//	│ dt-h 192.0.2.2/24 2001:db8:53::2/64 │        │ off-link (on lo, routed via dt-u):  │
+//	│ default via 192.0.2.1 / ...53::1    │        │   198.51.100.53, 2001:db8:5353::53  │
+//	└─────────────────────────────────────┘        └─────────────────────────────────────┘
+//
+// All servers are miekg/dns answering one zone; each counts what it saw.
 //
 // Addresses come from the documentation ranges (RFC 5737, RFC 3849) and
 // exist only inside the namespaces; nothing is sent from the machine's own
@@ -43,7 +46,12 @@ var (
 	labSecondary = netip.MustParseAddrPort("[2001:db8:53::1]:53")
 	labResolver4 = netip.MustParseAddrPort("198.19.53.53:53")
 	labResolver6 = netip.MustParseAddrPort("[fd64:6e73:7475::53]:53")
+	labOffLink4  = netip.MustParseAddrPort("198.51.100.53:53")
+	labOffLink6  = netip.MustParseAddrPort("[2001:db8:5353::53]:53")
 )
+
+// labUpstreamArgs point dnstun at the lab's on-link servers.
+var labUpstreamArgs = []string{"--upstream", labPrimary.String(), "--upstream", labSecondary.String()}
 
 // labZone is what the upstream servers hold; other names are NXDOMAIN.
 var labZone = []string{
@@ -62,6 +70,9 @@ type lab struct {
 	host, up  *netns.NS
 	primary   *dnstest.Server
 	secondary *dnstest.Server
+	offlink4  *dnstest.Server
+	offlink6  *dnstest.Server
+	tcp       *dnstest.Server // TCP on the off-link IPv4 address
 	dir       string
 
 	mu      sync.Mutex
@@ -98,6 +109,10 @@ func newLab(prefix string) (l *lab, err error) {
 		{"host", "addr", "add", labHostAddr6, "dev", "dt-h", "nodad"},
 		{"up", "addr", "add", labUpAddr4, "dev", "dt-u"},
 		{"up", "addr", "add", labUpAddr6, "dev", "dt-u", "nodad"},
+		{"up", "addr", "add", labOffLink4.Addr().String() + "/32", "dev", "lo"},
+		{"up", "addr", "add", labOffLink6.Addr().String() + "/128", "dev", "lo"},
+		{"host", "route", "add", "default", "via", labPrimary.Addr().String()},
+		{"host", "-6", "route", "add", "default", "via", labSecondary.Addr().String()},
 	} {
 		ns := l.host
 		if c[0] == "up" {
@@ -114,7 +129,7 @@ func newLab(prefix string) (l *lab, err error) {
 	for _, s := range []struct {
 		addr netip.AddrPort
 		srv  **dnstest.Server
-	}{{labPrimary, &l.primary}, {labSecondary, &l.secondary}} {
+	}{{labPrimary, &l.primary}, {labSecondary, &l.secondary}, {labOffLink4, &l.offlink4}, {labOffLink6, &l.offlink6}} {
 		var pc net.PacketConn
 		err = l.up.Do(func() (err error) {
 			pc, err = net.ListenPacket("udp", s.addr.String())
@@ -125,6 +140,14 @@ func newLab(prefix string) (l *lab, err error) {
 		}
 		*s.srv = dnstest.Serve(pc, zone)
 	}
+	var ln net.Listener
+	if err = l.up.Do(func() (err error) {
+		ln, err = net.Listen("tcp", labOffLink4.String())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	l.tcp = dnstest.ServeTCP(ln, zone)
 	return l, nil
 }
 
@@ -133,9 +156,7 @@ func newLab(prefix string) (l *lab, err error) {
 // test binary that behaves as dnstun), env its extra environment.
 func (l *lab) startDnstun(ctx context.Context, exe []string, env []string, lists map[string]string, args ...string) error {
 	full := append([]string{}, exe[1:]...)
-	full = append(full, "run",
-		"--upstream", labPrimary.String(),
-		"--upstream", labSecondary.String())
+	full = append(full, "run")
 	for name, content := range lists {
 		p := filepath.Join(l.dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
@@ -250,7 +271,7 @@ func (l *lab) query(server netip.AddrPort, name string, qtype uint16, timeout ti
 // close stops dnstun and the servers and removes the namespaces.
 func (l *lab) close() {
 	l.stopDnstun()
-	for _, s := range []*dnstest.Server{l.primary, l.secondary} {
+	for _, s := range []*dnstest.Server{l.primary, l.secondary, l.offlink4, l.offlink6, l.tcp} {
 		if s != nil {
 			s.Close()
 		}

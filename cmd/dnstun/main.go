@@ -21,6 +21,7 @@ const usage = `dnstun: a packet-level DNS filter on a TUN device.
 
 Usage:
   dnstun run [flags]     serve dnstun's virtual resolver on a TUN (root)
+  dnstun cleanup         remove what a killed dnstun left (rules, routes, nft table)
   dnstun demo            run the real engine on a real TUN inside throw-away
                          network namespaces, send real queries, print a table
                          and remove everything (root)
@@ -43,6 +44,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		err = cmdRun(args[1:], stderr)
+	case "cleanup":
+		err = cmdCleanup(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/route"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
@@ -55,6 +56,7 @@ type runConfig struct {
 	logLevel   string
 	mode       string         // "tun" or "flow"
 	listen     netip.AddrPort // flow mode's socket
+	capture    captureConfig
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
@@ -81,6 +83,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.mode, "mode", "tun", "tun: packets on a TUN (dnstun's design); flow: the same engine behind a plain UDP socket, the model of Apple's NEDNSProxyProvider, for comparison")
 	listen := fs.String("listen", "127.0.0.1:53", "flow mode: the UDP address to serve on")
+	fs.BoolVar(&c.capture.on, "capture", false, "steer the machine's own UDP port-53 traffic into the TUN, whatever resolver it was sent to (see README)")
+	fs.StringVar(&c.capture.stateDir, "state-dir", route.DefaultStateDir, "capture: where the lock and the journal live")
+	fs.BoolVar(&c.capture.nft, "nft", true, "capture: also use an nftables owner table when nft is available (catches IP_UNICAST_IF sockets)")
+	fs.StringVar(&c.capture.resolved, "resolved", "auto", "capture: register with systemd-resolved: auto (when it is the system resolver, in the host's own network namespace), on, off")
+	fs.DurationVar(&c.capture.watchdog, "watchdog", 2*time.Second, "capture: probe the data path this often; after 3 failures steering is withdrawn and dnstun exits (0 = off)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -144,9 +151,35 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--upstream: %w", err)}
 		}
+		if c.capture.on && ap.Addr().IsLoopback() {
+			return nil, usageError{fmt.Errorf("--upstream %v is a local stub: with --capture its own queries would be captured again (a loop); name the real resolvers", ap)}
+		}
 		c.upstreams = append(c.upstreams, ap)
 	}
-	if len(c.upstreams) == 0 {
+	switch c.capture.resolved {
+	case "auto", "on", "off":
+	default:
+		return nil, usageError{fmt.Errorf("--resolved %q: want auto, on or off", c.capture.resolved)}
+	}
+	if c.capture.on && c.mode == "flow" {
+		return nil, usageError{errors.New("--capture steers packets into the TUN; it cannot be used with --mode flow")}
+	}
+	if c.capture.on && len(c.upstreams) == 0 {
+		// Pass-through: captured queries go to the resolver they were sent
+		// to; the system's real resolvers serve queries sent to dnstun's
+		// own address (systemd-resolved's, when it is registered).
+		env, err := upstream.ReadSetupEnv(resolvConf)
+		if err != nil {
+			return nil, err
+		}
+		c.capture.setup = upstream.DetectSetup(env)
+		for _, ap := range c.capture.setup.Upstreams {
+			if !slices.Contains(c.resolvers, ap.Addr()) {
+				c.upstreams = append(c.upstreams, ap)
+			}
+		}
+		c.engine.PassThrough = true
+	} else if len(c.upstreams) == 0 {
 		sys, err := upstream.ReadResolvConf(resolvConf)
 		if err != nil {
 			return nil, fmt.Errorf("no --upstream given and %w", err)
@@ -168,6 +201,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	c.engine.Upstreams = c.upstreams
 	c.engine.Mark = upstream.Mark
+	c.engine.Resolvers = c.resolvers
+	c.engine.HealthName = healthName
 	return &c, nil
 }
 
@@ -183,6 +218,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 	c.engine.Logger = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.capture.on {
+		return serveCapture(ctx, c, log)
+	}
 	return serve(ctx, c, log)
 }
 
@@ -209,15 +247,30 @@ func loadLists(paths []string, log *slog.Logger) (*filter.Set, error) {
 // the system is touched), then the TUN, then the engine. SIGHUP reloads the
 // lists; a list that fails keeps the old set serving.
 func serve(ctx context.Context, c *runConfig, log *slog.Logger) error {
-	set, err := loadLists(c.blocklists, log)
+	e, name, live, err := startEngine(c, log)
 	if err != nil {
 		return err
+	}
+	return runEngine(ctx, c, e, name, live, log)
+}
+
+// startEngine loads the lists (a bad list stops us before the system is
+// touched) and opens the front-end and the engine.
+func startEngine(c *runConfig, log *slog.Logger) (*engine.Engine, string, *filter.Live, error) {
+	set, err := loadLists(c.blocklists, log)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	live := filter.NewLive(set)
 	e, name, err := newEngine(c, live, log)
 	if err != nil {
-		return err
+		return nil, "", nil, err
 	}
+	return e, name, live, nil
+}
+
+// runEngine serves until ctx ends; SIGHUP reloads the lists.
+func runEngine(ctx context.Context, c *runConfig, e *engine.Engine, name string, live *filter.Live, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -240,7 +293,7 @@ func serve(ctx context.Context, c *runConfig, log *slog.Logger) error {
 	} else {
 		log.Info("dnstun ready", "tun", name, "resolvers", c.resolvers, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
 	}
-	err = e.Run(ctx)
+	err := e.Run(ctx)
 	st := e.Stats()
 	log.Info("dnstun stopped", "stats", st.Map())
 	return err

@@ -48,12 +48,22 @@ type Server struct {
 
 // Serve starts answering on pc from zone. Close stops it and closes pc.
 func Serve(pc net.PacketConn, zone Zone) *Server {
-	s := &Server{zone: zone, byName: map[string]int{}, done: make(chan struct{})}
+	return serve(&dns.Server{PacketConn: pc}, zone)
+}
+
+// ServeTCP starts answering DNS over TCP on l from zone.
+func ServeTCP(l net.Listener, zone Zone) *Server {
+	return serve(&dns.Server{Listener: l}, zone)
+}
+
+func serve(srv *dns.Server, zone Zone) *Server {
+	s := &Server{zone: zone, byName: map[string]int{}, done: make(chan struct{}), srv: srv}
 	started := make(chan struct{})
-	s.srv = &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: func() { close(started) }}
+	srv.Handler = s
+	srv.NotifyStartedFunc = func() { close(started) }
 	go func() {
 		defer close(s.done)
-		s.srv.ActivateAndServe()
+		srv.ActivateAndServe()
 	}()
 	select {
 	case <-started:
@@ -116,6 +126,12 @@ func (s *Server) Close() {
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(s.srv.PacketConn.LocalAddr().String())
+	var a net.Addr
+	if s.srv.PacketConn != nil {
+		a = s.srv.PacketConn.LocalAddr()
+	} else {
+		a = s.srv.Listener.Addr()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
 }

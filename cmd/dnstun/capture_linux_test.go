@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/privtest"
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+type syscallRawConn = syscall.RawConn
+
+// captureLab builds the lab without starting dnstun; the state directory
+// and the resolv.conf dnstun reads live in the lab's folder.
+func captureLab(t *testing.T) *lab {
+	t.Helper()
+	privtest.RequirePriv(t)
+	l, err := newLab("dnstun-cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	if err := os.WriteFile(filepath.Join(l.dir, "resolv.conf"), []byte("nameserver "+labOffLink4.Addr().String()+"\nnameserver 127.0.0.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *lab) stateDir() string { return filepath.Join(l.dir, "state") }
+
+// startCapture runs `dnstun run --capture` in the lab and waits until the
+// steering is in place.
+func startCapture(t *testing.T, l *lab, args ...string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := append([]string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.dir, "resolv.conf"), "--log-level", "info"}, args...)
+	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, map[string]string{"list.txt": demoBlocklist}, full...); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(l.Log(), "capture on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("capture did not come on:\n%s", l.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// snapshot is the host namespace's routing and filtering state: rules,
+// routes of every table, the nftables ruleset and the per-device and
+// global sysctls of net.ipv4/ipv6.conf.
+func snapshot(t *testing.T, l *lab) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range [][]string{
+		{"ip", "-j", "-4", "rule"},
+		{"ip", "-j", "-6", "rule"},
+		{"ip", "-j", "-4", "route", "show", "table", "all"},
+		{"ip", "-j", "-6", "route", "show", "table", "all"},
+		{"sysctl", "-a", "--pattern", `^net\.ipv[46]\.conf\.`},
+		{"nft", "-j", "list", "ruleset"},
+	} {
+		if c[0] == "nft" {
+			if _, err := exec.LookPath("nft"); err != nil {
+				continue
+			}
+		}
+		out, err := l.host.Command(context.Background(), c[0], c[1:]...).Output()
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		b.WriteString(strings.Join(c, " ") + "\n" + string(out) + "\n")
+	}
+	return b.String()
+}
+
+func sameSnapshot(t *testing.T, when, before, after string) {
+	t.Helper()
+	if before == after {
+		return
+	}
+	bl, al := strings.Split(before, "\n"), strings.Split(after, "\n")
+	for i := range min(len(bl), len(al)) {
+		if bl[i] != al[i] {
+			t.Fatalf("%s: state differs from before start, first at line %d:\nbefore: %s\nafter:  %s", when, i, bl[i], al[i])
+		}
+	}
+	t.Fatalf("%s: state differs from before start (length %d vs %d lines)", when, len(bl), len(al))
+}
+
+// ask queries server from the host namespace, over udp or tcp.
+func ask(t *testing.T, l *lab, network string, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	var c net.Conn
+	err := l.host.Do(func() (err error) {
+		c, err = net.Dial(network, server.String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	r, _, err := (&dns.Client{Net: network, Timeout: 3 * time.Second}).ExchangeWithConn(m, &dns.Conn{Conn: c})
+	if err != nil {
+		t.Fatalf("%s query %s via %v: %v", network, name, server, err)
+	}
+	return r
+}
+
+func TestCapturePassThroughNoLoop(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l)
+	for _, s := range []struct {
+		addr  netip.AddrPort
+		srv   *dnstest.Server
+		qtype uint16
+		want  string
+	}{
+		{labPrimary, l.primary, dns.TypeA, "192.0.2.80"},          // on-link gateway, IPv4
+		{labOffLink4, l.offlink4, dns.TypeA, "192.0.2.80"},        // off-link, IPv4
+		{labSecondary, l.secondary, dns.TypeAAAA, "2001:db8::80"}, // on-link, IPv6
+		{labOffLink6, l.offlink6, dns.TypeAAAA, "2001:db8::80"},   // off-link, IPv6
+	} {
+		before := s.srv.QueriesFor("www.example.com")
+		if got := answerText(ask(t, l, "udp", s.addr, "www.example.com", s.qtype)); got != s.want {
+			t.Errorf("via %v: %s, want %s", s.addr, got, s.want)
+		}
+		// Pass-through and no loop: the resolver asked sees the query
+		// exactly once.
+		if n := s.srv.QueriesFor("www.example.com") - before; n != 1 {
+			t.Errorf("via %v: the upstream saw %d queries, want exactly 1", s.addr, n)
+		}
+		// Captured and decided: the blocked name never reaches it.
+		if got := answerText(ask(t, l, "udp", s.addr, "ads.doubleclick.net", s.qtype)); got != "NXDOMAIN" {
+			t.Errorf("blocked via %v: %s, want NXDOMAIN", s.addr, got)
+		}
+		if n := s.srv.QueriesFor("ads.doubleclick.net"); n != 0 {
+			t.Errorf("blocked via %v: the upstream saw it %d times", s.addr, n)
+		}
+	}
+	// TCP/53 is not captured yet: it goes direct, unfiltered but unbroken.
+	if got := answerText(ask(t, l, "tcp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
+		t.Errorf("TCP query: %s, want the upstream's own answer 192.0.2.66", got)
+	}
+}
+
+func TestCaptureOverride(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l, "--upstream", labOffLink4.String())
+	if got := answerText(ask(t, l, "udp", labPrimary, "mail.example.com", dns.TypeA)); got != "192.0.2.25" {
+		t.Fatalf("answer %s", got)
+	}
+	if p, o := l.primary.QueriesFor("mail.example.com"), l.offlink4.QueriesFor("mail.example.com"); p != 0 || o != 1 {
+		t.Errorf("override: the resolver asked saw %d, --upstream saw %d; want 0 and 1", p, o)
+	}
+}
+
+func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
+	l := captureLab(t)
+	before := snapshot(t, l)
+	startCapture(t, l)
+	if snapshot(t, l) == before {
+		t.Fatal("capture changed nothing")
+	}
+	if err := l.stopDnstun(); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, l.Log())
+	}
+	sameSnapshot(t, "after SIGTERM", before, snapshot(t, l))
+
+	// kill -9: DNS works again at once, answered by the upstream itself.
+	startCapture(t, l)
+	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Fatalf("not captured before the kill: %s", got)
+	}
+	l.proc.Process.Kill()
+	<-l.exited
+	l.proc = nil
+	start := time.Now()
+	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
+		t.Errorf("right after kill -9: %s, want the upstream's own answer", got)
+	}
+	if got := answerText(ask(t, l, "udp", labSecondary, "www.example.com", dns.TypeAAAA)); got != "2001:db8::80" {
+		t.Errorf("IPv6 right after kill -9: %s", got)
+	}
+	t.Logf("DNS answered directly %v after kill -9, before any cleanup", time.Since(start))
+	exe, _ := os.Executable()
+	cmd := l.host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
+	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dnstun cleanup: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "removed rule") {
+		t.Errorf("cleanup removed no stale rule:\n%s", out)
+	}
+	sameSnapshot(t, "after kill -9 and cleanup", before, snapshot(t, l))
+
+	// And it starts again.
+	startCapture(t, l)
+	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("after restart: %s", got)
+	}
+	// A running instance holds the lock: cleanup refuses.
+	cmd = l.host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
+	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "another dnstun instance") {
+		t.Errorf("cleanup next to a live instance: %v\n%s", err, out)
+	}
+}
+
+func TestCaptureRuleDeletedFromOutsideIsRestored(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l)
+	if err := l.host.IP("-4", "rule", "del", "pref", "5101"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		out, _ := l.host.Command(context.Background(), "ip", "-4", "rule", "show", "pref", "5101").Output()
+		if strings.Contains(string(out), "lookup 53053") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted rule was not back within 1 s:\n%s", l.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("after the rule came back: %s", got)
+	}
+}
+
+func TestCaptureWithStrictReversePathFilter(t *testing.T) {
+	l := captureLab(t)
+	for _, k := range []string{"net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1", "net.ipv4.conf.dt-h.rp_filter=1"} {
+		if out, err := l.host.Command(context.Background(), "sysctl", "-w", k).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s", k, err, out)
+		}
+	}
+	startCapture(t, l)
+	if got := answerText(ask(t, l, "udp", labPrimary, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
+		t.Errorf("forwarded under strict rp_filter: %s", got)
+	}
+	if got := answerText(ask(t, l, "udp", labOffLink4, "pixel.tracker.example", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("blocked under strict rp_filter: %s", got)
+	}
+}
+
+// askUnicastIf sends a query from a socket pinned to dt-h with
+// IP_UNICAST_IF, as systemd-resolved's per-link sockets are: policy rules
+// cannot see such sockets; only the nftables table catches them.
+func askUnicastIf(t *testing.T, l *lab, name string) string {
+	t.Helper()
+	var c net.Conn
+	err := l.host.Do(func() error {
+		ifi, err := net.InterfaceByName("dt-h")
+		if err != nil {
+			return err
+		}
+		d := net.Dialer{Control: func(network, address string, rc syscallRawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) {
+				// The IPv4 option takes the index in network byte order.
+				var be [4]byte
+				binary.BigEndian.PutUint32(be[:], uint32(ifi.Index))
+				idx := int(binary.NativeEndian.Uint32(be[:]))
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_UNICAST_IF, idx)
+			})
+			return serr
+		}}
+		c, err = d.Dial("udp", labPrimary.String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 3 * time.Second}).ExchangeWithConn(m, &dns.Conn{Conn: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answerText(r)
+}
+
+func TestCaptureNFTCatchesPinnedSockets(t *testing.T) {
+	privtest.RequirePriv(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv(privtest.EnvRequire) == "1" {
+			t.Fatal("nft (Debian package nftables) is needed for this test and DNSTUN_REQUIRE_PRIV=1 forbids skipping")
+		}
+		t.Skip("nft not installed (Debian package nftables)")
+	}
+	t.Run("with nftables", func(t *testing.T) {
+		l := captureLab(t)
+		startCapture(t, l)
+		if got := askUnicastIf(t, l, "ads.doubleclick.net"); got != "NXDOMAIN" {
+			t.Errorf("IP_UNICAST_IF socket with nftables: %s, want NXDOMAIN (captured)", got)
+		}
+	})
+	t.Run("rules only", func(t *testing.T) {
+		l := captureLab(t)
+		startCapture(t, l, "--nft=false")
+		if got := askUnicastIf(t, l, "ads.doubleclick.net"); got != "192.0.2.66" {
+			t.Errorf("IP_UNICAST_IF socket without nftables: %s, want the upstream's answer (not captured)", got)
+		}
+	})
+}
