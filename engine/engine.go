@@ -102,12 +102,14 @@ type Engine struct {
 	flow   *net.UDPConn // the flow-mode front-end, or nil
 	filter filter.Filter
 	log    *slog.Logger
-	// ups holds the upstream sockets: the configured ones first (nCfg),
-	// then those pass-through opened for the resolvers clients asked, up
-	// to maxUpstreams. Entries are only ever added.
-	ups        [maxUpstreams]atomic.Pointer[upstream.Conn]
-	nUps       atomic.Int32
-	nCfg       int
+	// ups holds the upstream sockets, up to maxUpstreams: the configured
+	// ones and those pass-through opened for the resolvers clients asked.
+	// Entries are only ever added; a socket is reused for its address.
+	ups  [maxUpstreams]atomic.Pointer[upstream.Conn]
+	nUps atomic.Int32
+	// cfgUps lists, in order, the indexes in ups of the configured
+	// upstreams; SetUpstreams swaps it whole.
+	cfgUps     atomic.Pointer[upList]
 	dialMu     sync.Mutex
 	health     [maxUpstreams]upHealth
 	healthName []byte
@@ -158,6 +160,7 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 		kick:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 	}
+	var list upList
 	for i, a := range cfg.Upstreams {
 		c, err := e.dial(a)
 		if err != nil {
@@ -167,9 +170,11 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 			return nil, err
 		}
 		e.ups[i].Store(c)
+		list.idx = append(list.idx, i)
+		list.mask |= 1 << i
 	}
-	e.nCfg = len(cfg.Upstreams)
-	e.nUps.Store(int32(e.nCfg))
+	e.nUps.Store(int32(len(cfg.Upstreams)))
+	e.cfgUps.Store(&list)
 	return e, nil
 }
 
@@ -262,12 +267,60 @@ func (e *Engine) startReceiver(i int) {
 	go e.routineReceive(i, e.ups[i].Load())
 }
 
+// upList is the ordered list of configured upstreams, as indexes into ups,
+// with the same set as a bit mask.
+type upList struct {
+	idx  []int
+	mask uint32
+}
+
+// next returns the upstream after up in the list (cycling); the first one
+// if up is not in it (the list changed).
+func (l *upList) next(up int) int {
+	for i, u := range l.idx {
+		if u == up {
+			return l.idx[(i+1)%len(l.idx)]
+		}
+	}
+	return l.idx[0]
+}
+
+// SetUpstreams replaces the configured upstreams (the system's resolvers
+// changed, or a reload). Queries in flight finish on the sockets they use;
+// a socket is kept for reuse if its address comes back.
+func (e *Engine) SetUpstreams(addrs []netip.AddrPort) error {
+	if len(addrs) > maxUpstreams {
+		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(addrs), maxUpstreams)
+	}
+	var list upList
+	for _, a := range addrs {
+		i := e.upstreamFor(a)
+		if i < 0 {
+			return fmt.Errorf("engine: cannot use upstream %v (socket table full or socket error)", a)
+		}
+		list.idx = append(list.idx, i)
+		list.mask |= 1 << i
+	}
+	e.cfgUps.Store(&list)
+	return nil
+}
+
+// Upstreams returns the configured upstreams.
+func (e *Engine) Upstreams() []netip.AddrPort {
+	l := e.cfgUps.Load()
+	out := make([]netip.AddrPort, len(l.idx))
+	for i, u := range l.idx {
+		out[i] = e.ups[u].Load().Addr
+	}
+	return out
+}
+
 // upstreamFor returns the index of the upstream socket for addr, opening it
-// on first use (pass-through). It returns -1 when the table of upstreams
-// is full or the socket cannot be opened.
+// on first use. It returns -1 when the table of upstreams is full or the
+// socket cannot be opened.
 func (e *Engine) upstreamFor(addr netip.AddrPort) int {
 	n := int(e.nUps.Load())
-	for i := e.nCfg; i < n; i++ {
+	for i := range n {
 		if e.ups[i].Load().Addr == addr {
 			return i
 		}
@@ -275,7 +328,7 @@ func (e *Engine) upstreamFor(addr netip.AddrPort) int {
 	e.dialMu.Lock()
 	defer e.dialMu.Unlock()
 	n = int(e.nUps.Load())
-	for i := e.nCfg; i < n; i++ {
+	for i := range n {
 		if e.ups[i].Load().Addr == addr {
 			return i
 		}

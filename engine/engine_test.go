@@ -469,3 +469,34 @@ func answerText(m *dns.Msg) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+func TestEngineSetUpstreams(t *testing.T) {
+	a := startUpstream(t)
+	b := startUpstream(t)
+	h := startEngine(t, Config{Upstreams: []netip.AddrPort{a.Addr()}}, testList)
+	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(31, "www.example.com", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeSuccess {
+		t.Fatal(m)
+	}
+	if err := h.e.SetUpstreams([]netip.AddrPort{b.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.e.Upstreams(); len(got) != 1 || got[0] != b.Addr() {
+		t.Errorf("Upstreams() = %v", got)
+	}
+	if m, _ := h.exchange(t, pkttest.Query(client6, resolver6, pkttest.Msg(32, "www.example.com", dns.TypeAAAA)), 3*time.Second); m.Rcode != dns.RcodeSuccess {
+		t.Fatal(m)
+	}
+	if a.Queries() != 1 || b.Queries() != 1 {
+		t.Errorf("a saw %d, b saw %d; want 1 and 1", a.Queries(), b.Queries())
+	}
+	// Back to a: its socket is reused, not reopened.
+	n := h.e.nUps.Load()
+	if err := h.e.SetUpstreams([]netip.AddrPort{a.Addr(), b.Addr()}); err != nil || h.e.nUps.Load() != n {
+		t.Errorf("SetUpstreams back: err %v, sockets %d -> %d", err, n, h.e.nUps.Load())
+	}
+	// No upstream at all: SERVFAIL at once.
+	h.e.SetUpstreams(nil)
+	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(33, "www.example.com", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("no upstream: %v", m)
+	}
+}

@@ -192,7 +192,7 @@ func (s *sweeper) sweep() {
 	pos := 0
 	for {
 		now := e.now()
-		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), max(e.nCfg, 1), &pos, s.out[:])
+		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), e.cfgUps.Load(), &pos, s.out[:])
 		for i := range n {
 			x := &s.out[i]
 			if !x.retry {
@@ -200,11 +200,7 @@ func (s *sweeper) sweep() {
 				continue
 			}
 			e.count(Retried)
-			prev := int(x.up)
-			if int(x.up) < e.nCfg {
-				prev = (int(x.up) + e.nCfg - 1) % e.nCfg
-			}
-			if h := &e.health[prev]; h.timeouts.Add(1) >= downAfterTimeouts {
+			if h := &e.health[x.prev]; h.timeouts.Add(1) >= downAfterTimeouts {
 				h.downUntil.Store(now + int64(downFor))
 			}
 			if err := e.ups[x.up].Load().Send(x.query[:x.qlen]); err != nil {
@@ -245,7 +241,7 @@ func (e *Engine) failAll() {
 	for {
 		// A deadline in the far future makes every entry expire for good.
 		const forever = int64(1) << 62
-		n, done := e.pending.sweep(forever, 0, max(e.nCfg, 1), &pos, s.out[:])
+		n, done := e.pending.sweep(forever, 0, e.cfgUps.Load(), &pos, s.out[:])
 		for i := range n {
 			s.servfail(&s.out[i])
 		}

@@ -148,8 +148,9 @@ func (p *pending) release(s int32) {
 // expired is a query whose attempt ran out, copied out of the table so that
 // the sweeper can send it without holding the lock.
 type expired struct {
-	retry    bool // true: send query to upstream up; false: answer SERVFAIL
-	up       uint8
+	retry    bool  // true: send query to upstream up; false: answer SERVFAIL
+	up       uint8 // the upstream of the next attempt
+	prev     uint8 // the upstream whose attempt ran out
 	via      via
 	client   netip.AddrPort
 	resolver netip.AddrPort
@@ -158,7 +159,7 @@ type expired struct {
 	query    [MaxQuery]byte
 }
 
-// sweep collects up to len(out) queries (nUp is the number of configured
+// sweep collects up to len(out) queries (ups is the list of configured
 // upstreams that unfixed queries cycle through) whose attempt deadline has passed,
 // starting at slot *pos, and returns how many it filled. A query still
 // within its overall deadline moves to the next upstream (cycling) and stays
@@ -166,7 +167,7 @@ type expired struct {
 // had it, is removed and reported for SERVFAIL. *pos
 // advances so that successive calls cover the whole table; it wraps to 0
 // when the scan is complete (done=true).
-func (p *pending) sweep(now, perTry int64, nUp int, pos *int, out []expired) (n int, done bool) {
+func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired) (n int, done bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for ; *pos < len(p.slots); *pos++ {
@@ -179,10 +180,10 @@ func (p *pending) sweep(now, perTry int64, nUp int, pos *int, out []expired) (n 
 		}
 		x := &out[n]
 		n++
-		x.client, x.resolver, x.origID, x.via = e.client, e.resolver, e.origID, e.via
+		x.client, x.resolver, x.origID, x.via, x.prev = e.client, e.resolver, e.origID, e.via, e.up
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
-		all := uint32(1)<<nUp - 1
-		if e.fixed {
+		all := ups.mask
+		if e.fixed || len(ups.idx) == 0 {
 			all = e.sent
 		}
 		if now >= e.final || (e.deadline == 0 && e.sent&all == all) {
@@ -192,8 +193,8 @@ func (p *pending) sweep(now, perTry int64, nUp int, pos *int, out []expired) (n 
 			p.release(int32(*pos))
 			continue
 		}
-		if !e.fixed {
-			e.up = uint8((int(e.up) + 1) % nUp)
+		if !e.fixed && len(ups.idx) > 0 {
+			e.up = uint8(ups.next(int(e.up)))
 		}
 		e.sent |= 1 << e.up
 		e.deadline = min(now+perTry, e.final)

@@ -99,16 +99,16 @@ func TestPendingFullAndSweep(t *testing.T) {
 	out := make([]expired, 8)
 	pos := 0
 	// At t=50 nothing has expired.
-	if n, done := p.sweep(50, 100, 2, &pos, out); n != 0 || !done {
+	if n, done := p.sweep(50, 100, twoUps, &pos, out); n != 0 || !done {
 		t.Fatalf("sweep at 50: n=%d done=%v", n, done)
 	}
 	// At t=101 the first two attempts expired: they move to upstream 1.
-	n, _ := p.sweep(101, 100, 2, &pos, out)
+	n, _ := p.sweep(101, 100, twoUps, &pos, out)
 	if n != 2 || !out[0].retry || out[0].up != 1 || !out[1].retry {
 		t.Fatalf("sweep at 101: n=%d %+v", n, out[:n])
 	}
 	// At t=251 all are past their total deadline (250+start): SERVFAIL.
-	n, _ = p.sweep(253, 100, 2, &pos, out)
+	n, _ = p.sweep(253, 100, twoUps, &pos, out)
 	if n != 3 {
 		t.Fatalf("sweep at 253: n=%d", n)
 	}
@@ -130,11 +130,14 @@ func TestPendingRefusedByAllServfails(t *testing.T) {
 	out := make([]expired, 2)
 	pos := 0
 	p.expedite(0)
-	if n, _ := p.sweep(1, 100, 2, &pos, out); n != 1 || !out[0].retry || out[0].up != 1 {
+	if n, _ := p.sweep(1, 100, twoUps, &pos, out); n != 1 || !out[0].retry || out[0].up != 1 {
 		t.Fatalf("first refusal should move the query on: %+v", out[0])
 	}
 	p.expedite(1)
-	if n, _ := p.sweep(2, 100, 2, &pos, out); n != 1 || out[0].retry {
+	if n, _ := p.sweep(2, 100, twoUps, &pos, out); n != 1 || out[0].retry {
 		t.Fatalf("refused by every upstream should SERVFAIL: %+v", out[0])
 	}
 }
+
+// twoUps is a configured list of upstreams 0 and 1.
+var twoUps = &upList{idx: []int{0, 1}, mask: 3}

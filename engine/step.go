@@ -137,10 +137,9 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 		up, fixed = e.upstreamFor(resolver), true
 	}
 	if up < 0 {
-		if e.nCfg == 0 {
-			return w.reply(rcodeServFail, nil, 0, false)
+		if up = e.pickUpstream(now); up < 0 {
+			return w.reply(rcodeServFail, nil, 0, false) // no upstream to ask
 		}
-		up = e.pickUpstream(now)
 	}
 	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
 	if !ok {
@@ -167,10 +166,11 @@ func (e *Engine) isOwnResolver(a netip.Addr) bool {
 }
 
 // pickUpstream returns the first configured upstream not marked down, or,
-// when all are down, the one that comes back soonest.
+// when all are down, the one that comes back soonest; -1 when none is
+// configured.
 func (e *Engine) pickUpstream(now int64) int {
-	best, bestUntil := 0, int64(-1)
-	for i := range e.nCfg {
+	best, bestUntil := -1, int64(-1)
+	for _, i := range e.cfgUps.Load().idx {
 		until := e.health[i].downUntil.Load()
 		if until <= now {
 			return i

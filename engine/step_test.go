@@ -57,7 +57,7 @@ func newStepEngine(tb testing.TB, maxPending int) *Engine {
 func clearPending(e *Engine) {
 	out := make([]expired, sweepBatch)
 	for pos := 0; ; {
-		if _, done := e.pending.sweep(1<<62, 0, max(e.nCfg, 1), &pos, out); done {
+		if _, done := e.pending.sweep(1<<62, 0, e.cfgUps.Load(), &pos, out); done {
 			return
 		}
 	}

@@ -325,3 +325,38 @@ func TestCaptureNFTCatchesPinnedSockets(t *testing.T) {
 		}
 	})
 }
+
+// TestCaptureFollowsResolverAndRouteChanges changes the system's resolvers
+// and the default route while dnstun runs: no restart is needed.
+func TestCaptureFollowsResolverAndRouteChanges(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l)
+	// Queries to dnstun's own address go to the system's resolver.
+	if got := answerText(ask(t, l, "udp", labResolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.offlink4.QueriesFor("mail.example.com") != 1 {
+		t.Fatalf("before: %s, off-link server saw %d", got, l.offlink4.QueriesFor("mail.example.com"))
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "resolv.conf"), []byte("nameserver "+labPrimary.Addr().String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(l.Log(), "resolvers changed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resolv.conf change was not followed:\n%s", l.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := answerText(ask(t, l, "udp", labResolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.primary.QueriesFor("mail.example.com") != 1 {
+		t.Errorf("after: %s, the new resolver saw %d", got, l.primary.QueriesFor("mail.example.com"))
+	}
+	// A new default route: steering does not depend on it.
+	if err := l.host.IP("route", "replace", "default", "via", labPrimary.Addr().String(), "dev", "dt-h", "metric", "7"); err != nil {
+		t.Fatal(err)
+	}
+	l.host.IP("route", "del", "default", "via", labPrimary.Addr().String(), "dev", "dt-h", "metric", "0")
+	if got := answerText(ask(t, l, "udp", labOffLink4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
+		t.Errorf("after the default route changed: %s", got)
+	}
+	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("blocked after the default route changed: %s", got)
+	}
+}

@@ -57,6 +57,65 @@ type runConfig struct {
 	mode       string         // "tun" or "flow"
 	listen     netip.AddrPort // flow mode's socket
 	capture    captureConfig
+	// followResolvConf is the resolv.conf the default upstreams come
+	// from, watched for changes; "" when --upstream was given.
+	followResolvConf string
+}
+
+// systemUpstreams reads the system's resolvers from c.followResolvConf.
+// With capture, local stubs are left out (they would loop) and the
+// resolver setup is detected for the log.
+func (c *runConfig) systemUpstreams() ([]netip.AddrPort, error) {
+	var sys []netip.AddrPort
+	if c.capture.on {
+		env, err := upstream.ReadSetupEnv(c.followResolvConf)
+		if err != nil {
+			return nil, err
+		}
+		c.capture.setup = upstream.DetectSetup(env)
+		sys = c.capture.setup.Upstreams
+	} else {
+		var err error
+		if sys, err = upstream.ReadResolvConf(c.followResolvConf); err != nil {
+			return nil, err
+		}
+	}
+	var out []netip.AddrPort
+	for _, ap := range sys {
+		// Forwarding to ourselves would loop.
+		if !slices.Contains(c.resolvers, ap.Addr()) && !slices.Contains(c.tunAddrs, ap.Addr()) {
+			out = append(out, ap)
+		}
+	}
+	return out, nil
+}
+
+// followResolvers re-reads the system's resolvers every interval and gives
+// the engine the new list when it changed, so a network change (DHCP, VPN,
+// Wi-Fi) needs no restart.
+func followResolvers(ctx context.Context, c *runConfig, e *engine.Engine, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := fmt.Sprint(c.upstreams)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ups, err := c.systemUpstreams()
+		if err != nil {
+			continue // a resolv.conf being rewritten; try again next tick
+		}
+		if now := fmt.Sprint(ups); now != last {
+			if err := e.SetUpstreams(ups); err != nil {
+				log.Warn("the system's resolvers changed but cannot be used", "upstreams", ups, "err", err)
+				continue
+			}
+			last = now
+			log.Info("the system's resolvers changed; following", "upstreams", ups)
+		}
+	}
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
@@ -164,33 +223,19 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	if c.capture.on && c.mode == "flow" {
 		return nil, usageError{errors.New("--capture steers packets into the TUN; it cannot be used with --mode flow")}
 	}
-	if c.capture.on && len(c.upstreams) == 0 {
-		// Pass-through: captured queries go to the resolver they were sent
-		// to; the system's real resolvers serve queries sent to dnstun's
-		// own address (systemd-resolved's, when it is registered).
-		env, err := upstream.ReadSetupEnv(resolvConf)
-		if err != nil {
-			return nil, err
-		}
-		c.capture.setup = upstream.DetectSetup(env)
-		for _, ap := range c.capture.setup.Upstreams {
-			if !slices.Contains(c.resolvers, ap.Addr()) {
-				c.upstreams = append(c.upstreams, ap)
-			}
-		}
-		c.engine.PassThrough = true
-	} else if len(c.upstreams) == 0 {
-		sys, err := upstream.ReadResolvConf(resolvConf)
+	if len(c.upstreams) == 0 {
+		// Default upstreams: the system's resolvers, followed while
+		// dnstun runs. With --capture, captured queries pass through to
+		// the resolver they were sent to, and the system's real resolvers
+		// serve the queries sent to dnstun's own address.
+		c.followResolvConf = resolvConf
+		ups, err := c.systemUpstreams()
 		if err != nil {
 			return nil, fmt.Errorf("no --upstream given and %w", err)
 		}
-		for _, ap := range sys {
-			// Forwarding to ourselves would loop.
-			if !slices.Contains(c.resolvers, ap.Addr()) {
-				c.upstreams = append(c.upstreams, ap)
-			}
-		}
-		if len(c.upstreams) == 0 {
+		c.upstreams = ups
+		c.engine.PassThrough = c.capture.on
+		if len(c.upstreams) == 0 && !c.capture.on {
 			return nil, fmt.Errorf("no --upstream given and %s lists no usable nameserver: give --upstream IP[:PORT]", resolvConf)
 		}
 	}
@@ -288,6 +333,9 @@ func runEngine(ctx context.Context, c *runConfig, e *engine.Engine, name string,
 			}
 		}
 	}()
+	if c.followResolvConf != "" {
+		go followResolvers(ctx, c, e, 2*time.Second, log)
+	}
 	if c.mode == "flow" {
 		log.Info("dnstun ready (flow mode)", "listen", c.listen, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
 	} else {
