@@ -122,6 +122,13 @@ func newLab(prefix string) (l *lab, err error) {
 			return nil, err
 		}
 	}
+	// Let IPv6 duplicate address detection of the link-local addresses
+	// finish, so the namespaces' state is settled (tests snapshot it).
+	for _, ns := range []*netns.NS{l.host, l.up} {
+		if err = waitNoTentative(ns); err != nil {
+			return nil, err
+		}
+	}
 	zone, err := dnstest.ParseZone(labZone...)
 	if err != nil {
 		return nil, err
@@ -311,4 +318,22 @@ func answerText(m *dns.Msg) string {
 		return "NOERROR (no records)"
 	}
 	return strings.Join(parts, " ")
+}
+
+// waitNoTentative waits up to 5 s until ns has no tentative IPv6 address.
+func waitNoTentative(ns *netns.NS) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", ns.Name, "-6", "addr", "show", "tentative").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip -6 addr show tentative in %s: %w: %s", ns.Name, err, out)
+		}
+		if len(bytes.TrimSpace(out)) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6 addresses in %s still tentative after 5 s: %s", ns.Name, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
