@@ -263,10 +263,11 @@ func cmdRun(args []string, stderr io.Writer) error {
 	c.engine.Logger = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if c.capture.on {
-		return serveCapture(ctx, c, log)
+	d, err := newDaemon(c, log)
+	if err != nil {
+		return err
 	}
-	return serve(ctx, c, log)
+	return d.run(ctx)
 }
 
 // loadLists builds the filter set from the block lists, logging a summary
@@ -291,62 +292,6 @@ func loadLists(paths []string, log *slog.Logger) (*filter.Set, error) {
 // serve runs dnstun until ctx ends: lists first (a bad list stops us before
 // the system is touched), then the TUN, then the engine. SIGHUP reloads the
 // lists; a list that fails keeps the old set serving.
-func serve(ctx context.Context, c *runConfig, log *slog.Logger) error {
-	e, name, live, err := startEngine(c, log)
-	if err != nil {
-		return err
-	}
-	return runEngine(ctx, c, e, name, live, log)
-}
-
-// startEngine loads the lists (a bad list stops us before the system is
-// touched) and opens the front-end and the engine.
-func startEngine(c *runConfig, log *slog.Logger) (*engine.Engine, string, *filter.Live, error) {
-	set, err := loadLists(c.blocklists, log)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	live := filter.NewLive(set)
-	e, name, err := newEngine(c, live, log)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	return e, name, live, nil
-}
-
-// runEngine serves until ctx ends; SIGHUP reloads the lists.
-func runEngine(ctx context.Context, c *runConfig, e *engine.Engine, name string, live *filter.Live, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if s, err := loadLists(c.blocklists, log); err != nil {
-					log.Error("reload failed; the previous lists keep serving", "err", err)
-				} else {
-					live.Store(s)
-				}
-			}
-		}
-	}()
-	if c.followResolvConf != "" {
-		go followResolvers(ctx, c, e, 2*time.Second, log)
-	}
-	if c.mode == "flow" {
-		log.Info("dnstun ready (flow mode)", "listen", c.listen, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
-	} else {
-		log.Info("dnstun ready", "tun", name, "resolvers", c.resolvers, "upstreams", c.upstreams, "block_mode", c.engine.BlockMode.String())
-	}
-	err := e.Run(ctx)
-	st := e.Stats()
-	log.Info("dnstun stopped", "stats", st.Map())
-	return err
-}
-
 // newEngine opens the front-end (the TUN, or the flow socket) and the
 // engine over it. It returns the TUN's name ("" in flow mode).
 func newEngine(c *runConfig, f filter.Filter, log *slog.Logger) (*engine.Engine, string, error) {
