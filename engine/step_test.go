@@ -132,3 +132,15 @@ func BenchmarkPending(b *testing.B) {
 		}
 	}
 }
+
+// Most recent results (go test -bench='Step|Pending' -benchtime=200000x
+// -count=3 ./engine; linux/amd64, AMD EPYC, 2 vCPUs shared with other
+// builds, so ±20%; min of 3). The forward cost is the sendto syscall on the
+// upstream socket.
+//
+//	BenchmarkStep/block/v4        318 ns/op  0 B/op  0 allocs/op
+//	BenchmarkStep/block/v6/edns   313 ns/op  0 B/op  0 allocs/op
+//	BenchmarkStep/local/v4        270 ns/op  0 B/op  0 allocs/op
+//	BenchmarkStep/forward/v4     4638 ns/op  0 B/op  0 allocs/op
+//	BenchmarkStep/forward/v6     4607 ns/op  0 B/op  0 allocs/op
+//	BenchmarkPending               90 ns/op  0 B/op  0 allocs/op
