@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+
+package control
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// MaxRequest bounds one request line, newline included.
+const MaxRequest = 64 << 10
+
+// Verbs.
+const (
+	VerbStatus   = "status"
+	VerbEnable   = "enable"
+	VerbDisable  = "disable"
+	VerbReload   = "reload"
+	VerbStats    = "stats"
+	VerbQueryLog = "querylog"
+	VerbStop     = "stop"
+)
+
+// Verbs lists every verb, in the order PROTOCOL.md documents them.
+var Verbs = []string{VerbStatus, VerbEnable, VerbDisable, VerbReload, VerbStats, VerbQueryLog, VerbStop}
+
+// Error codes, in Response.Code.
+const (
+	CodeBadRequest  = "bad_request"         // not JSON, or a field of the wrong type
+	CodeVersion     = "unsupported_version" // "v" missing or not spoken here
+	CodeUnknownVerb = "unknown_verb"
+	CodeBadArgs     = "bad_args"
+	CodeTooLarge    = "too_large"
+	CodeDenied      = "permission_denied"
+	CodeTimeout     = "timeout"
+	CodeBusy        = "busy"
+	CodeFailed      = "failed" // the daemon tried and failed; Error says why
+)
+
+// Request is one request line.
+type Request struct {
+	V    int             `json:"v"`
+	Verb string          `json:"verb"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// Response is one response line.
+type Response struct {
+	V     int             `json:"v"`
+	OK    bool            `json:"ok"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	Error string          `json:"error,omitempty"`
+	Code  string          `json:"code,omitempty"`
+}
+
+// QueryLogArgs are querylog's arguments.
+type QueryLogArgs struct {
+	N int `json:"n"` // how many of the most recent entries; 0 = DefaultQueryLogN
+}
+
+// DefaultQueryLogN and MaxQueryLogN bound querylog's n.
+const (
+	DefaultQueryLogN = 100
+	MaxQueryLogN     = 10000
+)
+
+// Status is status's data.
+type Status struct {
+	Enabled  bool   `json:"enabled"`
+	Steering string `json:"steering"` // "off", "virtual" (resolver address only), "capture", ...
+	Tun      string `json:"tun"`      // "" while disabled
+	// Upstreams in the order they are tried, with their health.
+	Upstreams     []UpstreamStatus  `json:"upstreams"`
+	UptimeSeconds float64           `json:"uptime_seconds"` // since the process started
+	PID           int               `json:"pid"`
+	Version       string            `json:"version"`
+	Counters      map[string]uint64 `json:"counters,omitempty"`
+}
+
+// UpstreamStatus is one upstream resolver's state.
+type UpstreamStatus struct {
+	Addr    string `json:"addr"`
+	Healthy bool   `json:"healthy"`
+}
+
+// QueryLogEntry is one recent query.
+type QueryLogEntry struct {
+	Time          time.Time `json:"time"`
+	Client        string    `json:"client"` // IP:port of the asking socket
+	Name          string    `json:"name"`   // the question's name, as asked, without the final dot
+	Type          string    `json:"type"`   // A, AAAA, ... or TYPEn
+	Decision      string    `json:"decision"`
+	Rcode         string    `json:"rcode"`              // NOERROR, NXDOMAIN, ... or RCODEn
+	Upstream      string    `json:"upstream,omitempty"` // the upstream that answered, for forwarded queries
+	LatencyMicros uint32    `json:"latency_us"`
+}
+
+// Handler is the daemon side: one method per verb. Methods may be called
+// concurrently. Errors are sent to the client as the response's error.
+type Handler interface {
+	Status() (Status, error)
+	// Enable brings the TUN and steering up and persists the state.
+	Enable() error
+	// Disable withdraws steering and closes the TUN but keeps the process
+	// and the control socket; the state persists.
+	Disable() error
+	// Reload re-reads the config and the lists; a bad config is refused
+	// with the error and the old one keeps serving.
+	Reload() error
+	Stats() (map[string]uint64, error)
+	// QueryLog returns up to n of the most recent queries, oldest first.
+	QueryLog(n int) ([]QueryLogEntry, error)
+	// Stop starts a clean shutdown and returns at once; the response is
+	// sent before the process goes.
+	Stop() error
+}

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+
+package querylog
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/dnstun/dnstun/control"
+)
+
+func entry(i int) Entry {
+	e := Entry{
+		Time:          time.Date(2026, 1, 2, 3, 4, 5, i*1000, time.UTC).UnixNano(),
+		Client:        AddrFrom(netip.MustParseAddrPort("198.19.53.1:40000")),
+		Upstream:      AddrFrom(netip.MustParseAddrPort("[2001:db8::1]:53")),
+		LatencyMicros: uint32(i),
+		QType:         28,
+		Rcode:         3,
+		Decision:      Forwarded,
+	}
+	e.SetName(fmt.Appendf(nil, "q%d.example.com", i))
+	return e
+}
+
+func TestSnapshot(t *testing.T) {
+	r := New(4)
+	if got := r.Snapshot(10); len(got) != 0 {
+		t.Errorf("empty ring: %v", got)
+	}
+	for i := 0; i < 3; i++ {
+		e := entry(i)
+		r.Add(&e)
+	}
+	got := r.Snapshot(10)
+	if len(got) != 3 || got[0].Name != "q0.example.com" || got[2].Name != "q2.example.com" {
+		t.Fatalf("got %+v", got)
+	}
+	want := control.QueryLogEntry{
+		Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Client: "198.19.53.1:40000", Name: "q0.example.com",
+		Type: "AAAA", Decision: "forward", Rcode: "NXDOMAIN", Upstream: "[2001:db8::1]:53", LatencyMicros: 0,
+	}
+	if !reflect.DeepEqual(got[0], want) {
+		t.Errorf("got %+v\nwant %+v", got[0], want)
+	}
+	// Wrap: 10 added into 4 slots keeps 6..9.
+	for i := 3; i < 10; i++ {
+		e := entry(i)
+		r.Add(&e)
+	}
+	got = r.Snapshot(2)
+	if len(got) != 2 || got[0].Name != "q8.example.com" || got[1].Name != "q9.example.com" {
+		t.Errorf("last 2: %+v", got)
+	}
+	if got = r.Snapshot(100); len(got) != 4 || got[0].Name != "q6.example.com" {
+		t.Errorf("all: %+v", got)
+	}
+	if r.Added() != 10 || r.Len() != 4 {
+		t.Errorf("Added %d Len %d", r.Added(), r.Len())
+	}
+}
+
+func TestEntryIsFlat(t *testing.T) {
+	// No pointers: the struct is a plain value of fixed size.
+	var check func(reflect.Type)
+	check = func(tp reflect.Type) {
+		switch tp.Kind() {
+		case reflect.Struct:
+			for i := 0; i < tp.NumField(); i++ {
+				check(tp.Field(i).Type)
+			}
+		case reflect.Array:
+			check(tp.Elem())
+		case reflect.Bool, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Int64:
+		default:
+			t.Errorf("Entry holds a %v", tp)
+		}
+	}
+	check(reflect.TypeFor[Entry]())
+	if s := unsafe.Sizeof(Entry{}); s > 320 {
+		t.Errorf("Entry is %d bytes", s)
+	}
+}
+
+func TestNames(t *testing.T) {
+	long := make([]byte, 300)
+	for i := range long {
+		long[i] = 'a'
+	}
+	var e Entry
+	e.SetName(long)
+	if e.NameLen != 255 {
+		t.Errorf("NameLen %d", e.NameLen)
+	}
+	e.Client, e.QType, e.Rcode, e.Decision = Addr{}, 4242, 9, Decision(77)
+	x := e.Export()
+	if x.Type != "TYPE4242" || x.Rcode != "RCODE9" || x.Decision != "decision77" || x.Client != "" || x.Upstream != "" {
+		t.Errorf("got %+v", x)
+	}
+	for d := Forwarded; d <= Malformed; d++ {
+		if d.String() == "" {
+			t.Error("unnamed decision")
+		}
+	}
+}
+
+func TestAddAllocs(t *testing.T) {
+	r := New(64)
+	e := entry(1)
+	if n := testing.AllocsPerRun(1000, func() { r.Add(&e) }); n != 0 {
+		t.Errorf("Add allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { e.SetName([]byte("x.example")) }); n != 0 {
+		t.Errorf("SetName allocates %v times", n)
+	}
+}
+
+// TestConcurrent: one writer, readers in parallel (run with -race).
+func TestConcurrent(t *testing.T) {
+	r := New(128)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, q := range r.Snapshot(50) {
+					if len(q.Name) < 3 || q.Name[0] != 'q' {
+						t.Errorf("torn entry %+v", q)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20000; i++ {
+		e := entry(i)
+		r.Add(&e)
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func BenchmarkAdd(b *testing.B) {
+	r := New(4096)
+	e := entry(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Add(&e)
+	}
+}
+
+// BenchmarkAddWithReader measures Add while a reader snapshots 100
+// entries in a loop.
+func BenchmarkAddWithReader(b *testing.B) {
+	r := New(4096)
+	e := entry(1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				r.Snapshot(100)
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Add(&e)
+	}
+	close(stop)
+	<-done
+}
+
+func BenchmarkSnapshot100(b *testing.B) {
+	r := New(4096)
+	for i := 0; i < 4096; i++ {
+		e := entry(i)
+		r.Add(&e)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Snapshot(100)
+	}
+}
