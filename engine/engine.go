@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
@@ -55,6 +56,9 @@ type Config struct {
 	// filter says, so a watchdog can probe the data path without an
 	// upstream. Empty: none.
 	HealthName string
+	// QueryLog, if set, records every query answered (decision, rcode,
+	// upstream, latency) without allocating.
+	QueryLog *querylog.Ring
 	// Mark is the SO_MARK of upstream sockets (Linux); see upstream.Mark.
 	Mark uint32
 	// Logger for the engine; nil means slog.Default().
@@ -350,4 +354,42 @@ func (e *Engine) upstreamFor(addr netip.AddrPort) int {
 	}
 	e.log.Debug("pass-through: new upstream", "resolver", addr)
 	return n
+}
+
+// UpstreamState is one configured upstream and whether it is answering.
+type UpstreamState struct {
+	Addr    netip.AddrPort
+	Healthy bool
+}
+
+// UpstreamStates returns the configured upstreams in the order they are
+// tried, each marked healthy unless it is being skipped (timeouts in a row
+// or refusals).
+func (e *Engine) UpstreamStates() []UpstreamState {
+	now := e.now()
+	l := e.cfgUps.Load()
+	out := make([]UpstreamState, len(l.idx))
+	for i, u := range l.idx {
+		out[i] = UpstreamState{Addr: e.ups[u].Load().Addr, Healthy: e.health[u].downUntil.Load() <= now}
+	}
+	return out
+}
+
+// logQuery records one answered query in the query log, if there is one.
+// It allocates nothing: the entry lives in the caller's scratch state.
+func (e *Engine) logQuery(qe *querylog.Entry, client netip.AddrPort, name []byte, qtype uint16, d querylog.Decision, rcode uint8, up netip.AddrPort, start int64) {
+	if e.cfg.QueryLog == nil {
+		return
+	}
+	now := time.Now()
+	qe.Time = now.UnixNano()
+	qe.Client = querylog.AddrFrom(client)
+	qe.Upstream = querylog.AddrFrom(up)
+	qe.LatencyMicros = 0
+	if start > 0 {
+		qe.LatencyMicros = uint32(max(e.now()-start, 0) / 1000)
+	}
+	qe.QType, qe.Rcode, qe.Decision = qtype, rcode, d
+	qe.SetName(name)
+	e.cfg.QueryLog.Add(qe)
 }

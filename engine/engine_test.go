@@ -14,6 +14,7 @@ import (
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/dnstun/dnstun/internal/privtest"
+	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun/tuntest"
 	"github.com/miekg/dns"
 )
@@ -199,6 +200,32 @@ func addrsOf(t testing.TB, pkt []byte) (src, dst netip.AddrPort) {
 	s, _ := netip.AddrFromSlice(pkt[8:24])
 	d, _ := netip.AddrFromSlice(pkt[24:40])
 	return netip.AddrPortFrom(s, uint16(pkt[40])<<8|uint16(pkt[41])), netip.AddrPortFrom(d, uint16(pkt[42])<<8|uint16(pkt[43]))
+}
+
+func TestEngineQueryLog(t *testing.T) {
+	up := startUpstream(t)
+	ring := querylog.New(16)
+	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}, QueryLog: ring}, testList)
+	h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(1, "ads.example", dns.TypeA)), 3*time.Second)
+	h.exchange(t, pkttest.Query(client6, resolver6, pkttest.Msg(2, "www.example.com", dns.TypeAAAA)), 3*time.Second)
+	h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(3, "printer.lan", dns.TypeA)), 3*time.Second)
+	got := ring.Snapshot(10)
+	if len(got) != 3 {
+		t.Fatalf("log has %d entries: %+v", len(got), got)
+	}
+	for i, want := range []struct{ name, decision, rcode, upstream string }{
+		{"ads.example", "block", "NXDOMAIN", ""},
+		{"www.example.com", "forward", "NOERROR", up.Addr().String()},
+		{"printer.lan", "local", "NOERROR", ""},
+	} {
+		e := got[i]
+		if e.Name != want.name || e.Decision != want.decision || e.Rcode != want.rcode || e.Upstream != want.upstream {
+			t.Errorf("entry %d = %+v, want %+v", i, e, want)
+		}
+	}
+	if got[1].Client != client6.String() || got[1].Type != "AAAA" {
+		t.Errorf("forwarded entry %+v", got[1])
+	}
 }
 
 func TestEngineBlockModes(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
@@ -64,6 +65,7 @@ type receiver struct {
 	bufs [1][]byte
 	q    packet.Question
 	m    match
+	ql   querylog.Entry
 }
 
 // replyOff is where an upstream reply is read into a receive buffer: room
@@ -114,6 +116,7 @@ func (r *receiver) deliver(n int) {
 	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
 	e.count(Replied)
+	e.logQuery(&r.ql, r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), e.ups[r.up].Load().Addr, r.m.start)
 	e.send(r.buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
 }
 
@@ -157,6 +160,7 @@ type sweeper struct {
 	bufs [1][]byte
 	q    packet.Question
 	r    packet.Reply
+	ql   querylog.Entry
 }
 
 func newSweeper(e *Engine) *sweeper {
@@ -225,6 +229,7 @@ func (s *sweeper) servfail(x *expired) {
 		return // cannot happen: the query was read before it was stored
 	}
 	s.r = packet.Reply{Rcode: rcodeServFail}
+	e.logQuery(&s.ql, x.client, s.q.Name(), s.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, x.start)
 	// The answer may not grow past the stored query's buffer.
 	m := packet.AnswerDNS(msg[:MaxQuery+512], &s.q, &s.r)
 	if m == 0 {

@@ -155,6 +155,7 @@ type expired struct {
 	client   netip.AddrPort
 	resolver netip.AddrPort
 	origID   uint16
+	start    int64
 	qlen     uint16
 	query    [MaxQuery]byte
 }
@@ -180,7 +181,7 @@ func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired)
 		}
 		x := &out[n]
 		n++
-		x.client, x.resolver, x.origID, x.via, x.prev = e.client, e.resolver, e.origID, e.via, e.up
+		x.client, x.resolver, x.origID, x.via, x.prev, x.start = e.client, e.resolver, e.origID, e.via, e.up, e.start
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
 		all := ups.mask
 		if e.fixed || len(ups.idx) == 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/querylog"
 )
 
 // DNS constants used on the data path (RFC 1035 §3.2.2, §4.1.1; RFC 8914).
@@ -45,6 +46,7 @@ type worker struct {
 	p      packet.Parsed
 	q      packet.Question
 	r      packet.Reply
+	ql     querylog.Entry
 }
 
 func newWorker(e *Engine) *worker {
@@ -82,6 +84,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		if !answer {
 			return outDrop // garbage gets no reply: any reply could amplify
 		}
+		e.logQuery(&w.ql, client, nil, 0, querylog.Malformed, rcode, netip.AddrPort{}, 0)
 		return w.reply(rcode, nil, 0, false)
 	}
 	if len(e.healthName) > 0 && string(w.q.Name()) == string(e.healthName) {
@@ -95,6 +98,16 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		if mode == filter.ModeDefault {
 			mode = e.cfg.BlockMode
 		}
+		if e.cfg.QueryLog != nil {
+			rc := uint8(0)
+			switch mode {
+			case filter.ModeNXDomain:
+				rc = rcodeNXDomain
+			case filter.ModeRefused:
+				rc = rcodeRefused
+			}
+			e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Blocked, rc, netip.AddrPort{}, 0)
+		}
 		switch mode {
 		case filter.ModeNull:
 			return w.reply(0, nullAddrs, e.cfg.BlockTTL, true)
@@ -107,6 +120,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		}
 	case filter.Answer:
 		e.count(Local)
+		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Local, 0, netip.AddrPort{}, 0)
 		return w.reply(0, d.Addrs, e.cfg.LocalTTL, false)
 	}
 	return w.forward(msg, client, resolver, from)
@@ -144,6 +158,7 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
 	if !ok {
 		e.count(Full)
+		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/tun/tuntest"
 	"github.com/miekg/dns"
@@ -45,6 +46,7 @@ func newStepEngine(tb testing.TB, maxPending int) *Engine {
 	e, err := New(Config{
 		Upstreams:  []netip.AddrPort{netip.MustParseAddrPort(sink.LocalAddr().String())},
 		MaxPending: maxPending,
+		QueryLog:   querylog.New(1024), // logged queries must not allocate either
 	}, tuntest.NewPipe(1, 1), filter.NewLive(buildSet(tb, testList)))
 	if err != nil {
 		tb.Fatal(err)

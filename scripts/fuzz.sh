@@ -10,6 +10,7 @@ targets=(
   "./packet FuzzReadQuestion"
   "./packet FuzzAnswerInPlace"
   "./filter FuzzParseList"
+  "./config FuzzParse"
 )
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"

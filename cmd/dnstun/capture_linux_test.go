@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,7 +51,11 @@ func startCapture(t *testing.T, l *lab, args ...string) {
 		t.Fatal(err)
 	}
 	full := append([]string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.dir, "resolv.conf"), "--log-level", "info"}, args...)
-	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, map[string]string{"list.txt": demoBlocklist}, full...); err != nil {
+	lists := map[string]string{"list.txt": demoBlocklist}
+	if slices.Contains(args, "--config") {
+		lists = nil // the file names its lists; a --blocklist flag would override them
+	}
+	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, lists, full...); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

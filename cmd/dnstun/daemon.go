@@ -6,18 +6,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/dnstun/dnstun/control"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/route"
+	"github.com/dnstun/dnstun/service"
 )
+
+// version is dnstun's version, reported by status.
+const version = "0.1.0-dev"
 
 // daemon is one dnstun process: the block lists for its whole life and,
 // while enabled, a session: the TUN (or flow socket), the engine, and with
@@ -26,12 +34,26 @@ type daemon struct {
 	c     *runConfig
 	log   *slog.Logger
 	live  *filter.Live
+	qlog  *querylog.Ring
 	start time.Time
-	fatal chan error // a session that can no longer serve (watchdog, engine death)
+	fatal chan error    // a session that can no longer serve (watchdog, engine death)
+	quit  chan quitting // a control request to end the process
 
 	mu sync.Mutex
 	on *session // nil while disabled
 }
+
+// quitting ends run: with code 0 (stop) or the disabled status
+// (--exit-when-disabled).
+type quitting struct{ code int }
+
+// exitError carries a process exit status through Main.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
 
 // session is one enabled period.
 type session struct {
@@ -51,12 +73,20 @@ func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &daemon{c: c, log: log, live: filter.NewLive(set), start: time.Now(), fatal: make(chan error, 1)}, nil
+	d := &daemon{c: c, log: log, live: filter.NewLive(set), qlog: querylog.New(queryLogSize), start: time.Now(),
+		fatal: make(chan error, 1), quit: make(chan quitting, 1)}
+	c.engine.QueryLog = d.qlog
+	return d, nil
 }
 
-// run serves until ctx ends or a session fails. With capture it holds the
-// single-instance lock for its whole life and first sweeps what a dead
-// instance left. SIGHUP reloads the lists.
+// queryLogSize is how many recent queries the control socket can show.
+const queryLogSize = 4096
+
+// run serves until ctx ends, a stop request arrives or a session fails.
+// With capture it holds the single-instance lock for its whole life and
+// first sweeps what a dead instance left. It starts in the persisted state
+// (enabled unless `dnstun disable` said otherwise) and serves the control
+// socket the whole time, also while disabled. SIGHUP reloads.
 func (d *daemon) run(ctx context.Context) error {
 	if d.c.capture.on {
 		lock, err := route.TryLock(d.c.capture.stateDir)
@@ -68,11 +98,30 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Warn("cleanup of an earlier instance's leftovers was incomplete", "err", err)
 		}
 	}
+	st, err := loadState(d.c.stateFile)
+	if err != nil {
+		d.log.Warn("persisted state unreadable", "err", err)
+	}
+	if !st.Enabled && d.c.exitWhenDisabled {
+		d.log.Info("disabled (persisted state) and --exit-when-disabled: exiting")
+		return exitError{code: service.ExitDisabledStatus(runtime.GOOS), msg: "disabled"}
+	}
+	if d.c.control.socket != "" {
+		srv, err := control.Serve(ctx, d.c.control.socket, d.c.control.group, d, d.log)
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		defer srv.Close()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := d.enable(); err != nil {
-		return err
+	if st.Enabled {
+		if err := d.enable(); err != nil {
+			return err
+		}
+	} else {
+		d.log.Info("starting disabled (persisted state); `dnstun enable` turns filtering on", "state_file", d.c.stateFile)
 	}
 	var result error
 	for result == nil {
@@ -81,9 +130,14 @@ func (d *daemon) run(ctx context.Context) error {
 			result = context.Canceled
 		case err := <-d.fatal:
 			result = err
+		case q := <-d.quit:
+			result = context.Canceled
+			if q.code != 0 {
+				result = exitError{code: q.code, msg: "disabled"}
+			}
 		case <-hup:
-			if err := d.reloadLists(); err != nil {
-				d.log.Error("reload failed; the previous lists keep serving", "err", err)
+			if err := d.Reload(); err != nil {
+				d.log.Error("reload failed; the previous configuration keeps serving", "err", err)
 			}
 		}
 	}
@@ -100,14 +154,120 @@ func (d *daemon) run(ctx context.Context) error {
 	return result
 }
 
-// reloadLists builds a new rule set off the hot path and swaps it in.
-func (d *daemon) reloadLists() error {
-	set, err := loadLists(d.c.blocklists, d.log)
-	if err != nil {
+// The control.Handler verbs.
+
+// Status reports whether filtering is on and how.
+func (d *daemon) Status() (control.Status, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := control.Status{
+		Enabled:       d.on != nil,
+		Steering:      "off",
+		UptimeSeconds: time.Since(d.start).Seconds(),
+		PID:           os.Getpid(),
+		Version:       version,
+	}
+	if d.on != nil {
+		st.Tun = d.on.name
+		switch {
+		case d.c.mode == "flow":
+			st.Steering = "flow " + d.c.listen.String()
+		case d.on.steer != nil:
+			st.Steering = "capture"
+		default:
+			st.Steering = "virtual resolver"
+		}
+		for _, u := range d.on.e.UpstreamStates() {
+			st.Upstreams = append(st.Upstreams, control.UpstreamStatus{Addr: u.Addr.String(), Healthy: u.Healthy})
+		}
+		s := d.on.e.Stats()
+		st.Counters = s.Map()
+	}
+	return st, nil
+}
+
+// Enable turns filtering on and persists it.
+func (d *daemon) Enable() error {
+	if err := d.enable(); err != nil {
 		return err
 	}
-	d.live.Store(set)
+	return saveState(d.c.stateFile, true)
+}
+
+// Disable turns filtering off (steering withdrawn, TUN closed), keeps the
+// process and the control socket, and persists it; with
+// --exit-when-disabled the process then exits.
+func (d *daemon) Disable() error {
+	if err := saveState(d.c.stateFile, false); err != nil {
+		return err
+	}
+	if err := d.disable(); err != nil {
+		return err
+	}
+	if d.c.exitWhenDisabled {
+		d.requestQuit(service.ExitDisabledStatus(runtime.GOOS))
+	}
 	return nil
+}
+
+// Reload re-reads the configuration (command line and --config file) and
+// the lists. A configuration or list that fails is refused with its error
+// and the running one keeps serving. New lists and upstreams take effect at
+// once, without dropping queries; other settings at the next enable.
+func (d *daemon) Reload() error {
+	nc, err := parseRunFlags(d.c.args, io.Discard)
+	if err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	set, err := loadLists(nc.blocklists, d.log)
+	if err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nc.args = d.c.args
+	nc.engine.Logger = d.c.engine.Logger
+	nc.engine.QueryLog = d.qlog
+	if d.on != nil && fmt.Sprint(nc.upstreams) != fmt.Sprint(d.c.upstreams) {
+		if err := d.on.e.SetUpstreams(nc.upstreams); err != nil {
+			return fmt.Errorf("reload refused: %w", err)
+		}
+	}
+	d.live.Store(set)
+	d.c = nc
+	d.log.Info("reloaded", "rules", set.Len(), "upstreams", nc.upstreams)
+	return nil
+}
+
+// Stats returns the engine's counters (none while disabled).
+func (d *daemon) Stats() (map[string]uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.on == nil {
+		return map[string]uint64{}, nil
+	}
+	s := d.on.e.Stats()
+	m := s.Map()
+	m["pending"] = uint64(s.Pending)
+	return m, nil
+}
+
+// QueryLog returns the n most recent queries.
+func (d *daemon) QueryLog(n int) ([]control.QueryLogEntry, error) {
+	return d.qlog.Snapshot(n), nil
+}
+
+// Stop starts a clean shutdown.
+func (d *daemon) Stop() error {
+	d.requestQuit(0)
+	return nil
+}
+
+func (d *daemon) requestQuit(code int) {
+	select {
+	case d.quit <- quitting{code: code}:
+	default:
+	}
 }
 
 // enable starts a session; it does nothing if one runs.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -171,6 +172,14 @@ func (l *lab) startDnstun(ctx context.Context, exe []string, env []string, lists
 		}
 		full = append(full, "--blocklist", p)
 	}
+	// Each run gets its own control socket and persisted state, in the
+	// lab's folder: never the machine's /run/dnstun or /var/lib/dnstun.
+	if !slices.Contains(args, "--control") {
+		full = append(full, "--control", l.controlPath())
+	}
+	if !slices.Contains(args, "--state-file") {
+		full = append(full, "--state-file", filepath.Join(l.dir, "state.json"))
+	}
 	full = append(full, args...)
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.host.Name, exe[0]}, full...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -220,6 +229,9 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// controlPath is the control socket of dnstun in the lab.
+func (l *lab) controlPath() string { return filepath.Join(l.dir, "control.sock") }
 
 // Log returns what dnstun printed so far.
 func (l *lab) Log() string {

@@ -21,6 +21,11 @@ const usage = `dnstun: a packet-level DNS filter on a TUN device.
 
 Usage:
   dnstun run [flags]     serve dnstun's virtual resolver on a TUN (root)
+  dnstun status|enable|disable|reload|stats|querylog|stop [--control PATH] [--json]
+                         talk to a running dnstun over its control socket
+  dnstun check [flags]   validate a configuration (--config FILE) and its lists
+  dnstun install [-n] [--root DIR]   install the systemd unit / launchd daemon
+  dnstun uninstall [--purge]         stop, clean up and remove it
   dnstun cleanup         remove what a killed dnstun left (rules, routes, nft table)
   dnstun demo            run the real engine on a real TUN inside throw-away
                          network namespaces, send real queries, print a table
@@ -44,6 +49,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		err = cmdRun(args[1:], stderr)
+	case "status", "enable", "disable", "reload", "stats", "querylog", "stop":
+		err = cmdControl(args[0], args[1:], stdout, stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
+	case "install":
+		err = cmdInstall(false, args[1:], stdout, stderr)
+	case "uninstall":
+		err = cmdInstall(true, args[1:], stdout, stderr)
 	case "cleanup":
 		err = cmdCleanup(args[1:], stdout, stderr)
 	case "demo":
@@ -57,6 +70,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
 	}
 	var ue usageError
 	if errors.As(err, &ue) {

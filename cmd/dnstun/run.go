@@ -15,9 +15,11 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/route"
@@ -60,6 +62,62 @@ type runConfig struct {
 	// followResolvConf is the resolv.conf the default upstreams come
 	// from, watched for changes; "" when --upstream was given.
 	followResolvConf string
+
+	configPath       string
+	control          struct{ socket, group string }
+	stateFile        string
+	exitWhenDisabled bool
+	args             []string // the command line, for reload
+}
+
+// applyConfigFile sets, from the file, every flag the command line did not
+// set: flags override the file. The file is checked strictly first (unknown
+// keys and bad values are errors naming the line).
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	f, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	onCLI := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { onCLI[fl.Name] = true })
+	var errs []error
+	set := func(flagName, key string, vals ...string) {
+		if onCLI[flagName] || !f.IsSet(key) {
+			return
+		}
+		for _, v := range vals {
+			if err := fs.Set(flagName, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %w", path, key, err))
+			}
+		}
+	}
+	set("tun", "tun", f.Tun)
+	set("mtu", "mtu", strconv.Itoa(f.MTU))
+	set("resolver", "resolvers", f.Resolvers...)
+	set("tun-addr", "tun_addrs", f.TunAddrs...)
+	set("upstream", "upstreams", f.Upstreams...)
+	set("resolv-conf", "resolv_conf", f.ResolvConf)
+	set("blocklist", "blocklists", f.Blocklists...)
+	set("block-mode", "block_mode", f.BlockMode)
+	set("block-ttl", "block_ttl", strconv.FormatUint(uint64(f.BlockTTL), 10))
+	set("upstream-timeout", "upstream_timeout", f.UpstreamTimeout.String())
+	set("timeout", "timeout", f.Timeout.String())
+	set("max-pending", "max_pending", strconv.Itoa(f.MaxPending))
+	set("log-level", "log_level", f.LogLevel)
+	set("mode", "mode", f.Mode)
+	set("listen", "listen", f.Listen)
+	set("capture", "capture.enabled", strconv.FormatBool(f.Capture.Enabled))
+	set("state-dir", "capture.state_dir", f.Capture.StateDir)
+	set("nft", "capture.nft", strconv.FormatBool(f.Capture.NFT))
+	set("resolved", "capture.resolved", f.Capture.Resolved)
+	set("watchdog", "capture.watchdog", f.Capture.Watchdog.String())
+	set("control", "control.socket", f.Control.Socket)
+	set("control-group", "control.group", f.Control.Group)
+	set("exit-when-disabled", "exit_when_disabled", strconv.FormatBool(f.ExitWhenDisabled))
+	return errors.Join(errs...)
 }
 
 // systemUpstreams reads the system's resolvers from c.followResolvConf.
@@ -147,6 +205,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.BoolVar(&c.capture.nft, "nft", true, "capture: also use an nftables owner table when nft is available (catches IP_UNICAST_IF sockets)")
 	fs.StringVar(&c.capture.resolved, "resolved", "auto", "capture: register with systemd-resolved: auto (when it is the system resolver, in the host's own network namespace), on, off")
 	fs.DurationVar(&c.capture.watchdog, "watchdog", 2*time.Second, "capture: probe the data path this often; after 3 failures steering is withdrawn and dnstun exits (0 = off)")
+	fs.StringVar(&c.configPath, "config", "", "configuration file (YAML; see config/example.yaml); flags given here override it")
+	fs.StringVar(&c.control.socket, "control", config.DefaultSocket(runtime.GOOS), "control socket path (\"\" = none)")
+	fs.StringVar(&c.control.group, "control-group", "", "a group whose members may use the control socket besides root")
+	fs.StringVar(&c.stateFile, "state-file", DefaultStateFile, "where the enabled/disabled choice persists across restarts")
+	fs.BoolVar(&c.exitWhenDisabled, "exit-when-disabled", false, "exit (instead of idling with the control socket open) while disabled")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -155,6 +218,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if c.configPath != "" {
+		if err := applyConfigFile(fs, c.configPath); err != nil {
+			return nil, err
+		}
 	}
 	switch c.mode {
 	case "tun":
@@ -256,6 +324,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	c.args = args
 	log, err := newLogger(stderr, c.logLevel)
 	if err != nil {
 		return err
@@ -268,6 +337,11 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	return d.run(ctx)
+}
+
+// loadListsQuiet builds the filter set and returns the warnings.
+func loadListsQuiet(paths []string) (*filter.Set, []filter.ListWarning, error) {
+	return filter.LoadFiles(paths...)
 }
 
 // loadLists builds the filter set from the block lists, logging a summary

@@ -51,6 +51,8 @@ func TestImportRules(t *testing.T) {
 		{"github.com/google/gopacket", []string{"packet", "internal/pkttest"}},
 		{"github.com/vishvananda/netlink", []string{"tun", "route"}},
 		{"github.com/miekg/dns", []string{"upstream", "cmd/dnstun", "internal/dnstest", "internal/pkttest"}},
+		{"go.yaml.in/yaml", []string{"config"}},
+		{"gonum.org/v1/plot", []string{"bench"}},
 	}
 	stdOnly := []string{"filter", "bench/loadgen"}
 	for _, p := range listPackages(t) {

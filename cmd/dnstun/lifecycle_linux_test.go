@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dnstun/dnstun/bench/loadgen"
+	"github.com/dnstun/dnstun/control"
+	"github.com/dnstun/dnstun/service"
+	"github.com/miekg/dns"
+)
+
+// ctl runs a control verb of the test binary (as `dnstun VERB`) against the
+// lab's daemon and returns its output.
+func ctl(t *testing.T, l *lab, verb string, args ...string) (string, error) {
+	t.Helper()
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, append([]string{verb, "--control", l.controlPath()}, args...)...)
+	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func client(t *testing.T, l *lab) *control.Client {
+	t.Helper()
+	c, err := control.Dial(l.controlPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func tunExists(l *lab) bool {
+	return l.host.Command(context.Background(), "ip", "link", "show", "dnstun0").Run() == nil
+}
+
+// TestLifecycleEnableDisableEnable toggles filtering through the control
+// socket while a client keeps querying: disabled means no TUN and no rules
+// (queries go straight to the resolver), enabled means filtered, and the
+// process stays the same.
+func TestLifecycleEnableDisableEnable(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l)
+	pid := l.proc.Process.Pid
+	var answered, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a client querying all along
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if r, _, err := l.query(labPrimary, "www.example.com", dns.TypeA, 2*time.Second); err == nil && r.Rcode == dns.RcodeSuccess {
+				answered.Add(1)
+			} else {
+				failed.Add(1)
+			}
+		}
+	}()
+	blocked := func() string { return answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)) }
+	if got := blocked(); got != "NXDOMAIN" {
+		t.Fatalf("enabled: %s", got)
+	}
+	for round := range 2 {
+		if out, err := ctl(t, l, "disable"); err != nil {
+			t.Fatalf("disable: %v %s", err, out)
+		}
+		out, err := ctl(t, l, "status")
+		if err != nil || !strings.HasPrefix(out, "disabled\n") {
+			t.Fatalf("status after disable: %v %q", err, out)
+		}
+		if tunExists(l) {
+			t.Error("disabled, but dnstun0 exists")
+		}
+		if rules, _ := l.host.Command(context.Background(), "ip", "rule").Output(); strings.Contains(string(rules), "53053") {
+			t.Errorf("disabled, but rules remain:\n%s", rules)
+		}
+		if got := blocked(); got != "192.0.2.66" {
+			t.Errorf("round %d disabled: %s, want the resolver's own answer", round, got)
+		}
+		if out, err := ctl(t, l, "enable"); err != nil {
+			t.Fatalf("enable: %v %s", err, out)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for blocked() != "NXDOMAIN" {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: not filtering after enable", round)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		st, err := client(t, l).Status(context.Background())
+		if err != nil || !st.Enabled || st.Steering != "capture" || st.PID != pid {
+			t.Errorf("status after enable: %+v %v (pid want %d)", st, err, pid)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || answered.Load() == 0 {
+		t.Errorf("the client's queries during the toggles: %d answered, %d failed", answered.Load(), failed.Load())
+	}
+	if l.proc.Process.Pid != pid {
+		t.Error("the process changed")
+	}
+}
+
+// TestLifecyclePersistedState restarts dnstun: a disabled dnstun starts
+// disabled, an enabled one enabled; with --exit-when-disabled a disabled
+// dnstun does not stay.
+func TestLifecyclePersistedState(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l)
+	if out, err := ctl(t, l, "disable"); err != nil {
+		t.Fatalf("disable: %v %s", err, out)
+	}
+	if err := l.stopDnstun(); err != nil {
+		t.Fatal(err)
+	}
+	// Started again, it stays disabled: it comes up with the control
+	// socket and no TUN.
+	exe, _ := os.Executable()
+	args := []string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.dir, "resolv.conf")}
+	cmd := l.host.Command(context.Background(), exe, append([]string{"run", "--control", l.controlPath(), "--state-file", filepath.Join(l.dir, "state.json")}, args...)...)
+	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var st control.Status
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, err := control.Dial(l.controlPath()); err == nil {
+			st, err = c.Status(context.Background())
+			c.Close()
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no control socket after restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.Enabled || tunExists(l) {
+		t.Errorf("restarted after disable: enabled=%v tun=%v, want disabled", st.Enabled, tunExists(l))
+	}
+	if out, err := ctl(t, l, "enable"); err != nil {
+		t.Fatalf("enable: %v %s", err, out)
+	}
+	if out, err := ctl(t, l, "stop"); err != nil {
+		t.Fatalf("stop: %v %s", err, out)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after stop: %v", err)
+	}
+	// Enabled is persisted too.
+	startCapture(t, l)
+	if got := answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("restarted after enable: %s", got)
+	}
+	if out, err := ctl(t, l, "disable"); err != nil {
+		t.Fatalf("disable: %v %s", err, out)
+	}
+	l.stopDnstun()
+	// --exit-when-disabled: a disabled dnstun exits with the status the
+	// service manager is told not to restart on.
+	cmd = l.host.Command(context.Background(), exe, append([]string{"run", "--exit-when-disabled", "--control", l.controlPath(), "--state-file", filepath.Join(l.dir, "state.json")}, args...)...)
+	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != service.ExitDisabled {
+		t.Errorf("--exit-when-disabled while disabled: %v, want exit status %d", err, service.ExitDisabled)
+	}
+}
+
+// TestLifecycleReload reloads a configuration file: a broken one is
+// refused and the old one keeps answering; good ones take effect, and 20
+// reloads under load lose no query.
+func TestLifecycleReload(t *testing.T) {
+	l := captureLab(t)
+	cfg := filepath.Join(l.dir, "dnstun.yaml")
+	listA := filepath.Join(l.dir, "a.txt")
+	listB := filepath.Join(l.dir, "b.txt")
+	os.WriteFile(listA, []byte("doubleclick.net\n"), 0o644)
+	os.WriteFile(listB, []byte("doubleclick.net\nnewblock.example\n"), 0o644)
+	write := func(body string) {
+		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("blocklists: [" + listA + "]\n")
+	startCapture(t, l, "--config", cfg)
+	if got := answerText(ask(t, l, "udp", labPrimary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.primary.QueriesFor("newblock.example") != 1 {
+		t.Fatalf("before reload, newblock.example should be forwarded (upstream NXDOMAIN): %s", got)
+	}
+	write("blocklist: [" + listB + "]\n") // a typo: unknown key
+	out, err := ctl(t, l, "reload")
+	if err == nil || !strings.Contains(out, "dnstun.yaml:1") || !strings.Contains(out, "blocklists") {
+		t.Errorf("broken config: %v %q, want a refusal naming the line and the right key", err, out)
+	}
+	if got := answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("after a refused reload the old config should serve: %s", got)
+	}
+
+	// 20 reloads, alternating lists, under a closed-loop load.
+	names := []loadgen.Query{{Name: "www.example.com", Type: dns.TypeA}, {Name: "ads.doubleclick.net", Type: dns.TypeA}}
+	var res *loadgen.Result
+	var lerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, lerr = loadgen.Run(context.Background(), loadgen.Config{
+			Target: labPrimary, Names: names, Mode: loadgen.ClosedLoop, Concurrency: 8, Sockets: 2,
+			Duration: 3 * time.Second, Timeout: time.Second,
+			Dial: func(network, address string) (net.Conn, error) {
+				var c net.Conn
+				err := l.host.Do(func() (err error) { c, err = net.Dial(network, address); return err })
+				return c, err
+			},
+		})
+	}()
+	for i := range 20 {
+		list := listA
+		if i%2 == 0 {
+			list = listB
+		}
+		write("blocklists: [" + list + "]\n")
+		if out, err := ctl(t, l, "reload"); err != nil {
+			t.Fatalf("reload %d: %v %s", i, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	<-done
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if res.Lost != 0 || res.Errors != 0 || res.Answered == 0 {
+		t.Errorf("load during 20 reloads: %d answered, %d lost, %d errors", res.Answered, res.Lost, res.Errors)
+	}
+	t.Logf("during 20 reloads: %d answered at %.0f qps, %d lost", res.Answered, res.QPS, res.Lost)
+	// The last reload (i=19) used list A; one more with B: the new rule works.
+	write("blocklists: [" + listB + "]\n")
+	if out, err := ctl(t, l, "reload"); err != nil {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	if got := answerText(ask(t, l, "udp", labPrimary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.primary.QueriesFor("newblock.example") != 1 {
+		t.Errorf("after reload, newblock.example should be blocked: %s (upstream saw %d)", got, l.primary.QueriesFor("newblock.example"))
+	}
+	// The query log saw it.
+	entries, err := client(t, l).QueryLog(context.Background(), 5)
+	if err != nil || len(entries) == 0 || entries[len(entries)-1].Name != "newblock.example" || entries[len(entries)-1].Decision != "block" {
+		t.Errorf("query log: %+v %v", entries, err)
+	}
+}
+
+// TestInstallIntoRoot installs into a temporary root (DESTDIR-style) and
+// uninstalls again.
+func TestInstallIntoRoot(t *testing.T) {
+	root := t.TempDir()
+	exe, _ := os.Executable()
+	run := func(args ...string) string {
+		cmd := exec.Command(exe, args...)
+		cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	out := run("install", "--root", root)
+	for _, p := range []string{"usr/local/bin/dnstun", "etc/dnstun/dnstun.yaml", "etc/systemd/system/dnstun.service"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+			t.Errorf("install: %s missing: %v\n%s", p, err, out)
+		}
+	}
+	if !strings.Contains(out, "systemctl enable dnstun.service") {
+		t.Errorf("install does not enable the unit:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(root, "etc/dnstun/dnstun.yaml"), []byte("log_level: debug\n"), 0o644)
+	run("install", "--root", root) // a reinstall keeps the user's config
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/dnstun/dnstun.yaml")); string(b) != "log_level: debug\n" {
+		t.Errorf("reinstall overwrote the config: %q", b)
+	}
+	run("uninstall", "--root", root)
+	if _, err := os.Stat(filepath.Join(root, "usr/local/bin/dnstun")); err == nil {
+		t.Error("uninstall left the binary")
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/dnstun/dnstun.yaml")); err != nil {
+		t.Error("uninstall removed the config without --purge")
+	}
+	run("uninstall", "--root", root, "--purge")
+	if _, err := os.Stat(filepath.Join(root, "etc/dnstun/dnstun.yaml")); err == nil {
+		t.Error("uninstall --purge kept the config")
+	}
+}
