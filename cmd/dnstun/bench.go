@@ -142,23 +142,23 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 // benchResult is the JSON form of a result: durations in microseconds,
 // rcodes by name.
 type benchResult struct {
-	Target      string           `json:"target"`
-	Mode        string           `json:"mode"`
-	Names       int              `json:"names"`
-	Concurrency int              `json:"concurrency,omitempty"`
-	Rate        float64          `json:"rate,omitempty"`
-	Sent        int64            `json:"sent"`
-	Answered    int64            `json:"answered"`
-	Lost        int64            `json:"lost"`
-	InFlight    int64            `json:"in_flight"`
-	Errors      int64            `json:"errors"`
-	Mismatched  int64            `json:"mismatched"`
-	Late        int64            `json:"late"`
-	ElapsedS    float64          `json:"elapsed_s"`
-	QPS         float64          `json:"qps"`
+	Target      string             `json:"target"`
+	Mode        string             `json:"mode"`
+	Names       int                `json:"names"`
+	Concurrency int                `json:"concurrency,omitempty"`
+	Rate        float64            `json:"rate,omitempty"`
+	Sent        int64              `json:"sent"`
+	Answered    int64              `json:"answered"`
+	Lost        int64              `json:"lost"`
+	InFlight    int64              `json:"in_flight"`
+	Errors      int64              `json:"errors"`
+	Mismatched  int64              `json:"mismatched"`
+	Late        int64              `json:"late"`
+	ElapsedS    float64            `json:"elapsed_s"`
+	QPS         float64            `json:"qps"`
 	LatencyUS   map[string]float64 `json:"latency_us"`
 	SendLagUS   map[string]float64 `json:"send_lag_us,omitempty"`
-	Rcodes      map[string]int64 `json:"rcodes"`
+	Rcodes      map[string]int64   `json:"rcodes"`
 }
 
 var rcodeText = map[int]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}

@@ -27,6 +27,7 @@ Usage:
   dnstun install [-n] [--root DIR]   install the systemd unit / launchd daemon
   dnstun uninstall [--purge]         stop, clean up and remove it
   dnstun cleanup         remove what a killed dnstun left (rules, routes, nft table)
+  dnstun bench [flags]   load-test a resolver address: closed-loop qps or open-loop latency
   dnstun demo            run the real engine on a real TUN inside throw-away
                          network namespaces, send real queries, print a table
                          and remove everything (root)
@@ -59,6 +60,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = cmdInstall(true, args[1:], stdout, stderr)
 	case "cleanup":
 		err = cmdCleanup(args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

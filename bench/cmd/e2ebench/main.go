@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+
+// Command e2ebench runs dnstun's end-to-end benchmark (see package
+// bench/e2e) and writes bench/RESULTS.md, bench/results.json and the chart.
+// It needs root: it creates and removes network namespaces.
+//
+//	go run ./bench/cmd/e2ebench [flags]     (scripts/bench.sh wraps it)
+//
+// It pins itself (the client) to -client-cpu by re-executing under
+// taskset, and every system under test to -sut-cpu.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dnstun/dnstun/bench/chart"
+	"github.com/dnstun/dnstun/bench/e2e"
+)
+
+const pinnedEnv = "DNSTUN_BENCH_PINNED"
+
+func main() {
+	o := e2e.Defaults()
+	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs, 10k list, no 1M list, no dnsperf; no targets")
+	flag.IntVar(&o.Reps, "reps", o.Reps, "repetitions (median, min-max reported)")
+	flag.DurationVar(&o.Closed, "closed", o.Closed, "length of each closed-loop (saturation) run")
+	flag.DurationVar(&o.Open, "open", o.Open, "length of each open-loop (fixed-rate) run")
+	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "closed-loop queries in flight")
+	flag.Float64Var(&o.Rate, "rate", o.Rate, "open-loop rate (queries per second)")
+	flag.DurationVar(&o.Timeout, "timeout", o.Timeout, "a query unanswered this long is lost")
+	flag.IntVar(&o.ListSize, "list", o.ListSize, "block list size for the load runs")
+	flag.IntVar(&o.BigListSize, "big-list", o.BigListSize, "block list size for the RSS and start-up figures (0: skip)")
+	flag.IntVar(&o.ClientCPU, "client-cpu", o.ClientCPU, "core of the client and the upstream (-1: no pinning)")
+	flag.IntVar(&o.SUTCPU, "sut-cpu", o.SUTCPU, "core of the system under test (-1: no pinning)")
+	flag.BoolVar(&o.Dnsperf, "dnsperf", o.Dnsperf, "cross-check loadgen against dnsperf when installed")
+	systems := flag.String("systems", "", "comma-separated systems to run (default all: "+strings.Join(e2e.SystemNames(), ",")+")")
+	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
+	dnstunBin := flag.String("dnstun", "", "prebuilt dnstun binary (default: go build ./cmd/dnstun)")
+	from := flag.String("from", "", "do not run: render RESULTS.md and the chart again from this results.json")
+	flag.Parse()
+	if *from != "" {
+		render(*from, *out)
+		return
+	}
+	outSet := false
+	flag.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if *smoke && !outSet {
+		*out = "" // a smoke run leaves the tree as it was
+	}
+	if *smoke {
+		s := e2e.Smoke()
+		// Explicit flags win over the smoke defaults.
+		flag.Visit(func(f *flag.Flag) { s = applyFlag(s, o, f.Name) })
+		o = s
+	}
+	if *systems != "" {
+		o.Systems = strings.Split(*systems, ",")
+	}
+	if *dnstunBin != "" {
+		o.Bins = map[string]string{"dnstun": *dnstunBin}
+	}
+	if os.Geteuid() != 0 {
+		fail("needs root: it creates network namespaces, veth pairs and TUN devices (run scripts/bench.sh, or sudo)")
+	}
+	pin(o.ClientCPU)
+	wd, _ := os.Getwd()
+	o.ModuleDir = moduleRoot(wd)
+	o.Progress = func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := e2e.Run(ctx, o)
+	if rep == nil {
+		fail(err.Error())
+	}
+	rep.Command = commandLine()
+	md := e2e.Markdown(rep, *smoke)
+	if *out != "" && err == nil {
+		jsonPath := filepath.Join(*out, "results.json")
+		chartPath := filepath.Join(*out, "chart.png")
+		mdPath := filepath.Join(*out, "RESULTS.md")
+		if *smoke {
+			jsonPath = filepath.Join(*out, "smoke-results.json")
+			chartPath = filepath.Join(*out, "smoke-chart.png")
+			mdPath = filepath.Join(*out, "SMOKE.md")
+		}
+		b, jerr := json.MarshalIndent(rep, "", "  ")
+		check(jerr)
+		check(os.WriteFile(jsonPath, append(b, '\n'), 0o644))
+		if cerr := chart.Write(rep, chartPath); cerr != nil {
+			fmt.Fprintln(os.Stderr, "e2ebench: chart:", cerr)
+		} else {
+			md = strings.Replace(md, "CHART", filepath.Base(chartPath), 1)
+		}
+		if !*smoke {
+			md += notes(*out)
+		}
+		check(os.WriteFile(mdPath, []byte(md), 0o644))
+		fmt.Fprintf(os.Stderr, "wrote %s, %s, %s\n", mdPath, jsonPath, chartPath)
+	}
+	fmt.Print(md)
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+// render writes RESULTS.md and chart.png into out from a results.json.
+func render(from, out string) {
+	b, err := os.ReadFile(from)
+	check(err)
+	var rep e2e.Report
+	check(json.Unmarshal(b, &rep))
+	md := e2e.Markdown(&rep, false)
+	chartPath := filepath.Join(out, "chart.png")
+	check(chart.Write(&rep, chartPath))
+	md = strings.Replace(md, "CHART", filepath.Base(chartPath), 1) + notes(out)
+	check(os.WriteFile(filepath.Join(out, "RESULTS.md"), []byte(md), 0o644))
+	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", filepath.Join(out, "RESULTS.md"), chartPath)
+}
+
+// notes returns the hand-written analysis kept in DIR/NOTES.md (what a
+// missed target costs and what would close it), to append to RESULTS.md.
+func notes(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "NOTES.md"))
+	if err != nil {
+		return ""
+	}
+	return "\n" + string(b)
+}
+
+// applyFlag copies flag name's value from explicit into s.
+func applyFlag(s, explicit e2e.Options, name string) e2e.Options {
+	switch name {
+	case "reps":
+		s.Reps = explicit.Reps
+	case "closed":
+		s.Closed = explicit.Closed
+	case "open":
+		s.Open = explicit.Open
+	case "concurrency":
+		s.Concurrency = explicit.Concurrency
+	case "rate":
+		s.Rate = explicit.Rate
+	case "timeout":
+		s.Timeout = explicit.Timeout
+	case "list":
+		s.ListSize = explicit.ListSize
+	case "big-list":
+		s.BigListSize = explicit.BigListSize
+	case "client-cpu":
+		s.ClientCPU = explicit.ClientCPU
+	case "sut-cpu":
+		s.SUTCPU = explicit.SUTCPU
+	case "dnsperf":
+		s.Dnsperf = explicit.Dnsperf
+	}
+	return s
+}
+
+// pin re-executes this program under `taskset -c cpu` once, so that every
+// thread of the client runs on that core.
+func pin(cpu int) {
+	if cpu < 0 || os.Getenv(pinnedEnv) == "1" {
+		return
+	}
+	exe, err := os.Executable()
+	check(err)
+	ts, err := exec.LookPath("taskset")
+	if err != nil {
+		fail("taskset not found (Debian package util-linux); use -client-cpu -1 -sut-cpu -1 to run unpinned")
+	}
+	os.Setenv(pinnedEnv, "1")
+	check(syscall.Exec(ts, append([]string{"taskset", "-c", strconv.Itoa(cpu), exe}, os.Args[1:]...), os.Environ()))
+}
+
+func moduleRoot(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
+}
+
+func commandLine() string {
+	if c := os.Getenv("DNSTUN_BENCH_COMMAND"); c != "" {
+		return c
+	}
+	return "go run ./bench/cmd/e2ebench " + strings.Join(os.Args[1:], " ")
+}
+
+func check(err error) {
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "e2ebench:", msg)
+	os.Exit(1)
+}

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+
+// Package e2e is dnstun's end-to-end benchmark: it builds throw-away
+// network namespaces, starts an upstream responder and each system under
+// test in turn (direct, dnstun on the TUN, dnstun's flow mode, dnsmasq,
+// unbound, dnsdist and the ceiling program), drives them with
+// bench/loadgen, and reports queries per second, latency percentiles, CPU
+// per query, RSS and start-up time.
+//
+// # Topology
+//
+//	┌─ SUT namespace ───────────────────────────────┐       ┌─ upstream ns ───────────┐
+//	│ client (loadgen, this process)     core C     │       │ bench/cmd/upstream      │
+//	│ system under test                  core S     │ veth  │ 192.0.2.1:53   core C   │
+//	│   dnstun/ceiling: TUN, 198.19.53.53           ├───────┤ A 192.0.2.80, TTL 0     │
+//	│   flow/dnsmasq/unbound/dnsdist: 198.51.100.53 │       │                         │
+//	│ bn-s 192.0.2.2/24                             │       │ bn-u 192.0.2.1/24       │
+//	└───────────────────────────────────────────────┘       └─────────────────────────┘
+//
+// The client runs in the same namespace as the system under test and
+// queries a resolver address local to that namespace, for every system:
+// dnstun's virtual resolver is a host route into its TUN, which exists only
+// in the namespace that owns the TUN, and it is also how dnstun is used
+// (the machine's own clients query it). Socket-based resolvers listen on
+// 198.51.100.53, an address on the namespace's loopback; "direct" queries
+// the upstream over the veth. The client and the upstream share core C, the
+// system under test runs alone on core S (taskset), so its CPU time per
+// answered query (utime+stime from /proc/PID/stat) is the comparable cost;
+// qps at saturation is often the client's limit on a 2-core machine.
+//
+// # Invariants
+//
+//   - Traffic stays inside the two namespaces: they have no route but the
+//     veth's 192.0.2.0/24, the TUN's host routes and loopback. Everything
+//     (processes by PID, namespaces, temp files) is removed when Run
+//     returns, also when its context is cancelled.
+//   - Every load is bounded in time and count (loadgen.Config.Duration and
+//     MaxQueries); every wait has a deadline.
+//   - The block lists are generated (BlockNames, fixed seed), never stored.
+package e2e

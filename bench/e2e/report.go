@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+import (
+	"slices"
+	"time"
+
+	"github.com/dnstun/dnstun/bench/loadgen"
+)
+
+// Options configures a benchmark run.
+type Options struct {
+	// Reps is the number of repetitions of every measurement (median,
+	// min and max are reported).
+	Reps int
+	// Closed is the length of each closed-loop (saturation) run, Open of
+	// each open-loop (fixed-rate) run.
+	Closed, Open time.Duration
+	// Concurrency is the closed-loop number of queries in flight.
+	Concurrency int
+	// Rate is the open-loop rate in queries per second.
+	Rate float64
+	// Timeout is the time after which a query counts as lost.
+	Timeout time.Duration
+	// ListSize is the block list size of the load runs; BigListSize that
+	// of the RSS and start-up measurement (0 skips it).
+	ListSize, BigListSize int
+	// Systems selects systems by name (empty: all).
+	Systems []string
+	// ClientCPU runs the client (and the upstream), SUTCPU the system
+	// under test; -1 does not pin.
+	ClientCPU, SUTCPU int
+	// Dnsperf runs the dnsperf cross-check when dnsperf is installed.
+	Dnsperf bool
+	// Bins holds prebuilt binaries: "dnstun", "ceiling", "upstream"; the
+	// missing ones are built with `go build` from ModuleDir.
+	Bins map[string]string
+	// ModuleDir is the root of the dnstun module (for go build).
+	ModuleDir string
+	// Progress, when set, receives one line per step.
+	Progress func(format string, args ...any) `json:"-"`
+}
+
+// Defaults returns the options of the default run (< 15 min on a 2-core
+// machine).
+func Defaults() Options {
+	return Options{
+		Reps: 3, Closed: 4 * time.Second, Open: 4 * time.Second,
+		Concurrency: 64, Rate: 2000, Timeout: time.Second,
+		ListSize: 100_000, BigListSize: 1_000_000,
+		ClientCPU: 0, SUTCPU: 1, Dnsperf: true,
+	}
+}
+
+// Smoke returns the options of the smoke run: a few seconds, one
+// repetition, small lists.
+func Smoke() Options {
+	o := Defaults()
+	o.Reps = 1
+	o.Closed, o.Open = 500*time.Millisecond, 500*time.Millisecond
+	o.Rate = 1000
+	o.ListSize, o.BigListSize = 10_000, 0
+	o.Dnsperf = false
+	return o
+}
+
+// Phase names.
+const (
+	ClosedBlocked = "closed-blocked"
+	ClosedForward = "closed-forward"
+	OpenBlocked   = "open-blocked"
+	OpenForward   = "open-forward"
+)
+
+// Phases in the order they run.
+var Phases = []string{ClosedBlocked, ClosedForward, OpenBlocked, OpenForward}
+
+// PhaseResult is one load run against one system.
+type PhaseResult struct {
+	Sent, Answered, Lost, Errors, Mismatched int64
+	Rcodes                                   map[int]int64
+	QPS                                      float64
+	Latency                                  loadgen.Percentiles
+	SendLagP99                               time.Duration
+	// CPUPerQuery is the process's user+sys time during the run divided
+	// by the answered queries (the upstream responder's for direct).
+	CPUPerQuery time.Duration
+	// CorePerQuery is the busy time of the system-under-test core divided
+	// by the answered queries (softirq included).
+	CorePerQuery time.Duration
+}
+
+// RepResult is one repetition of one system.
+type RepResult struct {
+	Phases map[string]*PhaseResult
+	// Start is the time from exec to the first NXDOMAIN for a blocked
+	// name with the ListSize list; Start1M with the BigListSize list.
+	Start, StartBig time.Duration
+	// RSS (KiB) after the load runs with the ListSize list; RSSBig after
+	// the first answer (+ 1 s) with the BigListSize list. HWM: peak.
+	RSS, HWM, RSSBig, HWMBig int64
+}
+
+// SystemReport is everything measured for one system.
+type SystemReport struct {
+	Name, Label, Version string
+	// Why is non-empty when the system could not run.
+	Why  string
+	Reps []*RepResult
+}
+
+// CrossCheck compares loadgen with dnsperf on one target.
+type CrossCheck struct {
+	System, Queries                string
+	LoadgenQPS, DnsperfQPS         float64
+	LoadgenAvgLat, DnsperfAvgLat   time.Duration
+	LoadgenLost, DnsperfLost       int64
+	DnsperfVersion, DnsperfCommand string
+	Why                            string
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	Options   Options
+	Command   string
+	Started   time.Time
+	Took      time.Duration
+	Machine   string
+	Systems   []*SystemReport
+	Dnsperf   []*CrossCheck
+	Notes     []string
+	Upstream  string
+	Responder time.Duration // upstream responder CPU per query (direct, forwarded names)
+}
+
+// Stat is a median with its range over repetitions.
+type Stat struct {
+	Med, Min, Max float64
+	N             int
+}
+
+// stat summarises vals (NaN-free; empty gives N=0).
+func stat(vals []float64) Stat {
+	if len(vals) == 0 {
+		return Stat{}
+	}
+	s := slices.Clone(vals)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stat{Med: m, Min: s[0], Max: s[len(s)-1], N: len(s)}
+}
+
+// Metric collects one number from every repetition of s; ok=false entries
+// are skipped.
+func (s *SystemReport) Metric(f func(*RepResult) (float64, bool)) Stat {
+	var v []float64
+	for _, r := range s.Reps {
+		if x, ok := f(r); ok {
+			v = append(v, x)
+		}
+	}
+	return stat(v)
+}
+
+// PhaseMetric is Metric over one phase's results.
+func (s *SystemReport) PhaseMetric(phase string, f func(*PhaseResult) float64) Stat {
+	return s.Metric(func(r *RepResult) (float64, bool) {
+		p := r.Phases[phase]
+		if p == nil || p.Answered == 0 {
+			return 0, false
+		}
+		return f(p), true
+	})
+}
+
+// System returns the report of the named system, or nil.
+func (r *Report) System(name string) *SystemReport {
+	for _, s := range r.Systems {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}

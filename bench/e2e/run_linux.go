@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dnstun/dnstun/bench/loadgen"
+)
+
+// SystemNames lists every system in the order they are measured.
+func SystemNames() []string {
+	var out []string
+	for _, s := range allSystems() {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+// Run runs the benchmark. Everything it creates is removed before it
+// returns, also when ctx is cancelled (then the partial report is returned
+// with ctx's error).
+func Run(ctx context.Context, o Options) (rep *Report, err error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	if o.Reps < 1 || o.Closed <= 0 || o.Open <= 0 || o.Rate <= 0 || o.ListSize < 1 {
+		return nil, errors.New("e2e: Reps, Closed, Open, Rate and ListSize must be positive")
+	}
+	for _, n := range o.Systems {
+		if !slices.Contains(SystemNames(), n) {
+			return nil, fmt.Errorf("e2e: unknown system %q (have %s)", n, strings.Join(SystemNames(), ", "))
+		}
+	}
+	rep = &Report{Options: o, Started: time.Now(), Machine: Machine()}
+	defer func() { rep.Took = time.Since(rep.Started) }()
+
+	dir, err := os.MkdirTemp("", "dnstun-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	bins, err := buildBins(ctx, o, dir, progress)
+	if err != nil {
+		return nil, err
+	}
+
+	// Lists and query mixes.
+	progress("generating lists: %d and %d names", o.ListSize, o.BigListSize)
+	all := BlockNames(max(o.ListSize, o.BigListSize))
+	e := &env{dir: dir, moduleDir: o.ModuleDir, bins: bins, lists: map[int]map[listFormat]string{}}
+	for _, n := range []int{o.ListSize, o.BigListSize} {
+		if n == 0 || e.lists[n] != nil {
+			continue
+		}
+		e.lists[n] = map[listFormat]string{}
+		for f, ext := range map[listFormat]string{fmtPlain: "txt", fmtDnsmasq: "dnsmasq.conf", fmtUnbound: "unbound.conf"} {
+			p := filepath.Join(dir, fmt.Sprintf("block-%d.%s", n, ext))
+			if err := writeList(p, all[:n], f); err != nil {
+				return nil, err
+			}
+			e.lists[n][f] = p
+		}
+	}
+	blocked := toQueries(BlockedSample(all, o.ListSize, blockedQueries))
+	forward := toQueries(AllowedNames(forwardQueries))
+	for name, qs := range map[string][]loadgen.Query{"blocked": blocked, "forward": forward} {
+		var b bytes.Buffer
+		for _, q := range qs {
+			b.WriteString(q.Name + " A\n")
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".txt"), b.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+	}
+
+	progress("building namespaces; client and upstream on cpu %d, system under test on cpu %d", o.ClientCPU, o.SUTCPU)
+	l, err := newLab(ctx, bins["upstream"], cpus{client: o.ClientCPU, sut: o.SUTCPU})
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	e.lab = l
+
+	var systems []*system
+	for _, s := range allSystems() {
+		if len(o.Systems) > 0 && !slices.Contains(o.Systems, s.name) {
+			continue
+		}
+		sr := &SystemReport{Name: s.name, Label: s.label}
+		sr.Why = s.avail(e)
+		if sr.Why == "" {
+			sr.Version = s.version(e)
+			systems = append(systems, s)
+		}
+		rep.Systems = append(rep.Systems, sr)
+	}
+
+	// Repetitions are interleaved (rep 1 of every system, then rep 2...)
+	// so that a drift of the machine spreads over all systems.
+	for r := range o.Reps {
+		for _, s := range systems {
+			sr := rep.System(s.name)
+			progress("rep %d/%d: %s", r+1, o.Reps, s.name)
+			rr, err := runSystem(ctx, e, s, o, blocked, forward, progress)
+			if err != nil {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				progress("  %s failed: %v", s.name, err)
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s, rep %d: %v", s.name, r+1, firstLines(err.Error(), 6)))
+				continue
+			}
+			sr.Reps = append(sr.Reps, rr)
+		}
+	}
+	if d := rep.System("direct"); d != nil && len(d.Reps) > 0 {
+		rep.Responder = time.Duration(d.PhaseMetric(ClosedForward, func(p *PhaseResult) float64 { return float64(p.CPUPerQuery) }).Med)
+	}
+
+	if o.Dnsperf {
+		rep.Dnsperf = crossCheck(ctx, e, o, blocked, forward, progress)
+	}
+	return rep, ctx.Err()
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, " / ")
+}
+
+func toQueries(names []string) []loadgen.Query {
+	out := make([]loadgen.Query, len(names))
+	for i, n := range names {
+		out[i] = loadgen.Query{Name: n, Type: 1}
+	}
+	return out
+}
+
+// buildBins builds the binaries not given in o.Bins.
+func buildBins(ctx context.Context, o Options, dir string, progress func(string, ...any)) (map[string]string, error) {
+	bins := map[string]string{}
+	pkgs := map[string]string{"dnstun": "./cmd/dnstun", "ceiling": "./bench/cmd/ceiling", "upstream": "./bench/cmd/upstream"}
+	for name, pkg := range pkgs {
+		if p := o.Bins[name]; p != "" {
+			bins[name] = p
+			continue
+		}
+		out := filepath.Join(dir, name)
+		progress("go build %s", pkg)
+		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", out, pkg)
+		cmd.Dir = o.ModuleDir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+		}
+		bins[name] = out
+	}
+	return bins, nil
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// runSystem runs one repetition of s: start with the list, the four load
+// phases, stop; then the start-up and RSS measurement with the big list.
+func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forward []loadgen.Query, progress func(string, ...any)) (*RepResult, error) {
+	rr := &RepResult{Phases: map[string]*PhaseResult{}}
+	var p *proc
+	pid := e.lab.upstream.pid() // direct: the responder does the work
+	if s.start != nil {
+		var err error
+		if p, err = s.start(e, o.ListSize); err != nil {
+			return nil, err
+		}
+		defer p.stop()
+		if rr.Start, err = e.lab.firstAnswer(ctx, p, s.target, blocked[0].Name, rcodeNXDomain, 60*time.Second); err != nil {
+			return nil, fmt.Errorf("start: %w\n%s", err, p.Log())
+		}
+		pid = p.pid()
+		if err := checkPinned(pid, o.SUTCPU); err != nil {
+			return nil, err
+		}
+	}
+	// Warm-up: paths, caches, thread pools.
+	warm := forward
+	if !s.fwd {
+		warm = blocked
+	}
+	if _, err := load(ctx, e, s, o, warm, loadgen.ClosedLoop, 300*time.Millisecond); err != nil {
+		return nil, err
+	}
+	for _, ph := range Phases {
+		qs, mode, d := blocked, loadgen.ClosedLoop, o.Closed
+		if ph == ClosedForward || ph == OpenForward {
+			qs = forward
+			if !s.fwd {
+				continue
+			}
+		}
+		if ph == OpenBlocked || ph == OpenForward {
+			mode, d = loadgen.OpenLoop, o.Open
+		}
+		if s.name == "direct" && (ph == ClosedBlocked || ph == OpenBlocked) {
+			continue // direct has no list: its figures are the forward ones
+		}
+		cpu0, _ := cpuTime(pid)
+		core0 := coreBusy(o.SUTCPU)
+		res, err := load(ctx, e, s, o, qs, mode, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ph, err)
+		}
+		cpu1, _ := cpuTime(pid)
+		core1 := coreBusy(o.SUTCPU)
+		pr := &PhaseResult{
+			Sent: res.Sent, Answered: res.Answered, Lost: res.Lost, Errors: res.Errors,
+			Mismatched: res.Mismatched, Rcodes: res.Rcodes, QPS: res.QPS,
+			Latency: res.Latency, SendLagP99: res.SendLag.P99,
+		}
+		if res.Answered > 0 {
+			pr.CPUPerQuery = (cpu1 - cpu0) / time.Duration(res.Answered)
+			pr.CorePerQuery = (core1 - core0) / time.Duration(res.Answered)
+		}
+		rr.Phases[ph] = pr
+		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  cpu/q %6v  core/q %6v",
+			ph, pr.QPS, pr.Lost, pr.Latency.P50.Round(time.Microsecond/10), pr.Latency.P99.Round(time.Microsecond/10),
+			pr.CPUPerQuery, pr.CorePerQuery)
+		if p != nil && p.exited() {
+			return nil, fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.err(), p.Log())
+		}
+	}
+	if p != nil {
+		rr.RSS, rr.HWM = memKiB(p.pid())
+		p.stop()
+	}
+	if s.start != nil && o.BigListSize > 0 && s.blocks {
+		bp, err := s.start(e, o.BigListSize)
+		if err != nil {
+			return nil, err
+		}
+		defer bp.stop()
+		if rr.StartBig, err = e.lab.firstAnswer(ctx, bp, s.target, blocked[0].Name, rcodeNXDomain, 120*time.Second); err != nil {
+			return nil, fmt.Errorf("start with %d names: %w\n%s", o.BigListSize, err, bp.Log())
+		}
+		// Settle, then answer a few queries: RSS of a serving process.
+		time.Sleep(500 * time.Millisecond)
+		if _, err := load(ctx, e, s, Options{Concurrency: 8, Timeout: o.Timeout}, blocked[:1000], loadgen.ClosedLoop, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+		time.Sleep(500 * time.Millisecond)
+		rr.RSSBig, rr.HWMBig = memKiB(bp.pid())
+		progress("  start-up with %d names %v, RSS %d MiB (with %d names: start %v, RSS %d MiB)",
+			o.BigListSize, rr.StartBig.Round(time.Millisecond), rr.RSSBig/1024, o.ListSize, rr.Start.Round(time.Millisecond), rr.RSS/1024)
+		bp.stop()
+	}
+	return rr, nil
+}
+
+// load runs one bounded load against s from the SUT namespace.
+func load(ctx context.Context, e *env, s *system, o Options, qs []loadgen.Query, mode loadgen.Mode, d time.Duration) (*loadgen.Result, error) {
+	cfg := loadgen.Config{
+		Target:   s.target,
+		Names:    qs,
+		Seed:     1,
+		Mode:     mode,
+		Duration: d,
+		Timeout:  o.Timeout,
+		Dial:     e.lab.dial,
+	}
+	if mode == loadgen.ClosedLoop {
+		cfg.Concurrency = o.Concurrency
+		// Bound by count too: no path here answers 1M qps.
+		cfg.MaxQueries = int(d.Seconds()*1e6) + 1000
+	} else {
+		cfg.Rate = o.Rate
+		cfg.MaxQueries = int(d.Seconds()*o.Rate) + 1
+	}
+	return loadgen.Run(ctx, cfg)
+}
+
+// checkPinned verifies that pid runs on cpu only.
+func checkPinned(pid, cpu int) error {
+	if cpu < 0 {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return err
+	}
+	m := regexp.MustCompile(`(?m)^Cpus_allowed_list:\s*(\S+)`).FindSubmatch(b)
+	if m == nil || string(m[1]) != strconv.Itoa(cpu) {
+		return fmt.Errorf("pid %d is not pinned to cpu %d (/proc/%d/status: %q)", pid, cpu, pid, m)
+	}
+	return nil
+}
+
+// Machine describes the machine: CPU model and count, memory, kernel.
+func Machine() string {
+	var model string
+	n := 0
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				switch strings.TrimSpace(k) {
+				case "model name":
+					model = strings.TrimSpace(v)
+					n++
+				}
+			}
+		}
+	}
+	var mem string
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) > 1 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	uname, _ := exec.Command("uname", "-srvm").Output()
+	return fmt.Sprintf("%d x %s, %s; %s; %s", n, model, mem, strings.TrimSpace(string(uname)), runtime.Version())
+}

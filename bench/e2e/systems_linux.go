@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// system is one system under test.
+type system struct {
+	name   string // id used in flags and output
+	label  string // what it is, for the tables
+	target netip.AddrPort
+	blocks bool // has the block list (everything but direct)
+	fwd    bool // forwards (everything but the ceiling)
+	// avail returns why the system cannot run here, or "".
+	avail func(e *env) string
+	// start starts it with the block list of n names; nil for direct.
+	start func(e *env, n int) (*proc, error)
+	// version describes the build under test.
+	version func(e *env) string
+}
+
+// env is what systems need to start.
+type env struct {
+	lab       *lab
+	dir       string
+	moduleDir string
+	bins      map[string]string // dnstun, ceiling, upstream
+	// lists[n][format] is the path of the list of n names in format.
+	lists map[int]map[listFormat]string
+}
+
+// lookPeer finds a peer's binary in PATH or /usr/sbin.
+func lookPeer(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin"} {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+func peerAvail(bin, pkg string) func(*env) string {
+	return func(*env) string {
+		if lookPeer(bin) == "" {
+			return "not installed (Debian package " + pkg + "; scripts/bench.sh installs it)"
+		}
+		return ""
+	}
+}
+
+func firstLine(argv ...string) string {
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	s, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(s)
+}
+
+// flowModeAvailable reports whether this dnstun has `run --mode flow
+// --listen`.
+func flowModeAvailable(dnstun string) bool {
+	out, _ := exec.Command(dnstun, "run", "-h").CombinedOutput()
+	s := string(out)
+	return strings.Contains(s, "-listen") && strings.Contains(s, "-mode")
+}
+
+func allSystems() []*system {
+	return []*system{
+		{
+			name: "direct", label: "direct to upstream (baseline)", target: upstreamAddr,
+			fwd:     true,
+			avail:   func(*env) string { return "" },
+			version: func(*env) string { return "bench/cmd/upstream" },
+		},
+		{
+			name: "dnstun", label: "dnstun, packet path (TUN)", target: tunResolver,
+			blocks: true, fwd: true,
+			avail: func(*env) string { return "" },
+			start: func(e *env, n int) (*proc, error) {
+				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["dnstun"], "run",
+					"--upstream", upstreamAddr.String(),
+					"--blocklist", e.lists[n][fmtPlain],
+					"--resolver", tunResolver.Addr().String(),
+					"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
+					"--log-level", "warn")
+			},
+			version: func(e *env) string { return checkout(e) },
+		},
+		{
+			name: "dnstun-flow", label: "dnstun, flow mode (UDP socket)", target: localAddr,
+			blocks: true, fwd: true,
+			avail: func(e *env) string {
+				if !flowModeAvailable(e.bins["dnstun"]) {
+					return "not available: this dnstun has no `run --mode flow --listen`"
+				}
+				return ""
+			},
+			start: func(e *env, n int) (*proc, error) {
+				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["dnstun"], "run",
+					"--mode", "flow", "--listen", localAddr.String(),
+					"--upstream", upstreamAddr.String(),
+					"--blocklist", e.lists[n][fmtPlain],
+					"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
+					"--log-level", "warn")
+			},
+			version: func(e *env) string { return checkout(e) },
+		},
+		{
+			name: "dnsmasq", label: "dnsmasq (address=/d/, cache-size=0)", target: localAddr,
+			blocks: true, fwd: true,
+			avail: peerAvail("dnsmasq", "dnsmasq-base"),
+			start: func(e *env, n int) (*proc, error) {
+				conf := filepath.Join(e.dir, "dnsmasq-"+strconv.Itoa(n)+".conf")
+				err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder, no cache
+no-resolv
+no-hosts
+no-poll
+no-negcache
+cache-size=0
+server=%s
+listen-address=%s
+bind-interfaces
+dns-forward-max=10000
+user=root
+group=root
+pid-file=
+log-facility=-
+conf-file=%s
+`, upstreamAddr.Addr(), localAddr.Addr(), e.lists[n][fmtDnsmasq])), 0o644)
+				if err != nil {
+					return nil, err
+				}
+				return startProc(e.lab.sut, e.lab.cpus.sut, lookPeer("dnsmasq"), "--keep-in-foreground", "--conf-file="+conf)
+			},
+			version: func(*env) string { return firstLine(lookPeer("dnsmasq"), "--version") },
+		},
+		{
+			name: "unbound", label: "unbound (local-zone always_nxdomain, forward-zone)", target: localAddr,
+			blocks: true, fwd: true,
+			avail: peerAvail("unbound", "unbound"),
+			start: func(e *env, n int) (*proc, error) {
+				conf := filepath.Join(e.dir, "unbound-"+strconv.Itoa(n)+".conf")
+				err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder; caches minimal, upstream TTL 0
+server:
+	interface: %s
+	port: 53
+	do-daemonize: no
+	username: ""
+	chroot: ""
+	directory: "%s"
+	pidfile: ""
+	use-syslog: no
+	logfile: ""
+	verbosity: 0
+	num-threads: 1
+	do-ip6: no
+	access-control: 0.0.0.0/0 allow
+	module-config: "iterator"
+	msg-cache-size: 0
+	rrset-cache-size: 0
+	key-cache-size: 0
+	neg-cache-size: 0
+	msg-cache-slabs: 1
+	rrset-cache-slabs: 1
+	infra-cache-slabs: 1
+	key-cache-slabs: 1
+	num-queries-per-thread: 4096
+	outgoing-range: 8192
+	prefetch: no
+	minimal-responses: yes
+	do-not-query-localhost: no
+	include: "%s"
+forward-zone:
+	name: "."
+	forward-addr: %s
+`, localAddr.Addr(), e.dir, e.lists[n][fmtUnbound], upstreamAddr.Addr())), 0o644)
+				if err != nil {
+					return nil, err
+				}
+				return startProc(e.lab.sut, e.lab.cpus.sut, lookPeer("unbound"), "-d", "-c", conf)
+			},
+			version: func(*env) string {
+				for _, l := range strings.Split(firstLineAll(lookPeer("unbound"), "-V"), "\n") {
+					if strings.HasPrefix(l, "Version") {
+						return "unbound " + strings.TrimSpace(strings.TrimPrefix(l, "Version"))
+					}
+				}
+				return "unbound"
+			},
+		},
+		{
+			name: "dnsdist", label: "dnsdist (SuffixMatchNodeRule + RCodeAction, no packet cache)", target: localAddr,
+			blocks: true, fwd: true,
+			avail: peerAvail("dnsdist", "dnsdist"),
+			start: func(e *env, n int) (*proc, error) {
+				conf := filepath.Join(e.dir, "dnsdist-"+strconv.Itoa(n)+".lua")
+				err := os.WriteFile(conf, []byte(fmt.Sprintf(`-- dnstun benchmark: blocking forwarder, no packet cache
+setSecurityPollSuffix("")
+setACL({"0.0.0.0/0"})
+setLocal("%s")
+newServer({address="%s", checkInterval=3600})
+setServerPolicy(firstAvailable)
+local smn = newSuffixMatchNode()
+for line in io.lines("%s") do smn:add(line) end
+addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
+`, localAddr, upstreamAddr, e.lists[n][fmtPlain])), 0o644)
+				if err != nil {
+					return nil, err
+				}
+				return startProc(e.lab.sut, e.lab.cpus.sut, lookPeer("dnsdist"), "--supervised", "--disable-syslog", "-C", conf)
+			},
+			version: func(*env) string { return firstLine(lookPeer("dnsdist"), "--version") },
+		},
+		{
+			name: "ceiling", label: "ceiling (TUN, NXDOMAIN in place, nothing else)", target: tunResolver,
+			blocks: true,
+			avail:  func(*env) string { return "" },
+			start: func(e *env, n int) (*proc, error) {
+				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["ceiling"], "-resolver", tunResolver.Addr().String())
+			},
+			version: func(*env) string { return "bench/cmd/ceiling" },
+		},
+	}
+}
+
+// checkout names the dnstun source under test: commit, and whether the
+// work tree had uncommitted changes (read-only git calls, no index lock).
+func checkout(e *env) string {
+	run := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = e.moduleDir
+		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
+		out, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	rev := run("rev-parse", "--short", "HEAD")
+	if rev == "" {
+		return "this checkout"
+	}
+	if run("status", "--porcelain", "--untracked-files=no") != "" {
+		rev += " + uncommitted changes"
+	}
+	return "dnstun " + rev
+}
+
+func firstLineAll(argv ...string) string {
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	return string(out)
+}
