@@ -29,7 +29,9 @@ type File struct {
 	TunAddrs        []string      `yaml:"tun_addrs"`        // --tun-addr (empty: one default per resolver family)
 	Upstreams       []string      `yaml:"upstreams"`        // --upstream (empty: the nameservers of resolv_conf)
 	ResolvConf      string        `yaml:"resolv_conf"`      // --resolv-conf
-	Blocklists      []string      `yaml:"blocklists"`       // --blocklist
+	Blocklists      []string      `yaml:"blocklists"`       // --blocklist (paths or http(s) URLs)
+	ListCache       string        `yaml:"list_cache"`       // --list-cache
+	ListRefresh     time.Duration `yaml:"list_refresh"`     // --list-refresh
 	BlockMode       string        `yaml:"block_mode"`       // --block-mode
 	BlockTTL        uint32        `yaml:"block_ttl"`        // --block-ttl
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"` // --upstream-timeout
@@ -81,6 +83,8 @@ const (
 	DefaultListen          = "127.0.0.1:53"
 	DefaultResolved        = "auto"
 	DefaultWatchdog        = 2 * time.Second
+	DefaultListCache       = "/var/lib/dnstun/lists"
+	DefaultListRefresh     = 24 * time.Hour
 )
 
 // DefaultResolvers are the virtual resolver addresses served on the TUN.
@@ -112,6 +116,8 @@ func DefaultFor(goos string) *File {
 		MTU:             DefaultMTU,
 		Resolvers:       append([]string(nil), DefaultResolvers...),
 		ResolvConf:      DefaultResolvConf,
+		ListCache:       DefaultListCache,
+		ListRefresh:     DefaultListRefresh,
 		BlockMode:       DefaultBlockMode,
 		BlockTTL:        DefaultBlockTTL,
 		UpstreamTimeout: DefaultUpstreamTimeout,

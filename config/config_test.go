@@ -35,6 +35,8 @@ func TestExampleGolden(t *testing.T) {
 		Resolvers:       []string{"198.19.53.53", "fd64:6e73:7475::53"},
 		ResolvConf:      "/etc/resolv.conf",
 		Blocklists:      []string{},
+		ListCache:       "/var/lib/dnstun/lists",
+		ListRefresh:     24 * time.Hour,
 		BlockMode:       "nxdomain",
 		BlockTTL:        10,
 		UpstreamTimeout: 2 * time.Second,
@@ -73,7 +75,9 @@ resolvers: [10.99.0.53]
 tun_addrs: [10.99.0.1]
 upstreams: [192.0.2.1, "192.0.2.2:5353", "[2001:db8::1]:53"]
 resolv_conf: /tmp/resolv.conf
-blocklists: [/etc/dnstun/a.txt, /etc/dnstun/b.txt]
+blocklists: [/etc/dnstun/a.txt, /etc/dnstun/b.txt, "https://lists.example/ads.txt"]
+list_cache: /var/cache/dt
+list_refresh: 6h
 block_mode: null
 block_ttl: 60
 upstream_timeout: 500ms
@@ -95,7 +99,8 @@ exit_when_disabled: true
 	want := File{
 		Tun: "dt1", MTU: 1400, Resolvers: []string{"10.99.0.53"}, TunAddrs: []string{"10.99.0.1"},
 		Upstreams:  []string{"192.0.2.1", "192.0.2.2:5353", "[2001:db8::1]:53"},
-		ResolvConf: "/tmp/resolv.conf", Blocklists: []string{"/etc/dnstun/a.txt", "/etc/dnstun/b.txt"},
+		ResolvConf: "/tmp/resolv.conf", Blocklists: []string{"/etc/dnstun/a.txt", "/etc/dnstun/b.txt", "https://lists.example/ads.txt"},
+		ListCache: "/var/cache/dt", ListRefresh: 6 * time.Hour,
 		BlockMode: "null", BlockTTL: 60, UpstreamTimeout: 500 * time.Millisecond, Timeout: 3 * time.Second,
 		MaxPending: 100, LogLevel: "debug", Mode: "flow", Listen: "[::1]:5353",
 		Capture:          Capture{StateDir: "/var/tmp/dt", Resolved: "off"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -120,8 +121,16 @@ func (v *validator) check() {
 		if p == "" {
 			v.fail(fmt.Sprintf("blocklists[%d]", i), "empty path", "")
 		}
+		if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
+			if u, err := url.Parse(p); err != nil || u.Host == "" {
+				v.fail(fmt.Sprintf("blocklists[%d]", i), fmt.Sprintf("%q is not a usable URL", p), "write it as https://host/path")
+			}
+			continue
+		}
 		v.path(fmt.Sprintf("blocklists[%d]", i), p)
 	}
+	v.path("list_cache", f.ListCache)
+	v.duration("list_refresh", f.ListRefresh, false)
 	if !slices.Contains(BlockModes, strings.ToLower(strings.TrimSpace(f.BlockMode))) {
 		v.fail("block_mode", fmt.Sprintf("unknown block mode %q", f.BlockMode), "want nxdomain, null, nodata or refused")
 	}

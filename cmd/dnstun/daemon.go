@@ -19,6 +19,7 @@ import (
 	"github.com/dnstun/dnstun/control"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/listsrc"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/route"
 	"github.com/dnstun/dnstun/service"
@@ -34,6 +35,8 @@ type daemon struct {
 	c     *runConfig
 	log   *slog.Logger
 	live  *filter.Live
+	lists []string          // the files the set was built from (URLs resolved to cached copies)
+	srcs  []*listsrc.Source // the lists given as URLs
 	qlog  *querylog.Ring
 	start time.Time
 	fatal chan error    // a session that can no longer serve (watchdog, engine death)
@@ -69,14 +72,66 @@ type session struct {
 // newDaemon loads the lists: a bad list stops dnstun before the system is
 // touched.
 func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
-	set, err := loadLists(c.blocklists, log)
+	paths, srcs := resolveLists(c, log)
+	set, err := loadLists(paths, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{c: c, log: log, live: filter.NewLive(set), qlog: querylog.New(queryLogSize), start: time.Now(),
+	d := &daemon{c: c, log: log, live: filter.NewLive(set), lists: paths, srcs: srcs, qlog: querylog.New(queryLogSize), start: time.Now(),
 		fatal: make(chan error, 1), quit: make(chan quitting, 1)}
 	c.engine.QueryLog = d.qlog
 	return d, nil
+}
+
+// resolveLists maps --blocklist values to files: URLs to their cached
+// copies, downloaded first when there is none. A URL that cannot be had is
+// logged and left out; the other lists load, and the refresh tries again.
+func resolveLists(c *runConfig, log *slog.Logger) ([]string, []*listsrc.Source) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	paths, srcs, errs := listsrc.Resolve(ctx, c.blocklists, c.listCache, nil)
+	for _, err := range errs {
+		log.Error("block list not loaded", "err", err)
+	}
+	return paths, srcs
+}
+
+// refreshLists re-downloads the URL lists every c.listRefresh and swaps in
+// a new rule set when one changed.
+func (d *daemon) refreshLists(ctx context.Context) {
+	if d.c.listRefresh <= 0 {
+		return
+	}
+	t := time.NewTicker(d.c.listRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		srcs := d.srcs
+		d.mu.Unlock()
+		if len(srcs) == 0 {
+			continue
+		}
+		changed, err := listsrc.Refresh(ctx, srcs)
+		if err != nil {
+			d.log.Warn("block list refresh", "err", err)
+		}
+		if !changed {
+			continue
+		}
+		d.mu.Lock()
+		paths := d.lists
+		d.mu.Unlock()
+		if set, err := loadLists(paths, d.log); err != nil {
+			d.log.Error("refreshed lists not used; the previous ones keep serving", "err", err)
+		} else {
+			d.live.Store(set)
+		}
+	}
 }
 
 // queryLogSize is how many recent queries the control socket can show.
@@ -116,6 +171,9 @@ func (d *daemon) run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	rctx, stopRefresh := context.WithCancel(ctx)
+	defer stopRefresh()
+	go d.refreshLists(rctx)
 	if st.Enabled {
 		if err := d.enable(); err != nil {
 			return err
@@ -219,7 +277,8 @@ func (d *daemon) Reload() error {
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
-	set, err := loadLists(nc.blocklists, d.log)
+	paths, srcs := resolveLists(nc, d.log)
+	set, err := loadLists(paths, d.log)
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
@@ -234,7 +293,7 @@ func (d *daemon) Reload() error {
 		}
 	}
 	d.live.Store(set)
-	d.c = nc
+	d.c, d.lists, d.srcs = nc, paths, srcs
 	d.log.Info("reloaded", "rules", set.Len(), "upstreams", nc.upstreams)
 	return nil
 }

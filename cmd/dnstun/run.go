@@ -22,6 +22,7 @@ import (
 	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/listsrc"
 	"github.com/dnstun/dnstun/route"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
@@ -63,6 +64,8 @@ type runConfig struct {
 	// from, watched for changes; "" when --upstream was given.
 	followResolvConf string
 
+	listCache        string
+	listRefresh      time.Duration
 	configPath       string
 	control          struct{ socket, group string }
 	stateFile        string
@@ -101,6 +104,8 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	set("upstream", "upstreams", f.Upstreams...)
 	set("resolv-conf", "resolv_conf", f.ResolvConf)
 	set("blocklist", "blocklists", f.Blocklists...)
+	set("list-cache", "list_cache", f.ListCache)
+	set("list-refresh", "list_refresh", f.ListRefresh.String())
 	set("block-mode", "block_mode", f.BlockMode)
 	set("block-ttl", "block_ttl", strconv.FormatUint(uint64(f.BlockTTL), 10))
 	set("upstream-timeout", "upstream_timeout", f.UpstreamTimeout.String())
@@ -191,7 +196,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.Var(&tunAddrs, "tun-addr", "the TUN's own address (repeatable; default 198.19.53.1 and fd64:6e73:7475::1, one per resolver family)")
 	fs.Var(&upstreams, "upstream", "upstream resolver IP[:PORT] (repeatable, tried in order; default: the nameservers of --resolv-conf)")
 	fs.StringVar(&resolvConf, "resolv-conf", upstream.ResolvConfPath, "where default upstreams are read from")
-	fs.Var(&blocklists, "blocklist", "block list file: hosts, plain domains or adblock-style rules (repeatable)")
+	fs.Var(&blocklists, "blocklist", "block list: a file or an http(s) URL (cached, refreshed); hosts, plain domains or adblock-style rules (repeatable)")
+	fs.StringVar(&c.listCache, "list-cache", listsrc.DefaultCacheDir, "where lists given as URLs are cached")
+	fs.DurationVar(&c.listRefresh, "list-refresh", 24*time.Hour, "how often lists given as URLs are refreshed")
 	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata or refused")
 	fs.DurationVar(&c.engine.UpstreamTimeout, "upstream-timeout", engine.DefaultUpstreamTimeout, "time one upstream gets before the query moves to the next")
 	fs.DurationVar(&c.engine.TotalTimeout, "timeout", engine.DefaultTotalTimeout, "time after which a client gets SERVFAIL")
