@@ -80,6 +80,7 @@ func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
 	d := &daemon{c: c, log: log, live: filter.NewLive(set), lists: paths, srcs: srcs, qlog: querylog.New(queryLogSize), start: time.Now(),
 		fatal: make(chan error, 1), quit: make(chan quitting, 1)}
 	c.engine.QueryLog = d.qlog
+	releaseMemory()
 	return d, nil
 }
 
@@ -130,6 +131,7 @@ func (d *daemon) refreshLists(ctx context.Context) {
 			d.log.Error("refreshed lists not used; the previous ones keep serving", "err", err)
 		} else {
 			d.live.Store(set)
+			releaseMemory()
 		}
 	}
 }
@@ -294,6 +296,7 @@ func (d *daemon) Reload() error {
 	}
 	d.live.Store(set)
 	d.c, d.lists, d.srcs = nc, paths, srcs
+	defer releaseMemory()
 	d.log.Info("reloaded", "rules", set.Len(), "upstreams", nc.upstreams)
 	return nil
 }
