@@ -6,73 +6,694 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 )
 
+// listInfo is one list of a Builder or Set.
+type listInfo struct {
+	opts      ListOptions
+	startUnit uint32 // first arena unit of the names this list introduced
+}
+
+// Builder collects rules from lists and compiles them into a Set. It is not
+// safe for concurrent use; Build may be called more than once.
+//
+// The Builder writes names straight into the arena layout the Set uses
+// (see table.go), with its own growable hash table ([]uint64: 32 bits of
+// hash and the unit), so Build mostly sizes the Set's compact table and
+// shares the arena: peak memory during a build is about the steady state
+// of the Set plus the Builder's table (see doc.go).
+type Builder struct {
+	arena  []byte
+	slots  []uint64
+	names  int
+	nodes  [][]uint32 // rule indexes per node
+	rules  []rule
+	exts   []ruleExt
+	text   []byte
+	addrs  []netip.Addr
+	txts   [][]byte
+	lists  []listInfo
+	simple int // simple rules (not in rules)
+
+	patterns   []uint32        // rule indexes
+	unfiltered int             // pattern rules without a literal
+	patKeys    map[string]bool // pattern and IP rules seen (duplicates)
+	ips        []uint32        // rule indexes
+
+	noBypass bool
+	frozen   bool // the arena is shared with a built Set
+}
+
+// NewBuilder returns an empty Builder. The built-in bypass signals are on.
+func NewBuilder() *Builder {
+	b := &Builder{arena: make([]byte, firstUnit*4), exts: make([]ruleExt, 1)}
+	b.growSlots(64)
+	return b
+}
+
+// SetBypassSignals switches the built-in answers (doc.go, "Built-in
+// signals") on or off for the Sets built afterwards. They are on by default.
+func (b *Builder) SetBypassSignals(on bool) { b.noBypass = !on }
+
+// thaw makes the Builder's arena its own again after Build shared it.
+func (b *Builder) thaw() {
+	if b.frozen {
+		b.arena = slices.Clone(b.arena)
+		b.frozen = false
+	}
+}
+
+type snapshot struct {
+	arena, rules, exts, text, addrs, txts, nodes, patterns, ips, lists int
+	simple, names, unfiltered                                          int
+	values                                                             []valUndo
+	nodeLens                                                           []valUndo
+	patKeys                                                            []string
+}
+
+type valUndo struct{ at, old uint32 }
+
+func (b *Builder) snapshot() snapshot {
+	return snapshot{arena: len(b.arena), rules: len(b.rules), exts: len(b.exts), text: len(b.text), addrs: len(b.addrs),
+		txts: len(b.txts), nodes: len(b.nodes), patterns: len(b.patterns), ips: len(b.ips), lists: len(b.lists),
+		simple: b.simple, names: b.names, unfiltered: b.unfiltered}
+}
+
+// rollback undoes everything a failed list added.
+func (b *Builder) rollback(s *snapshot) {
+	for i := len(s.values) - 1; i >= 0; i-- {
+		setRecValue(b.arena, s.values[i].at, s.values[i].old)
+	}
+	for i := len(s.nodeLens) - 1; i >= 0; i-- {
+		n := s.nodeLens[i]
+		b.nodes[n.at] = b.nodes[n.at][:n.old]
+	}
+	b.arena = b.arena[:s.arena]
+	b.rules, b.exts, b.text = b.rules[:s.rules], b.exts[:s.exts], b.text[:s.text]
+	b.addrs, b.txts, b.nodes = b.addrs[:s.addrs], b.txts[:s.txts], b.nodes[:s.nodes]
+	b.patterns, b.ips, b.lists = b.patterns[:s.patterns], b.ips[:s.ips], b.lists[:s.lists]
+	b.simple, b.names, b.unfiltered = s.simple, s.names, s.unfiltered
+	for _, k := range s.patKeys {
+		delete(b.patKeys, k)
+	}
+	clear(b.slots)
+	for u := range b.units() {
+		b.insertSlot(nameHash(recName(b.arena, u)), u)
+	}
+}
+
+// units iterates the records of the arena.
+func (b *Builder) units() func(func(uint32) bool) {
+	return func(yield func(uint32) bool) {
+		for o := firstUnit * 4; o < len(b.arena); {
+			if !yield(uint32(o / 4)) {
+				return
+			}
+			o += recordSize(int(b.arena[o+4]))
+		}
+	}
+}
+
+func (b *Builder) growSlots(names int) {
+	n := 64
+	for n < names+names/3 {
+		n <<= 1
+	}
+	if n <= len(b.slots) {
+		return
+	}
+	old := b.slots
+	b.slots = make([]uint64, n)
+	for _, e := range old {
+		if e != 0 {
+			b.reinsert(e)
+		}
+	}
+}
+
+func (b *Builder) reinsert(e uint64) {
+	u := uint32(e)
+	// The slot keeps the high hash half; the index needs the low half.
+	h := nameHash(recName(b.arena, u))
+	b.insertSlot(h, u)
+}
+
+func (b *Builder) insertSlot(h uint64, u uint32) {
+	mask := uint64(len(b.slots) - 1)
+	i := uint64(uint32(h)) & mask
+	for b.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	b.slots[i] = uint64(uint32(h>>32))<<32 | uint64(u)
+}
+
+// find returns the unit of name's record, or 0.
+func (b *Builder) find(name []byte, h uint64) uint32 {
+	mask := uint64(len(b.slots) - 1)
+	i := uint64(uint32(h)) & mask
+	hi := uint64(uint32(h >> 32))
+	for {
+		e := b.slots[i]
+		if e == 0 {
+			return 0
+		}
+		if e>>32 == hi && string(recName(b.arena, uint32(e))) == string(name) {
+			return uint32(e)
+		}
+		i = (i + 1) & mask
+	}
+}
+
+// findOrAdd returns the unit of name's record, adding one (value 0) if new.
+func (b *Builder) findOrAdd(name []byte) (uint32, bool) {
+	h := nameHash(name)
+	if u := b.find(name, h); u != 0 {
+		return u, false
+	}
+	if 4*(b.names+1) > 3*len(b.slots) {
+		b.growSlots(2 * (b.names + 1))
+	}
+	o := len(b.arena)
+	b.arena = append(b.arena, 0, 0, 0, 0, byte(len(name)))
+	b.arena = append(b.arena, name...)
+	for len(b.arena)&3 != 0 {
+		b.arena = append(b.arena, 0)
+	}
+	u := uint32(o / 4)
+	b.insertSlot(h, u)
+	b.names++
+	return u, true
+}
+
+func (b *Builder) addText(t []byte) (uint32, uint32) {
+	off := len(b.text)
+	b.text = append(b.text, t...)
+	return uint32(off), uint32(len(t))
+}
+
+// listOfUnit returns the list whose region holds unit.
+func listOfUnit(lists []listInfo, unit uint32) uint32 {
+	lo, hi := 0, len(lists) // the answer is the last list with startUnit <= unit
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if lists[m].startUnit <= unit {
+			lo = m
+		} else {
+			hi = m
+		}
+	}
+	return uint32(lo)
+}
+
+func (p *listParser) logValue(u, old uint32) {
+	if u < p.b.lists[p.list].startUnit {
+		p.snap.values = append(p.snap.values, valUndo{u, old})
+	}
+}
+
+// promote turns the simple rule of record u into a complex rule.
+func (b *Builder) promote(u, v uint32) uint32 {
+	r := rule{list: listOfUnit(b.lists, u), line: v & vLineMask, form: uint8(v >> vFormShift & vFormMask), textOff: u, kind: rkBlock}
+	if v&vExact != 0 {
+		r.flags |= fExact
+	}
+	b.rules = append(b.rules, r)
+	b.simple--
+	return uint32(len(b.rules) - 1)
+}
+
+// attachSimple adds a simple block rule for name; false if it is a duplicate.
+func (b *Builder) attachSimple(p *listParser, name []byte, exact bool, f, line int) bool {
+	u, isNew := b.findOrAdd(name)
+	if isNew && line <= vLineMask {
+		v := uint32(vSimple) | uint32(f)<<vFormShift | uint32(line)
+		if exact {
+			v |= vExact
+		}
+		setRecValue(b.arena, u, v)
+		b.simple++
+		return true
+	}
+	r := rule{list: p.list, line: uint32(line), form: uint8(f), textOff: u, kind: rkBlock}
+	if exact {
+		r.flags |= fExact
+	}
+	ri := uint32(len(b.rules))
+	b.rules = append(b.rules, r)
+	if isNew {
+		setRecValue(b.arena, u, vRule|ri)
+		return true
+	}
+	if b.attachAt(p, u, ri) {
+		return true
+	}
+	b.rules = b.rules[:ri]
+	return false
+}
+
+// attach adds complex rule ri to name; false if it is a duplicate.
+func (b *Builder) attach(p *listParser, name []byte, ri uint32) bool {
+	u, isNew := b.findOrAdd(name)
+	if isNew {
+		setRecValue(b.arena, u, vRule|ri)
+		return true
+	}
+	return b.attachAt(p, u, ri)
+}
+
+func (b *Builder) attachAt(p *listParser, u, ri uint32) bool {
+	v := recValue(b.arena, u)
+	switch v & vKindMask {
+	case vSimple:
+		if b.rules[ri].kind == rkBlock && b.rules[ri].ext == 0 && b.rules[ri].flags&fExact == uint32ToFlag(v&vExact) {
+			return false
+		}
+		r0 := b.promote(u, v)
+		p.logValue(u, v)
+		setRecValue(b.arena, u, vNode|uint32(len(b.nodes)))
+		b.nodes = append(b.nodes, []uint32{r0, ri})
+	case vRule:
+		r0 := v & vIndexMask
+		if b.sameRule(r0, ri) {
+			return false
+		}
+		p.logValue(u, v)
+		setRecValue(b.arena, u, vNode|uint32(len(b.nodes)))
+		b.nodes = append(b.nodes, []uint32{r0, ri})
+	default:
+		n := v & vIndexMask
+		for _, r0 := range b.nodes[n] {
+			if b.sameRule(r0, ri) {
+				return false
+			}
+		}
+		if int(n) < p.snap.nodes {
+			p.snap.nodeLens = append(p.snap.nodeLens, valUndo{n, uint32(len(b.nodes[n]))})
+		}
+		b.nodes[n] = append(b.nodes[n], ri)
+	}
+	return true
+}
+
+func uint32ToFlag(exact uint32) uint8 {
+	if exact != 0 {
+		return fExact
+	}
+	return 0
+}
+
+// sameRule reports whether rule b2 adds nothing to a name that has a.
+func (b *Builder) sameRule(a, b2 uint32) bool {
+	x, y := &b.rules[a], &b.rules[b2]
+	if x.kind != y.kind || x.flags != y.flags || x.ext != 0 || y.ext != 0 {
+		return false
+	}
+	if x.kind == rkRewrite {
+		return x.addrLen == 1 && y.addrLen == 1 && b.addrs[x.addrOff] == b.addrs[y.addrOff]
+	}
+	return true
+}
+
+// dropUnused removes complex rule ri again when no name took it.
+func (b *Builder) dropUnused(ri int64, used bool) {
+	if ri >= 0 && !used && int(ri) == len(b.rules)-1 {
+		r := b.rules[ri]
+		if r.addrLen > 0 && int(r.addrOff)+int(r.addrLen) == len(b.addrs) {
+			b.addrs = b.addrs[:r.addrOff]
+		}
+		if r.ext != 0 && int(r.ext) == len(b.exts)-1 {
+			b.exts = b.exts[:r.ext]
+		}
+		b.rules = b.rules[:ri]
+	}
+}
+
+// Regex limits (doc.go, "Regular expressions").
+const (
+	maxRegexLen      = 1024 // bytes of the expression
+	maxRegexInsts    = 2000 // instructions of the compiled program
+	maxUnfiltered    = 64   // pattern rules without a literal, per Builder
+	minLiteral       = 3    // bytes of the prefilter literal
+	maxRegexPerQuery = 64   // regex executions per Decide
+)
+
+// patternRule adds a /regex/ or a wildcard rule.
+func (p *listParser) patternRule(lineNo int, t []byte, allow bool, m *mods, pat []byte, isRegex bool) {
+	if !p.newPatKey(allow, m, pat) {
+		p.stats.Duplicates++
+		return
+	}
+	var src, lit string
+	if isRegex {
+		src = string(pat[1 : len(pat)-1])
+		if len(src) > maxRegexLen {
+			p.warn(lineNo, t, fmt.Sprintf("regex longer than %d bytes: too slow", maxRegexLen), Unsupported)
+			return
+		}
+		re, err := syntax.Parse(src, syntax.Perl)
+		if err != nil {
+			p.warn(lineNo, t, "bad regex: "+err.Error(), Malformed)
+			return
+		}
+		re = re.Simplify()
+		prog, err := syntax.Compile(re)
+		if err != nil {
+			p.warn(lineNo, t, "bad regex: "+err.Error(), Malformed)
+			return
+		}
+		if len(prog.Inst) > maxRegexInsts {
+			p.warn(lineNo, t, fmt.Sprintf("regex compiles to %d instructions (limit %d): too slow", len(prog.Inst), maxRegexInsts), Unsupported)
+			return
+		}
+		lit = requiredLiteral(re)
+	} else {
+		src, lit = globRegex(pat)
+	}
+	if len(lit) < minLiteral {
+		lit = ""
+		if p.b.unfiltered >= maxUnfiltered {
+			p.warn(lineNo, t, fmt.Sprintf("pattern without a literal of %d+ bytes: too slow (limit %d such rules)", minLiteral, maxUnfiltered), Unsupported)
+			return
+		}
+	}
+	re, err := regexp.Compile(src)
+	if err != nil {
+		p.warn(lineNo, t, "bad pattern: "+err.Error(), Malformed)
+		return
+	}
+	r := p.newRule(lineNo, t, allow, m)
+	if r.ext == 0 {
+		r.ext = uint32(len(p.b.exts))
+		p.b.exts = append(p.b.exts, ruleExt{})
+	}
+	e := &p.b.exts[r.ext]
+	e.re, e.lit = re, lit
+	e.pattern = strings.ToLower(string(pat))
+	r.flags |= fPattern
+	if lit == "" {
+		p.b.unfiltered++
+	}
+	p.b.patterns = append(p.b.patterns, uint32(len(p.b.rules)))
+	p.b.rules = append(p.b.rules, r)
+	p.countKind(&r)
+	p.stats.Patterns++
+	p.stats.Rules++
+	p.accepted++
+}
+
+// globRegex translates an adblock pattern to a regular expression over a
+// host name, and returns its longest literal. "||" anchors at a label
+// start, "|" at the start or end, "^" is the end of the name (the only
+// separator a host name can hold), "*" is any run of characters.
+func globRegex(pat []byte) (string, string) {
+	var sb strings.Builder
+	p := strings.ToLower(string(pat))
+	switch {
+	case strings.HasPrefix(p, "||"):
+		sb.WriteString(`(?:^|\.)`)
+		p = p[2:]
+	case strings.HasPrefix(p, "|"):
+		sb.WriteString(`^`)
+		p = p[1:]
+	}
+	endAnchor := false
+	if strings.HasSuffix(p, "|") {
+		p, endAnchor = p[:len(p)-1], true
+	}
+	lit, best := "", ""
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch c {
+		case '*':
+			sb.WriteString(`.*`)
+		case '^':
+			sb.WriteString(`$`)
+		default:
+			sb.WriteString(regexp.QuoteMeta(string(c)))
+			lit += string(c)
+			if len(lit) > len(best) {
+				best = lit
+			}
+			continue
+		}
+		lit = ""
+	}
+	if endAnchor {
+		sb.WriteString(`$`)
+	}
+	return sb.String(), best
+}
+
+// requiredLiteral returns the longest literal that every match of re
+// contains, lower-cased, or "".
+func requiredLiteral(re *syntax.Regexp) string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return strings.ToLower(string(re.Rune))
+		}
+		s := string(re.Rune)
+		if s != strings.ToLower(s) {
+			return "" // cannot match a lower-case name anyway; no filter
+		}
+		return s
+	case syntax.OpCapture, syntax.OpPlus:
+		return requiredLiteral(re.Sub[0])
+	case syntax.OpConcat:
+		best := ""
+		for _, s := range re.Sub {
+			if l := requiredLiteral(s); len(l) > len(best) {
+				best = l
+			}
+		}
+		return best
+	}
+	return ""
+}
+
+// ipRule adds a response IP/CIDR rule.
+func (p *listParser) ipRule(lineNo int, t []byte, pf netip.Prefix, allow bool, m *mods) {
+	if m != nil && (m.rewrite || m.types != nil || m.notTypes != nil || m.denyallow != nil) {
+		p.warn(lineNo, t, "IP rules take only $important, $client and $badfilter", Unsupported)
+		return
+	}
+	if !p.newPatKey(allow, m, []byte(pf.String())) {
+		p.stats.Duplicates++
+		return
+	}
+	r := p.newRule(lineNo, t, allow, m)
+	if r.ext == 0 {
+		r.ext = uint32(len(p.b.exts))
+		p.b.exts = append(p.b.exts, ruleExt{})
+	}
+	p.b.exts[r.ext].prefix = pf
+	p.b.exts[r.ext].pattern = pf.String()
+	r.flags |= fIP
+	p.b.ips = append(p.b.ips, uint32(len(p.b.rules)))
+	p.b.rules = append(p.b.rules, r)
+	p.countKind(&r)
+	p.stats.IPRules++
+	p.stats.Rules++
+	p.accepted++
+}
+
+// newPatKey records a pattern or IP rule; false if the same rule was
+// already added.
+func (p *listParser) newPatKey(allow bool, m *mods, pat []byte) bool {
+	k := strings.ToLower(string(pat))
+	if allow {
+		k = "@@" + k
+	}
+	if m != nil {
+		k += "$" + m.key
+		if m.badfilter {
+			k += ",badfilter"
+		}
+	}
+	if p.b.patKeys == nil {
+		p.b.patKeys = map[string]bool{}
+	}
+	if p.b.patKeys[k] {
+		return false
+	}
+	p.b.patKeys[k] = true
+	p.snap.patKeys = append(p.snap.patKeys, k)
+	return true
+}
+
 // Build compiles the rules parsed so far into an immutable Set. The Builder
 // stays usable (more lists may be added and Build called again); the Set
-// shares no memory with it.
-//
-// Layout: every name is one key of a single map, and all keys are slices of
-// one arena string (one allocation instead of one per name). A name carrying
-// just one block rule maps straight to its tagged RuleID; only names with
-// exceptions, answers or several rules get a node.
+// shares only memory the Builder no longer changes: the arena is shared
+// until the next ParseList, which then copies it.
 func (b *Builder) Build() *Set {
+	b.frozen = true
 	s := &Set{
-		index: make(map[string]uint32, len(b.index)),
-		rules: slices.Clone(b.rules),
-		lists: slices.Clone(b.lists),
-		text:  string(b.text),
+		rules:  slices.Clone(b.rules),
+		exts:   b.exts[:len(b.exts):len(b.exts)],
+		text:   b.text[:len(b.text):len(b.text)],
+		lists:  slices.Clone(b.lists),
+		simple: b.simple,
+		bypass: !b.noBypass,
 	}
-	size := 0
-	nAddrs, nNodes := 0, 0
-	for i, name := range b.names {
-		size += len(name)
-		if needsNode(&b.entries[i]) {
-			nNodes++
-			nAddrs += len(b.answers[int32(i)])
+	arena := b.arena[:len(b.arena):len(b.arena)]
+	units := make([]uint32, 0, b.names)
+	for u := range b.units() {
+		units = append(units, u)
+	}
+	s.tab = newTable(arena, units)
+	units = nil
+	// Node rule lists, flattened; the answer addresses and TXT strings of
+	// a node's rules are laid out back to back so that consecutive
+	// matching rewrites answer with one slice.
+	nRefs, nAddrs, nTxts := 0, len(b.addrs), len(b.txts)
+	for _, n := range b.nodes {
+		nRefs += len(n)
+		for _, ri := range n {
+			nAddrs += int(b.rules[ri].addrLen)
+			nTxts += int(b.rules[ri].txtLen)
 		}
 	}
-	var arena strings.Builder
-	arena.Grow(size)
-	s.nodes = make([]node, 0, nNodes)
-	s.addrs = make([]netip.Addr, 0, nAddrs)
-	for _, name := range b.names {
-		arena.WriteString(name)
-	}
-	all := arena.String()
-	off := 0
-	for ei, name := range b.names {
-		key := all[off : off+len(name)]
-		off += len(name)
-		n := b.entries[ei]
-		switch {
-		case !needsNode(&n) && n.suffix != 0:
-			s.index[key] = tagSuffix<<tagShift | uint32(n.suffix)
-		case !needsNode(&n) && n.exact != 0:
-			s.index[key] = tagExact<<tagShift | uint32(n.exact)
-		default:
-			if n.allowExact != 0 || n.allowSuffix != 0 {
-				s.hasAllow = true
-			}
-			n.addrOff = uint32(len(s.addrs))
-			addrs := b.answers[int32(ei)]
-			n.addrLen = uint32(len(addrs))
-			s.addrs = append(s.addrs, addrs...)
-			s.index[key] = tagNode<<tagShift | uint32(len(s.nodes))
-			s.nodes = append(s.nodes, n)
+	s.addrs = make([]netip.Addr, len(b.addrs), nAddrs)
+	copy(s.addrs, b.addrs)
+	s.txts = make([][]byte, len(b.txts), nTxts)
+	copy(s.txts, b.txts)
+	s.nodeStart = make([]uint32, 0, len(b.nodes)+1)
+	s.refs = make([]ref, 0, nRefs)
+	for _, n := range b.nodes {
+		s.nodeStart = append(s.nodeStart, uint32(len(s.refs)))
+		for _, ri := range n {
+			r := &b.rules[ri]
+			rf := ref{rule: ri, addrOff: uint32(len(s.addrs)), addrLen: r.addrLen, txtOff: uint32(len(s.txts)), txtLen: r.txtLen}
+			s.addrs = append(s.addrs, b.addrs[r.addrOff:r.addrOff+uint32(r.addrLen)]...)
+			s.txts = append(s.txts, b.txts[r.txtOff:r.txtOff+uint32(r.txtLen)]...)
+			s.refs = append(s.refs, rf)
 		}
 	}
+	s.nodeStart = append(s.nodeStart, uint32(len(s.refs)))
+	s.applyBadfilters(b)
+	s.plainOnly = len(b.rules) == 0
+	for i := range s.rules {
+		if s.rules[i].flags&(fPattern|fIP) == 0 {
+			s.plainOnly = false
+			break
+		}
+	}
+	s.buildPatterns(b.patterns)
+	s.buildIPs(b.ips)
+	s.tab.arena = arena
 	return s
 }
 
-// needsNode reports whether n holds more than a single block rule.
-func needsNode(n *node) bool {
-	if n.allowExact != 0 || n.allowSuffix != 0 || n.answer != 0 {
-		return true
+// applyBadfilters disables every rule that a $badfilter rule names: the same
+// pattern, the same exception-ness and the same other modifiers.
+func (s *Set) applyBadfilters(b *Builder) {
+	key := func(ri uint32) (bool, bool, string) {
+		r := &s.rules[ri]
+		allow := r.kind == rkAllow || r.kind == rkRewriteAllow
+		mk := ""
+		if r.ext != 0 {
+			mk = s.exts[r.ext].modKey
+			if r.kind == rkBadfilter {
+				allow = s.exts[r.ext].allowTarget
+			}
+		}
+		return allow, r.flags&fExact != 0, mk
 	}
-	return n.exact != 0 && n.suffix != 0
+	for ni := range len(s.nodeStart) - 1 {
+		refs := s.refs[s.nodeStart[ni]:s.nodeStart[ni+1]]
+		for _, bf := range refs {
+			if s.rules[bf.rule].kind != rkBadfilter {
+				continue
+			}
+			a1, e1, k1 := key(bf.rule)
+			for _, o := range refs {
+				if s.rules[o.rule].kind == rkBadfilter {
+					continue
+				}
+				if a2, e2, k2 := key(o.rule); a1 == a2 && e1 == e2 && k1 == k2 {
+					s.rules[o.rule].flags |= fDisabled
+				}
+			}
+		}
+	}
+	// Pattern and IP rules: by their canonical pattern.
+	var bad map[string]bool
+	for _, list := range [][]uint32{b.patterns, b.ips} {
+		for _, ri := range list {
+			if s.rules[ri].kind == rkBadfilter {
+				if bad == nil {
+					bad = map[string]bool{}
+				}
+				a, _, k := key(ri)
+				bad[fmt.Sprint(a, s.exts[s.rules[ri].ext].pattern, "$", k)] = true
+			}
+		}
+	}
+	if bad == nil {
+		return
+	}
+	for _, list := range [][]uint32{b.patterns, b.ips} {
+		for _, ri := range list {
+			if s.rules[ri].kind != rkBadfilter {
+				a, _, k := key(ri)
+				if bad[fmt.Sprint(a, s.exts[s.rules[ri].ext].pattern, "$", k)] {
+					s.rules[ri].flags |= fDisabled
+				}
+			}
+		}
+	}
+}
+
+// triBits sizes the trigram index of pattern literals.
+const triBits = 12
+
+func trigram(b []byte) uint32 {
+	return (uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])) * 0x9e3779b1 >> (32 - triBits)
+}
+
+func (s *Set) buildPatterns(pats []uint32) {
+	if len(pats) == 0 {
+		return
+	}
+	counts := make([]uint32, 1<<triBits+1)
+	for _, ri := range pats {
+		if l := s.exts[s.rules[ri].ext].lit; l != "" {
+			counts[trigram([]byte(l))+1]++
+		} else {
+			s.unfiltered = append(s.unfiltered, ri)
+		}
+	}
+	for i := 1; i < len(counts); i++ {
+		counts[i] += counts[i-1]
+	}
+	s.triStart = counts
+	s.triRules = make([]uint32, counts[len(counts)-1])
+	fill := slices.Clone(counts)
+	for _, ri := range pats {
+		if l := s.exts[s.rules[ri].ext].lit; l != "" {
+			t := trigram([]byte(l))
+			s.triRules[fill[t]] = ri
+			fill[t]++
+			s.triMask[t/64] |= 1 << (t % 64)
+		}
+	}
+	s.hasPatterns = true
+}
+
+func (s *Set) buildIPs(ips []uint32) {
+	for _, ri := range ips {
+		pf := s.exts[s.rules[ri].ext].prefix
+		if pf.IsSingleIP() {
+			s.ipHosts = append(s.ipHosts, ipEntry{pf.Addr(), ri})
+		} else {
+			s.ipNets = append(s.ipNets, ri)
+		}
+	}
+	slices.SortStableFunc(s.ipHosts, func(a, b ipEntry) int { return a.addr.Compare(b.addr) })
 }
 
 // LoadFiles parses each file into one Builder and builds the Set; it is the
@@ -83,20 +704,25 @@ func LoadFiles(paths ...string) (*Set, []ListWarning, error) {
 	var warnings []ListWarning
 	collect := func(w ListWarning) { warnings = append(warnings, w) }
 	for _, path := range paths {
-		if err := loadFile(b, path, collect); err != nil {
+		if err := loadFile(b, ListOptions{Name: path}, collect); err != nil {
 			return nil, warnings, err
 		}
 	}
 	return b.Build(), warnings, nil
 }
 
-func loadFile(b *Builder, path string, warn func(ListWarning)) error {
-	f, err := os.Open(path)
+// LoadFile parses the file opts.Name into b with opts.
+func (b *Builder) LoadFile(opts ListOptions, warn func(ListWarning)) error {
+	return loadFile(b, opts, warn)
+}
+
+func loadFile(b *Builder, opts ListOptions, warn func(ListWarning)) error {
+	f, err := os.Open(opts.Name)
 	if err != nil {
-		return fmt.Errorf("filter: load list %s: %w", path, err)
+		return fmt.Errorf("filter: load list %s: %w", opts.Name, err)
 	}
 	defer f.Close()
 	// ParseList's errors already name the list (here: the path).
-	_, err = b.ParseList(f, path, warn)
+	_, err = b.ParseListWith(f, opts, warn)
 	return err
 }

@@ -3,7 +3,6 @@
 package filter
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -16,9 +15,12 @@ type Action uint8
 const (
 	// Forward sends the query to an upstream resolver.
 	Forward Action = iota
-	// Block answers at once with the Decision's Mode.
+	// Block answers at once with the Decision's Mode (and Addrs for
+	// ModeCustom), TTL and EDE.
 	Block
-	// Answer answers at once from Decision.Addrs.
+	// Answer answers at once from the Decision: Rcode, Addrs (A/AAAA, the
+	// engine picks by qtype; NODATA when none fits), CNAME and TXT. Local
+	// hosts records and $dnsrewrite rules answer this way.
 	Answer
 )
 
@@ -48,6 +50,9 @@ const (
 	ModeRefused
 	// ModeNoData answers NOERROR with no records.
 	ModeNoData
+	// ModeCustom answers with Decision.Addrs (the list's configured block
+	// addresses), NODATA for types they do not cover.
+	ModeCustom
 )
 
 var modeNames = [...]string{
@@ -56,6 +61,7 @@ var modeNames = [...]string{
 	ModeNull:     "null",
 	ModeRefused:  "refused",
 	ModeNoData:   "nodata",
+	ModeCustom:   "custom",
 }
 
 func (m BlockMode) String() string {
@@ -68,41 +74,90 @@ func (m BlockMode) String() string {
 // ParseBlockMode parses a configured block mode: "nxdomain", "null",
 // "refused" or "nodata" (case and surrounding space are ignored). "default"
 // is not accepted: it is what rules say, not something an engine can be
-// configured to.
+// configured to. Custom addresses are parsed by [ParseBlockSpec].
 func ParseBlockMode(s string) (BlockMode, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
-	for m := ModeNXDomain; int(m) < len(modeNames); m++ {
+	for m := ModeNXDomain; m < ModeCustom; m++ {
 		if modeNames[m] == t {
 			return m, nil
 		}
 	}
-	return ModeDefault, fmt.Errorf("filter: unknown block mode %q (valid: nxdomain, null, refused, nodata)", s)
+	return ModeDefault, fmt.Errorf("filter: unknown block mode %q (valid: nxdomain, null, refused, nodata, or IP addresses)", s)
 }
 
-// RuleID names one rule of a Set; 0 means no rule.
+// ParseBlockSpec parses a block mode as ParseBlockMode does, and also a
+// comma-separated list of IP addresses ("192.0.2.1,2001:db8::1"), which
+// gives ModeCustom and the addresses.
+func ParseBlockSpec(s string) (BlockMode, []netip.Addr, error) {
+	if m, err := ParseBlockMode(s); err == nil {
+		return m, nil, nil
+	}
+	var addrs []netip.Addr
+	for f := range strings.SplitSeq(s, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return ModeDefault, nil, fmt.Errorf("filter: unknown block mode %q (valid: nxdomain, null, refused, nodata, or IP addresses)", s)
+		}
+		addrs = append(addrs, a.WithZone(""))
+	}
+	return ModeCustom, addrs, nil
+}
+
+// RFC 8914 extended DNS error codes a Decision may carry.
+const (
+	EDEBlocked  uint16 = 15 // the operator's policy (lists configured for everyone)
+	EDEFiltered uint16 = 17 // a policy the client asked for ($client rules)
+)
+
+// RuleID names one rule of a Set; 0 means no rule. IDs are valid for the
+// Set that returned them only.
 type RuleID uint32
 
 // RuleSource is where a rule came from, for `dnstun explain` and logs.
 type RuleSource struct {
 	List string // the list name given to ParseList (the path for LoadFiles)
-	Line int    // 1-based line number
+	Line int    // 1-based line number (0 for built-in rules)
 	Text string // the rule as written, without surrounding space, line end and trailing comment
 }
 
-// Decision is the verdict on one query. It is a plain value; Addrs (for
-// Answer) aliases the Set's immutable memory and must not be modified.
+// Decision is the verdict on one query. It is a plain value; its slices
+// alias the Set's immutable memory and must not be modified.
 type Decision struct {
 	Action Action
-	// Mode is the block mode for Block; ModeDefault means the engine's
-	// configured default. Every rule of this version uses ModeDefault.
+	// Mode is the block mode for Block: the list's mode (ListOptions.Mode)
+	// or, for built-in signals, the mode they need. ModeDefault means the
+	// engine's configured default.
 	Mode BlockMode
-	// Addrs are the local addresses for Answer, of both families: the
-	// engine picks those matching the qtype and answers NODATA when there
-	// are none.
+	// Addrs: for Answer, the local addresses (hosts lines, $dnsrewrite A
+	// and AAAA), both families, the engine picks those matching the qtype
+	// and answers NODATA when none does. For Block with ModeCustom, the
+	// list's block addresses.
 	Addrs []netip.Addr
-	// Rule is the rule that decided: the block, the local answer, or (with
+	// Rule is the rule that decided: the block, the answer, or (with
 	// Forward) the exception that un-blocked the name. 0 when no rule matched.
 	Rule RuleID
+	// Rcode is the response code of an Answer ($dnsrewrite=REFUSED etc.);
+	// 0 (NOERROR) otherwise.
+	Rcode uint8
+	// CNAME is the target of a $dnsrewrite CNAME answer in DNS wire
+	// format (uncompressed labels ending with the root), or nil. The engine
+	// answers with the CNAME and resolves the target through its normal path.
+	CNAME []byte
+	// TXT are the TXT strings of a $dnsrewrite TXT answer (each at most
+	// 255 bytes, without the length byte), for TXT queries.
+	TXT [][]byte
+	// TTL of the answer records; 0 means the engine's configured TTL.
+	TTL uint32
+	// EDE is the RFC 8914 INFO-CODE to attach when the query had EDNS:
+	// EDEBlocked or EDEFiltered for blocks, 0 for none.
+	EDE uint16
+}
+
+// Query is one question as the engine sees it.
+type Query struct {
+	Name   []byte     // lower-case, labels joined by '.', no trailing dot, at most 255 bytes
+	QType  uint16     // the question type (1 A, 28 AAAA, ...)
+	Client netip.Addr // who asked; the zero Addr when unknown
 }
 
 // Filter is what the engine calls for every query.
@@ -112,143 +167,6 @@ type Decision struct {
 // allocate or retain name.
 type Filter interface {
 	Decide(name []byte, qtype uint16) Decision
-}
-
-// Index values: the top two bits tag the value, the rest is a RuleID or a
-// node index. Most names carry a single block rule and need no node, which
-// keeps a Set to one map entry per name (the 1M-name memory budget).
-const (
-	tagShift  = 30
-	valueMask = 1<<tagShift - 1
-	tagSuffix = 0 // value is the RuleID of a "name and subdomains" block
-	tagExact  = 1 // value is the RuleID of an exact-name block
-	tagNode   = 2 // value is an index into Set.nodes
-
-	// maxRules keeps RuleIDs and node indexes within valueMask.
-	maxRules = valueMask
-)
-
-// node holds every rule attached to one name when a single tagged value is
-// not enough.
-type node struct {
-	exact, suffix           RuleID // blocks
-	allowExact, allowSuffix RuleID // exceptions
-	answer                  RuleID // local answer (first line that gave one)
-	addrOff, addrLen        uint32 // Set.addrs[addrOff:][:addrLen]
-}
-
-// ruleRec is the compact source of one rule; its text lives in Set.text.
-type ruleRec struct {
-	list    uint32 // index into Set.lists
-	line    uint32
-	textOff uint32
-	textLen uint32
-}
-
-// Set is an immutable, compiled rule set. The zero value and nil forward
-// everything. Safe for concurrent use.
-type Set struct {
-	index    map[string]uint32 // name -> tagged value; keys slice one arena string
-	nodes    []node
-	addrs    []netip.Addr
-	rules    []ruleRec // rules[id-1]
-	lists    []string
-	text     string
-	hasAllow bool // any exception at all; when false a block ends the walk
-}
-
-// Len returns the number of rules in the set.
-func (s *Set) Len() int {
-	if s == nil {
-		return 0
-	}
-	return len(s.rules)
-}
-
-// Names returns the number of distinct names the set has rules for.
-func (s *Set) Names() int {
-	if s == nil {
-		return 0
-	}
-	return len(s.index)
-}
-
-// Rule returns the source of rule id.
-func (s *Set) Rule(id RuleID) (RuleSource, bool) {
-	if s == nil || id == 0 || int(id) > len(s.rules) {
-		return RuleSource{}, false
-	}
-	r := s.rules[id-1]
-	return RuleSource{
-		List: s.lists[r.list],
-		Line: int(r.line),
-		Text: s.text[r.textOff : r.textOff+r.textLen],
-	}, true
-}
-
-// Decide returns the decision for name (see Filter for its form). qtype is
-// not used by this version's rules; it is part of the signature for
-// $dnstype-style rules. Decide does not allocate.
-//
-// It walks the label boundaries from the full name toward the TLD with one
-// map probe per suffix; m[string(b)] does not allocate.
-func (s *Set) Decide(name []byte, qtype uint16) Decision {
-	_ = qtype
-	if s == nil || len(s.index) == 0 || len(name) == 0 {
-		return Decision{}
-	}
-	var block RuleID
-	for i := 0; i < len(name); {
-		if v, ok := s.index[string(name[i:])]; ok {
-			id := RuleID(v & valueMask)
-			switch v >> tagShift {
-			case tagSuffix:
-				if block == 0 {
-					block = id
-				}
-			case tagExact:
-				if i == 0 {
-					block = id
-				}
-			default:
-				n := &s.nodes[id]
-				if i == 0 {
-					if n.answer != 0 {
-						return Decision{
-							Action: Answer,
-							Addrs:  s.addrs[n.addrOff : n.addrOff+n.addrLen : n.addrOff+n.addrLen],
-							Rule:   n.answer,
-						}
-					}
-					if n.allowExact != 0 {
-						return Decision{Action: Forward, Rule: n.allowExact}
-					}
-				}
-				if n.allowSuffix != 0 {
-					return Decision{Action: Forward, Rule: n.allowSuffix}
-				}
-				if block == 0 {
-					if i == 0 && n.exact != 0 {
-						block = n.exact
-					} else {
-						block = n.suffix
-					}
-				}
-			}
-			if block != 0 && !s.hasAllow {
-				break
-			}
-		}
-		j := bytes.IndexByte(name[i:], '.')
-		if j < 0 {
-			break
-		}
-		i += j + 1
-	}
-	if block != 0 {
-		return Decision{Action: Block, Mode: ModeDefault, Rule: block}
-	}
-	return Decision{}
 }
 
 // Live holds the current Set; the engine decides through it while a reload
@@ -276,4 +194,9 @@ func (l *Live) Store(s *Set) { l.p.Store(s) }
 // Decide decides with the current Set.
 func (l *Live) Decide(name []byte, qtype uint16) Decision {
 	return l.p.Load().Decide(name, qtype)
+}
+
+// DecideQuery decides with the current Set.
+func (l *Live) DecideQuery(q *Query) Decision {
+	return l.p.Load().DecideQuery(q)
 }

@@ -218,8 +218,8 @@ func TestDecidePrecedence(t *testing.T) {
 		{"answer beats exact block", []string{"|nas.example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
 			"nas.example.org": ans("192.0.2.1 nas.example.org", "192.0.2.1"),
 		}},
-		{"answer beats exception", []string{"@@||example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
-			"nas.example.org": ans("192.0.2.1 nas.example.org", "192.0.2.1"), "x.example.org": allow("@@||example.org^"),
+		{"exception beats answer (AdGuard: @@ outranks rewrites)", []string{"@@||example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
+			"nas.example.org": allow("@@||example.org^"), "x.example.org": allow("@@||example.org^"),
 		}},
 		{"most specific block wins", []string{"||example.org^\n||ads.example.org^"}, map[string]want{
 			"x.ads.example.org": blk("||ads.example.org^"), "ads.example.org": blk("||ads.example.org^"), "x.example.org": blk("||example.org^"),

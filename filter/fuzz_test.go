@@ -4,6 +4,7 @@ package filter
 
 import (
 	"bytes"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,6 +26,9 @@ func FuzzParseList(f *testing.F) {
 		"||банрек.рус^\n0.0.0.0 пример.рф ok.example\n",
 		"||" + strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "^\n",
 		"1.2.3.4\n1.2.3.4 a..b\n@@example.org\n",
+		"||x.example^$important,dnstype=A|~TXT,client=10.0.0.0/8|~10.1.0.0/16,denyallow=a.x.example\n@@||x.example^$important\n",
+		"||x.example^$dnsrewrite=NOERROR;TXT;a\\,b\n||x.example^$dnsrewrite=REFUSED\n||y.example^$dnsrewrite=z.example\n||x.example^$badfilter\n",
+		"/^ad[0-9]+\\./$important\n||ads*.example^\n*$denyallow=com|net\n198.51.100.0/24\n||192.0.2.1^\n@@/re$/$dnstype=AAAA\n",
 		strings.Repeat("x", MaxLineLen+10) + "\nok.example\n",
 	} {
 		f.Add([]byte(s))
@@ -50,20 +54,23 @@ func FuzzParseList(f *testing.F) {
 		}
 		// Every stored name is valid, and deciding it names a rule whose
 		// source exists.
-		for name := range s.index {
+		for _, name := range setNames(s) {
 			if len(name) > 253 || !validName.MatchString(name) {
 				t.Fatalf("invalid name stored: %q", name)
 			}
 			d := s.Decide([]byte(name), 1)
+			if _, ms := s.Explain(&Query{Name: []byte(name), QType: 1}); len(ms) == 0 {
+				t.Fatalf("Explain(%q): a stored name with no rule", name)
+			}
 			if d.Rule == 0 {
-				t.Fatalf("Decide(%q) = %+v: a stored name decided by no rule", name, d)
+				continue // only conditional or $badfilter rules
 			}
 			src, ok := s.Rule(d.Rule)
 			if !ok || src.List != "fuzz" || src.Line < 1 || src.Text == "" {
 				t.Fatalf("Rule(%d) = %+v, %v", d.Rule, src, ok)
 			}
-			if d.Action == Answer && len(d.Addrs) == 0 {
-				t.Fatalf("answer without addresses for %q", name)
+			if d.Action == Answer && d.CNAME != nil && (len(d.CNAME) < 2 || d.CNAME[len(d.CNAME)-1] != 0) {
+				t.Fatalf("bad CNAME wire form for %q: %q", name, d.CNAME)
 			}
 		}
 		// Deciding arbitrary pieces of the input never panics. (Every
@@ -76,6 +83,19 @@ func FuzzParseList(f *testing.F) {
 			d := s.Decide(tok, 1)
 			if d.Action > Answer {
 				t.Fatalf("bad action %v", d.Action)
+			}
+			if n < 8 {
+				q := Query{Name: tok, QType: 28, Client: netip.MustParseAddr("10.0.0.1")}
+				d2, ms := s.Explain(&q)
+				if d3 := s.DecideQuery(&q); d2.Rule != d3.Rule || d2.Action != d3.Action {
+					t.Fatalf("Explain and DecideQuery differ on %q", tok)
+				}
+				for _, m := range ms {
+					if m.Won && m.Rule != d2.Rule {
+						t.Fatalf("Explain winner %d != %d", m.Rule, d2.Rule)
+					}
+				}
+				_ = s.InspectAnswer([][]byte{tok}, []netip.Addr{netip.MustParseAddr("192.0.2.1")}, q.Client)
 			}
 			if n < 32 {
 				for i := range tok {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"net/netip"
 	"slices"
 )
@@ -26,8 +25,8 @@ const maxWarnings = 10000
 // malformed is rejected without reading the rest.
 const earlyRejectLines = 1000
 
-// maxPresize caps the input size used to pre-size ParseList's buffers.
-const maxPresize = 32 << 20
+// maxPresize caps the input size used to pre-size the Builder's buffers.
+const maxPresize = 64 << 20
 
 // ErrNotAList is wrapped by ParseList's error for input that is not a rule
 // list at all (binary, HTML, or mostly malformed lines).
@@ -40,8 +39,8 @@ const (
 	// Malformed: the line is no rule of any known syntax. Malformed lines
 	// count toward rejecting the whole file as not a list.
 	Malformed WarningKind = iota
-	// Unsupported: valid syntax that this version does not implement
-	// ($ modifiers, wildcards, regex, cosmetic rules, IDN names, ...).
+	// Unsupported: valid syntax that dnstun does not implement (cosmetic
+	// rules, modifiers other than the supported ones, ...).
 	Unsupported
 )
 
@@ -73,103 +72,78 @@ type ListStats struct {
 	Lines       int // lines read
 	Comments    int // comment and blank lines
 	Rules       int // rules added to the builder (one per line)
-	Blocks      int // block entries added (names)
-	Exceptions  int // exception entries added (names)
-	Answers     int // local-answer addresses added (name, address pairs)
+	Blocks      int // block entries added (names, patterns, IPs)
+	Exceptions  int // exception entries added
+	Answers     int // local-answer and rewrite entries added
+	Patterns    int // regex and wildcard rules added
+	IPRules     int // response IP/CIDR rules added
 	Duplicates  int // entries that were already present (no effect)
 	Ignored     int // hosts boilerplate names (localhost, ...)
-	Unsupported int // lines skipped as unsupported in this version
+	Unsupported int // lines skipped as unsupported
 	Malformed   int // lines skipped as malformed
 }
 
-// entry kinds staged by ParseList.
-type itemKind uint8
-
-const (
-	kSuffix itemKind = iota
-	kExact
-	kAllowSuffix
-	kAllowExact
-	kAnswer
-)
-
-// stagedItem is one (name, rule) pair of a list being read; names live in
-// listParser.names so that reading a list costs a few large allocations.
-type stagedItem struct {
-	kind    itemKind
-	rule    int32  // index into listParser.rules
-	nameOff uint32 // listParser.names[nameOff:][:nameLen]
-	nameLen uint32
-	addr    int32 // index into listParser.addrs (kAnswer only)
+// ListOptions configure one list.
+type ListOptions struct {
+	// Name labels the list's warnings and RuleSource.List.
+	Name string
+	// Mode answers the list's block rules; ModeDefault leaves it to the
+	// engine. ModeCustom answers with BlockAddrs.
+	Mode       BlockMode
+	BlockAddrs []netip.Addr
+	// TTL of the answers built from this list's rules; 0 = engine default.
+	TTL uint32
 }
 
-type stagedRule struct {
-	line    uint32
-	textOff uint32 // in Builder.text (written there directly, cut back on failure)
-	textLen uint32
-}
-
-// listParser holds the state of one ParseList call. Nothing reaches the
-// Builder until the whole list has been read and accepted.
+// listParser holds the state of one ParseList call.
 type listParser struct {
 	name       string
-	rules      []stagedRule
-	items      []stagedItem
 	b          *Builder
-	textStart  int          // len(b.text) when the list started
-	names      []byte       // normalized names, back to back
-	addrs      []netip.Addr // answer addresses of items
+	list       uint32
+	snap       snapshot
 	warnings   []ListWarning
 	suppressed int
 	stats      ListStats
 	accepted   int // lines that gave at least one rule
 	firstBad   string
 	sawRule    bool // a non-comment line has been seen (for HTML detection)
+	nameBuf    []byte
+	textRule   int64 // rule index of the current line's complex rule, -1 none
 
 	lastAddr     netip.Addr // cache of parseAddr
 	lastAddrText []byte
 }
 
-// Builder collects rules from lists and compiles them into a Set. It is not
-// safe for concurrent use; Build may be called more than once.
-type Builder struct {
-	index   map[string]int32 // name -> entries index; keys slice per-list arenas
-	entries []node
-	names   []string               // entries[i]'s name
-	answers map[int32][]netip.Addr // entries index -> local addresses
-	rules   []ruleRec
-	lists   []string
-	text    []byte
-}
-
-// NewBuilder returns an empty Builder.
-func NewBuilder() *Builder {
-	return &Builder{index: make(map[string]int32), answers: make(map[int32][]netip.Addr)}
-}
-
-// ParseList reads one list. name labels its warnings and RuleSource.List.
-// Skipped lines are reported through warn (which may be nil) once the list
-// has been read; see the package documentation for the formats. An error
-// (read failure, or input that is not a list: it wraps ErrNotAList) means
-// nothing of this list was added.
+// ParseList reads one list with default options (ListOptions{Name: name}).
 func (b *Builder) ParseList(r io.Reader, name string, warn func(ListWarning)) (ListStats, error) {
-	p := &listParser{name: name, b: b, textStart: len(b.text)}
-	// All or nothing: rule texts go straight to b.text and are cut back
-	// if the list fails.
+	return b.ParseListWith(r, ListOptions{Name: name}, warn)
+}
+
+// ParseListWith reads one list. Skipped lines are reported through warn
+// (which may be nil) once the list has been read; see the package
+// documentation for the formats. An error (read failure, or input that is
+// not a list: it wraps ErrNotAList) means nothing of this list was added.
+func (b *Builder) ParseListWith(r io.Reader, opts ListOptions, warn func(ListWarning)) (ListStats, error) {
+	b.thaw()
+	name := opts.Name
+	p := &listParser{name: name, b: b, snap: b.snapshot(), list: uint32(len(b.lists))}
+	opts.BlockAddrs = slices.Clone(opts.BlockAddrs)
+	b.lists = append(b.lists, listInfo{opts: opts, startUnit: uint32(len(b.arena) / 4)})
 	ok := false
 	defer func() {
 		if !ok {
-			b.text = b.text[:p.textStart]
+			b.rollback(&p.snap)
 		}
 	}()
 	if n := int(min(sizeHint(r), maxPresize)); n > 0 {
-		// Typical lines are 20-40 bytes; growing by doubling would copy
-		// the staging slices about twice over. Capped, so that a huge
-		// file which turns out not to be a list costs little up front.
-		p.items = make([]stagedItem, 0, n/24)
-		p.rules = make([]stagedRule, 0, n/24)
-		p.names = make([]byte, 0, n)
-		b.text = slices.Grow(b.text, n)
+		// Names are about 70% of a list's bytes; records add 5-8 bytes
+		// each. Capped, so that a huge file which is not a list costs little.
+		// A hosts line is about 3 bytes longer than its record: 95% of
+		// the file size fits a hosts file without a regrowth, and wastes
+		// at most ~20% on an adblock list (records a little longer than
+		// "||name^" lines, one 1.25x regrowth).
+		b.arena = slices.Grow(b.arena, n-n/20)
+		b.growSlots(b.names + n/28)
 	}
 	br := bufio.NewReaderSize(r, MaxLineLen+2) // room for the line, CR and LF
 	lineNo := 0
@@ -219,8 +193,11 @@ func (b *Builder) ParseList(r io.Reader, name string, warn func(ListWarning)) (L
 	if p.stats.Malformed > p.accepted {
 		return p.stats, p.notAList()
 	}
-	if err := b.commit(p); err != nil {
-		return p.stats, err
+	if len(b.rules) > vIndexMask || len(b.arena)/4 >= simpleID || len(b.text) > 1<<32-1 {
+		return p.stats, fmt.Errorf("filter: %s: too many rules or names", name)
+	}
+	if spare := cap(b.arena) - len(b.arena); spare > len(b.arena)/8 && spare > 1<<20 {
+		b.arena = slices.Clip(slices.Clone(b.arena)) // do not pin a half-empty regrowth
 	}
 	ok = true
 	if warn != nil {
@@ -281,11 +258,7 @@ func (p *listParser) warn(line int, tok []byte, reason string, kind WarningKind)
 	} else {
 		p.stats.Unsupported++
 	}
-	if len(p.warnings) >= maxWarnings {
-		p.suppressed++
-		return
-	}
-	p.warnings = append(p.warnings, ListWarning{List: p.name, Line: line, Token: shortToken(tok), Reason: reason, Kind: kind})
+	p.nameWarn(line, tok, reason, kind)
 }
 
 // nameWarn reports one skipped name of a hosts line without counting a line.
@@ -295,15 +268,6 @@ func (p *listParser) nameWarn(line int, tok []byte, reason string, kind WarningK
 		return
 	}
 	p.warnings = append(p.warnings, ListWarning{List: p.name, Line: line, Token: shortToken(tok), Reason: reason, Kind: kind})
-}
-
-// newRule stages the source of a rule line and returns its index.
-func (p *listParser) newRule(line int, text []byte) int32 {
-	off := len(p.b.text)
-	p.b.text = append(p.b.text, text...)
-	p.rules = append(p.rules, stagedRule{line: uint32(line), textOff: uint32(off), textLen: uint32(len(text))})
-	p.accepted++
-	return int32(len(p.rules) - 1)
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' }
@@ -390,7 +354,7 @@ func (p *listParser) parseLine(lineNo int, line []byte) error {
 	if bytes.IndexByte(t, '#') >= 0 {
 		for _, m := range cosmeticMarkers {
 			if bytes.Contains(t, m) {
-				p.warn(lineNo, t, "cosmetic rule unsupported in this version", Unsupported)
+				p.warn(lineNo, t, "cosmetic rule unsupported (dnstun filters DNS only)", Unsupported)
 				return nil
 			}
 		}
@@ -398,10 +362,15 @@ func (p *listParser) parseLine(lineNo int, line []byte) error {
 	var buf [8][]byte
 	f := fields(buf[:0], t)
 	if a, ok := p.parseAddr(f[0]); ok {
+		if len(f) == 1 {
+			// A bare address: AdGuard's response-IP rule.
+			p.ipRule(lineNo, t, netip.PrefixFrom(a.WithZone(""), a.BitLen()), false, nil)
+			return nil
+		}
 		p.hostsLine(lineNo, t, a, f[1:])
 		return nil
 	}
-	if len(f) > 1 {
+	if len(f) > 1 && bytes.IndexByte(t, '$') < 0 {
 		p.warn(lineNo, t, "not a rule (several words and no address)", Malformed)
 		return nil
 	}
@@ -410,57 +379,81 @@ func (p *listParser) parseLine(lineNo int, line []byte) error {
 }
 
 func (p *listParser) hostsLine(lineNo int, text []byte, a netip.Addr, names [][]byte) {
-	if len(names) == 0 {
-		p.warn(lineNo, text, "address without names (response-IP rule) unsupported in this version", Unsupported)
-		return
-	}
 	a = a.WithZone("")
-	kind := kAnswer
+	block := false
 	for _, b := range blockingAddrs {
 		if a == b {
-			kind = kExact
+			block = true
 			break
 		}
 	}
-	rule := int32(-1)
-	ignored := 0
 	type badName struct {
 		tok    []byte
 		reason string
 		kind   WarningKind
 	}
 	var bad []badName
-	addr := int32(-1)
-	if kind == kAnswer {
-		addr = int32(len(p.addrs))
-		p.addrs = append(p.addrs, a)
-	}
+	ignored, used := 0, 0
+	single := len(names) == 1
+	ri := int64(-1)
+	added := false
 	for _, nb := range names {
-		off := len(p.names)
-		n, reason, wk := normalizeName(p.names, nb)
+		n, reason, wk := normalizeName(p.nameBuf[:0], nb)
 		if reason != "" {
 			bad = append(bad, badName{nb, reason, wk})
 			continue
 		}
-		if hostsBoilerplate[string(n[off:])] {
+		p.nameBuf = n
+		if hostsBoilerplate[string(n)] {
 			ignored++
 			continue
 		}
-		p.names = n
-		if rule < 0 {
-			rule = p.newRule(lineNo, text)
+		used++
+		if block && single {
+			if f := matchForm(text, n, true); f >= 0 {
+				if p.b.attachSimple(p, n, true, f, lineNo) {
+					added = true
+					p.stats.Blocks++
+				} else {
+					p.stats.Duplicates++
+				}
+				continue
+			}
 		}
-		p.items = append(p.items, stagedItem{kind: kind, rule: rule, nameOff: uint32(off), nameLen: uint32(len(n) - off), addr: addr})
+		if ri < 0 {
+			r := rule{list: p.list, line: uint32(lineNo), form: noForm, flags: fExact, kind: rkBlock}
+			if !block {
+				r.kind = rkRewrite
+				r.addrOff, r.addrLen = uint32(len(p.b.addrs)), 1
+				p.b.addrs = append(p.b.addrs, a)
+			}
+			r.textOff, r.textLen = p.b.addText(text)
+			ri = int64(len(p.b.rules))
+			p.b.rules = append(p.b.rules, r)
+		}
+		if p.b.attach(p, n, uint32(ri)) {
+			added = true
+			if block {
+				p.stats.Blocks++
+			} else {
+				p.stats.Answers++
+			}
+		} else {
+			p.stats.Duplicates++
+		}
 	}
+	p.b.dropUnused(ri, added)
 	p.stats.Ignored += ignored
+	if added {
+		p.accepted++
+		p.stats.Rules++
+	}
 	for i, bn := range bad {
-		if i == 0 && rule < 0 {
+		if i == 0 && used == 0 && ignored == 0 {
 			// No name of the line was usable: the line counts as skipped.
 			p.warn(lineNo, bn.tok, bn.reason, bn.kind)
 			continue
 		}
-		// Other names were usable (or the line is already counted):
-		// report the name without counting the line again.
 		p.nameWarn(lineNo, bn.tok, bn.reason, bn.kind)
 	}
 }
@@ -484,8 +477,7 @@ func (p *listParser) parseAddr(b []byte) (netip.Addr, bool) {
 	return a, true
 }
 
-// patternLine handles a single-token line that is not an address: a plain
-// domain or an adblock-style rule.
+// patternLine handles an adblock-style or plain-domain line.
 func (p *listParser) patternLine(lineNo int, t []byte) {
 	tok := t
 	allow := false
@@ -493,78 +485,174 @@ func (p *listParser) patternLine(lineNo int, t []byte) {
 		allow = true
 		tok = tok[2:]
 	}
-	switch {
-	case bytes.IndexByte(tok, '$') >= 0:
-		p.warn(lineNo, t, "$ modifiers unsupported in this version", Unsupported)
+	pat, modText, ok := splitModifiers(tok)
+	if !ok {
+		p.warn(lineNo, t, "regex without a closing '/'", Malformed)
 		return
-	case len(tok) > 0 && tok[0] == '/':
-		p.warn(lineNo, t, "regex or path rule unsupported in this version", Unsupported)
+	}
+	var m *mods
+	if modText != nil {
+		var reason string
+		var kind WarningKind
+		m, reason, kind = parseMods(modText, allow)
+		if reason != "" {
+			p.warn(lineNo, t, reason, kind)
+			return
+		}
+	}
+	// Regular expressions.
+	if len(pat) >= 2 && pat[0] == '/' && pat[len(pat)-1] == '/' {
+		p.patternRule(lineNo, t, allow, m, pat, true)
 		return
 	}
 	anchored, suffix := false, false
+	core := pat
 	switch {
-	case len(tok) >= 2 && tok[0] == '|' && tok[1] == '|':
+	case len(core) >= 2 && core[0] == '|' && core[1] == '|':
 		anchored, suffix = true, true
-		tok = tok[2:]
-	case len(tok) >= 1 && tok[0] == '|':
+		core = core[2:]
+	case len(core) >= 1 && core[0] == '|':
 		anchored = true
-		tok = tok[1:]
+		core = core[1:]
 	}
-	if anchored {
-		tok = bytes.TrimSuffix(tok, []byte("|"))
-		tok = bytes.TrimSuffix(tok, []byte("^"))
-	}
-	if i := bytes.IndexAny(tok, "*"); i >= 0 {
-		p.warn(lineNo, t, "wildcard unsupported in this version", Unsupported)
-		return
-	}
-	if !anchored {
-		if bytes.ContainsAny(tok, "^|:/") || len(tok) > 0 && (tok[0] == '.' || tok[0] == '-') {
-			p.warn(lineNo, t, "unanchored adblock pattern unsupported in this version", Unsupported)
+	end := core
+	end = bytes.TrimSuffix(end, []byte("|"))
+	end = bytes.TrimSuffix(end, []byte("^"))
+	// IP and CIDR rules (response inspection).
+	if len(end) > 0 && bytes.IndexByte(end, '*') < 0 && (end[0] >= '0' && end[0] <= '9' || bytes.IndexByte(end, ':') >= 0) {
+		if pf, ok := parseIPRule(end); ok {
+			p.ipRule(lineNo, t, pf, allow, m)
 			return
 		}
-		if allow {
-			p.warn(lineNo, t, "unanchored exception unsupported in this version (write @@||name^)", Unsupported)
-			return
-		}
-	} else if bytes.ContainsAny(tok, "^|:/?&=;") {
-		p.warn(lineNo, t, "path, port or pattern after the domain unsupported in this version", Unsupported)
+	}
+	if bytes.ContainsAny(core, ":/?&=;#") {
+		p.warn(lineNo, t, "URL rule (scheme, path, port or query) unsupported: DNS sees host names only", Unsupported)
 		return
 	}
-	off := len(p.names)
-	n, reason, wk := normalizeName(p.names, tok)
+	if len(end) == 0 && len(core) > 0 {
+		p.warn(lineNo, t, "empty name", Malformed)
+		return
+	}
+	if len(pat) == 0 || bytes.IndexByte(end, '*') >= 0 || bytes.ContainsAny(end, "^|") ||
+		!anchored && (len(end) != len(core) || end[0] == '.' || end[0] == '-' || end[len(end)-1] == '-') {
+		p.patternRule(lineNo, t, allow, m, pat, false)
+		return
+	}
+	n, reason, wk := normalizeName(p.nameBuf[:0], end)
 	if reason != "" {
 		p.warn(lineNo, t, reason, wk)
 		return
 	}
-	kind := kSuffix
-	switch {
-	case allow && suffix:
-		kind = kAllowSuffix
-	case allow:
-		kind = kAllowExact
-	case anchored && !suffix:
-		kind = kExact
+	p.nameBuf = n
+	exact := anchored && !suffix
+	if m == nil && !allow {
+		if f := matchForm(t, n, exact); f >= 0 {
+			if p.b.attachSimple(p, n, exact, f, lineNo) {
+				p.stats.Blocks++
+				p.stats.Rules++
+				p.accepted++
+			} else {
+				p.stats.Duplicates++
+			}
+			return
+		}
 	}
-	p.names = n
-	rule := p.newRule(lineNo, t)
-	p.items = append(p.items, stagedItem{kind: kind, rule: rule, nameOff: uint32(off), nameLen: uint32(len(n) - off), addr: -1})
+	r := p.newRule(lineNo, t, allow, m)
+	if exact {
+		r.flags |= fExact
+	}
+	ri := uint32(len(p.b.rules))
+	p.b.rules = append(p.b.rules, r)
+	if p.b.attach(p, n, ri) {
+		p.countKind(&r)
+		p.stats.Rules++
+		p.accepted++
+	} else {
+		p.stats.Duplicates++
+		p.b.dropUnused(int64(ri), false)
+	}
 }
 
-// normalizeName appends b to dst lower-cased, without one trailing dot, and
-// validates it (see the package documentation). On failure it returns nil,
-// a reason and whether the name is malformed or merely unsupported
-// (non-ASCII).
+func (p *listParser) countKind(r *rule) {
+	switch r.kind {
+	case rkAllow, rkRewriteAllow:
+		p.stats.Exceptions++
+	case rkRewrite:
+		p.stats.Answers++
+	case rkBlock:
+		p.stats.Blocks++
+	}
+}
+
+// newRule makes the complex rule of an adblock-style line.
+func (p *listParser) newRule(lineNo int, text []byte, allow bool, m *mods) rule {
+	b := p.b
+	r := rule{list: p.list, line: uint32(lineNo), form: noForm, kind: rkBlock}
+	r.textOff, r.textLen = b.addText(text)
+	if allow {
+		r.kind = rkAllow
+	}
+	if m == nil {
+		return r
+	}
+	if m.important {
+		r.flags |= fImportant
+	}
+	e := ruleExt{types: m.types, notTypes: m.notTypes, clients: m.clients, notClients: m.notClients, denyallow: m.denyallow, modKey: m.key}
+	if len(m.types)+len(m.notTypes)+len(m.clients)+len(m.notClients)+len(m.denyallow) > 0 {
+		r.flags |= fCond
+	}
+	if len(m.clients) > 0 {
+		r.flags |= fClient
+	}
+	switch {
+	case m.badfilter:
+		r.kind = rkBadfilter
+		e.allowTarget = allow
+	case m.rewrite && allow:
+		r.kind = rkRewriteAllow
+	case m.rewrite:
+		r.kind = rkRewrite
+		e.rcode, e.rcodeOnly, e.cname = m.rw.rcode, m.rw.rcodeOnly, m.rw.cname
+		if m.rw.addr.IsValid() {
+			r.addrOff, r.addrLen = uint32(len(b.addrs)), 1
+			b.addrs = append(b.addrs, m.rw.addr)
+		}
+		if m.rw.txt != nil {
+			r.txtOff, r.txtLen = uint32(len(b.txts)), 1
+			b.txts = append(b.txts, m.rw.txt)
+		}
+	}
+	r.ext = uint32(len(b.exts))
+	b.exts = append(b.exts, e)
+	return r
+}
+
+// normalizeName appends b to dst lower-cased, without one trailing dot,
+// converted to punycode when it has non-ASCII labels (IDNA), and validates
+// it (see the package documentation). On failure it returns a reason and
+// whether the name is malformed or merely unsupported.
 func normalizeName(dst []byte, b []byte) ([]byte, string, WarningKind) {
 	if len(b) > 0 && b[len(b)-1] == '.' {
 		b = b[:len(b)-1]
 	}
 	if len(b) == 0 {
-		return nil, "empty name", Malformed
+		return dst, "empty name", Malformed
 	}
-	if len(b) > 253 {
-		return nil, "name longer than 253 bytes", Malformed
+	for _, c := range b {
+		if c >= 0x80 {
+			a, err := toASCII(b)
+			if err != nil {
+				return dst, "invalid international name: " + err.Error(), Malformed
+			}
+			b = a
+			break
+		}
 	}
+	if len(b) > maxName {
+		return dst, "name longer than 253 bytes", Malformed
+	}
+	start := len(dst)
 	label := 0
 	for _, c := range b {
 		switch {
@@ -573,102 +661,20 @@ func normalizeName(dst []byte, b []byte) ([]byte, string, WarningKind) {
 			c += 'a' - 'A'
 		case c == '.':
 			if label == 0 {
-				return nil, "empty label in name", Malformed
+				return dst[:start], "empty label in name", Malformed
 			}
 			label = -1
-		case c >= 0x80:
-			return nil, "non-ASCII (IDN) name unsupported in this version; write it in punycode (xn--)", Unsupported
 		default:
-			return nil, fmt.Sprintf("invalid character %q in name", c), Malformed
+			return dst[:start], fmt.Sprintf("invalid character %q in name", c), Malformed
 		}
 		label++
 		if label > 63 {
-			return nil, "label longer than 63 bytes", Malformed
+			return dst[:start], "label longer than 63 bytes", Malformed
 		}
 		dst = append(dst, c)
 	}
 	if label == 0 {
-		return nil, "empty label in name", Malformed
+		return dst[:start], "empty label in name", Malformed
 	}
 	return dst, "", Malformed
-}
-
-// commit adds a parsed list to the builder: rule ids are given to lines that
-// add at least one new entry.
-func (b *Builder) commit(p *listParser) error {
-	if len(b.rules)+len(p.rules) > maxRules || len(b.text) > math.MaxUint32 {
-		return fmt.Errorf("filter: %s: too many rules (limit %d) or rule text over 4 GiB", p.name, maxRules)
-	}
-	// Grow once to the upper bound rather than by doubling. A map cannot
-	// be grown in place, so only the first list sizes it.
-	if len(b.index) == 0 {
-		b.index = make(map[string]int32, len(p.items))
-	}
-	b.entries = slices.Grow(b.entries, len(p.items))
-	b.names = slices.Grow(b.names, len(p.items))
-	b.rules = slices.Grow(b.rules, len(p.rules))
-	listIdx := uint32(len(b.lists))
-	b.lists = append(b.lists, p.name)
-	ids := make([]RuleID, len(p.rules))
-	idOf := func(r int32) RuleID {
-		if ids[r] == 0 {
-			sr := p.rules[r]
-			b.rules = append(b.rules, ruleRec{list: listIdx, line: sr.line, textOff: sr.textOff, textLen: sr.textLen})
-			ids[r] = RuleID(len(b.rules))
-		}
-		return ids[r]
-	}
-	names := string(p.names) // one allocation; map keys slice it
-	for _, it := range p.items {
-		name := names[it.nameOff : it.nameOff+it.nameLen]
-		ei, ok := b.index[name]
-		if !ok {
-			ei = int32(len(b.entries))
-			b.entries = append(b.entries, node{})
-			b.names = append(b.names, name)
-			b.index[name] = ei
-		}
-		e := &b.entries[ei]
-		var slot *RuleID
-		switch it.kind {
-		case kSuffix:
-			slot = &e.suffix
-		case kExact:
-			slot = &e.exact
-		case kAllowSuffix:
-			slot = &e.allowSuffix
-		case kAllowExact:
-			slot = &e.allowExact
-		case kAnswer:
-			a := p.addrs[it.addr]
-			have := b.answers[ei]
-			if slices.Contains(have, a) {
-				p.stats.Duplicates++
-				continue
-			}
-			b.answers[ei] = append(have, a)
-			id := idOf(it.rule)
-			if e.answer == 0 {
-				e.answer = id
-			}
-			p.stats.Answers++
-			continue
-		}
-		if *slot != 0 {
-			p.stats.Duplicates++
-			continue
-		}
-		*slot = idOf(it.rule)
-		if it.kind == kAllowSuffix || it.kind == kAllowExact {
-			p.stats.Exceptions++
-		} else {
-			p.stats.Blocks++
-		}
-	}
-	for _, id := range ids {
-		if id != 0 {
-			p.stats.Rules++
-		}
-	}
-	return nil
 }

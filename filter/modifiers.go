@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+
+package filter
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// mods are the parsed $modifiers of one rule.
+type mods struct {
+	important, badfilter bool
+	rewrite              bool
+	rw                   rewriteSpec
+	types, notTypes      []uint16
+	clients, notClients  []netip.Prefix
+	denyallow            [][]byte
+	key                  string // canonical form without badfilter
+}
+
+type rewriteSpec struct {
+	rcode     uint8
+	rcodeOnly bool
+	addr      netip.Addr
+	cname     []byte // wire format
+	txt       []byte
+}
+
+// splitModifiers splits a rule (without "@@") into its pattern and the text
+// after '$' (nil when there is none). A regex keeps its '$' anchors: its
+// modifiers follow the closing slash ("/re$/$important").
+func splitModifiers(tok []byte) (pat, modText []byte, ok bool) {
+	if len(tok) >= 3 && tok[0] == '/' {
+		if tok[len(tok)-1] == '/' {
+			return tok, nil, true
+		}
+		if i := bytes.LastIndex(tok, []byte("/$")); i > 0 {
+			return tok[:i+1], tok[i+2:], true
+		}
+	}
+	i := bytes.IndexByte(tok, '$')
+	if i < 0 {
+		return tok, nil, true
+	}
+	return tok[:i], tok[i+1:], true
+}
+
+// splitEscaped splits s on sep, honouring backslash escapes of sep, and
+// unescapes them.
+func splitEscaped(s []byte, sep byte) [][]byte {
+	var out [][]byte
+	var cur []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) && s[i+1] == sep {
+			cur = append(cur, sep)
+			i++
+			continue
+		}
+		if c == sep {
+			out = append(out, cur)
+			cur = nil
+			continue
+		}
+		cur = append(cur, c)
+	}
+	return append(out, cur)
+}
+
+// unsupportedMods are AdGuard modifiers dnstun knows but does not implement.
+var unsupportedMods = map[string]string{
+	"ctag": "client tags", "domain": "browser-only", "third-party": "browser-only", "3p": "browser-only",
+	"script": "browser-only", "image": "browser-only", "stylesheet": "browser-only", "popup": "browser-only",
+	"document": "browser-only", "all": "browser-only", "xmlhttprequest": "browser-only", "subdocument": "browser-only",
+	"match-case": "browser-only", "first-party": "browser-only", "1p": "browser-only", "redirect": "browser-only",
+	"removeparam": "browser-only", "csp": "browser-only", "app": "app-specific", "network": "browser-only",
+	"ping": "browser-only", "media": "browser-only", "font": "browser-only", "object": "browser-only",
+	"websocket": "browser-only", "other": "browser-only", "urlblock": "browser-only", "elemhide": "browser-only",
+	"generichide": "browser-only", "genericblock": "browser-only", "content": "browser-only", "jsinject": "browser-only",
+}
+
+// parseMods parses the comma-separated modifiers of a rule. It returns a
+// warning reason for a line to skip.
+func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
+	m := &mods{}
+	var keys []string
+	for _, raw := range splitEscaped(text, ',') {
+		item := trimSpace(raw)
+		if len(item) == 0 {
+			return nil, "empty modifier", Malformed
+		}
+		name, val, hasVal := bytes.Cut(item, []byte("="))
+		lname := strings.ToLower(string(name))
+		switch lname {
+		case "important":
+			if hasVal || m.important {
+				return nil, "bad $important", Malformed
+			}
+			m.important = true
+		case "badfilter":
+			if hasVal || m.badfilter {
+				return nil, "bad $badfilter", Malformed
+			}
+			m.badfilter = true
+			continue // not part of the key
+		case "dnstype":
+			if !hasVal || m.types != nil || m.notTypes != nil {
+				return nil, "bad $dnstype", Malformed
+			}
+			for _, t := range bytes.Split(val, []byte("|")) {
+				neg := len(t) > 0 && t[0] == '~'
+				if neg {
+					t = t[1:]
+				}
+				n, ok := parseType(string(t))
+				if !ok {
+					return nil, fmt.Sprintf("unknown DNS type %q in $dnstype", t), Malformed
+				}
+				if neg {
+					m.notTypes = append(m.notTypes, n)
+				} else {
+					m.types = append(m.types, n)
+				}
+			}
+		case "client":
+			if !hasVal || m.clients != nil || m.notClients != nil {
+				return nil, "bad $client", Malformed
+			}
+			for _, c := range splitEscaped(val, '|') {
+				neg := len(c) > 0 && c[0] == '~'
+				if neg {
+					c = c[1:]
+				}
+				if len(c) > 0 && (c[0] == '\'' || c[0] == '"') {
+					return nil, "$client by name unsupported (use an IP address or CIDR)", Unsupported
+				}
+				c = bytes.TrimSuffix(bytes.TrimPrefix(c, []byte("[")), []byte("]"))
+				pf, ok := parseIPRule(c)
+				if !ok {
+					return nil, fmt.Sprintf("$client %q is not an IP address or CIDR (client names unsupported)", c), Unsupported
+				}
+				if neg {
+					m.notClients = append(m.notClients, pf)
+				} else {
+					m.clients = append(m.clients, pf)
+				}
+			}
+		case "denyallow":
+			if !hasVal || m.denyallow != nil {
+				return nil, "bad $denyallow", Malformed
+			}
+			for _, d := range bytes.Split(val, []byte("|")) {
+				n, reason, _ := normalizeName(nil, d)
+				if reason != "" || bytes.ContainsAny(d, "*~") {
+					return nil, fmt.Sprintf("bad $denyallow domain %q", d), Malformed
+				}
+				m.denyallow = append(m.denyallow, n)
+			}
+		case "dnsrewrite":
+			if m.rewrite {
+				return nil, "several $dnsrewrite", Malformed
+			}
+			m.rewrite = true
+			if allow {
+				break // @@...$dnsrewrite cancels every rewrite, whatever its value
+			}
+			rw, reason, kind := parseRewrite(val)
+			if reason != "" {
+				return nil, reason, kind
+			}
+			m.rw = rw
+		default:
+			if why, ok := unsupportedMods[lname]; ok {
+				return nil, fmt.Sprintf("modifier $%s unsupported (%s)", lname, why), Unsupported
+			}
+			return nil, fmt.Sprintf("modifier $%s unsupported", lname), Unsupported
+		}
+		keys = append(keys, lname+"="+string(val))
+	}
+	slices.Sort(keys)
+	m.key = strings.Join(keys, ",")
+	return m, "", Malformed
+}
+
+var rcodes = map[string]uint8{"NOERROR": 0, "SERVFAIL": 2, "NXDOMAIN": 3, "REFUSED": 5}
+
+// parseRewrite parses a $dnsrewrite value in AdGuard's short form
+// (an rcode keyword, an IP address, or a CNAME target) or full form
+// (RCODE;RRTYPE;VALUE).
+func parseRewrite(val []byte) (rewriteSpec, string, WarningKind) {
+	var rw rewriteSpec
+	s := string(val)
+	if s == "" {
+		return rw, "empty $dnsrewrite", Malformed
+	}
+	if !strings.Contains(s, ";") {
+		if rc, ok := rcodes[s]; ok {
+			rw.rcode, rw.rcodeOnly = rc, rc != 0
+			return rw, "", Malformed
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			rw.addr = a.WithZone("")
+			return rw, "", Malformed
+		}
+		return rewriteCNAME(rw, val)
+	}
+	parts := strings.SplitN(s, ";", 3)
+	if len(parts) != 3 {
+		return rw, "$dnsrewrite full form is RCODE;RRTYPE;VALUE", Malformed
+	}
+	rc, ok := rcodes[parts[0]]
+	if !ok {
+		return rw, fmt.Sprintf("unknown $dnsrewrite rcode %q (NOERROR, NXDOMAIN, REFUSED, SERVFAIL, in capitals)", parts[0]), Malformed
+	}
+	rw.rcode = rc
+	if rc != 0 {
+		if parts[1] != "" || parts[2] != "" {
+			return rw, "$dnsrewrite with an error rcode takes no records", Malformed
+		}
+		rw.rcodeOnly = true
+		return rw, "", Malformed
+	}
+	switch parts[1] {
+	case "":
+		if parts[2] != "" {
+			return rw, "$dnsrewrite value without a type", Malformed
+		}
+		return rw, "", Malformed // empty NOERROR: NODATA
+	case "A", "AAAA":
+		a, err := netip.ParseAddr(parts[2])
+		if err != nil || a.Is4() != (parts[1] == "A") {
+			return rw, fmt.Sprintf("$dnsrewrite %s value %q is not an IPv%s address", parts[1], parts[2], map[bool]string{true: "4", false: "6"}[parts[1] == "A"]), Malformed
+		}
+		rw.addr = a.WithZone("")
+		return rw, "", Malformed
+	case "CNAME":
+		return rewriteCNAME(rw, []byte(parts[2]))
+	case "TXT":
+		if len(parts[2]) > 255 {
+			return rw, "$dnsrewrite TXT value longer than 255 bytes", Malformed
+		}
+		rw.txt = []byte(parts[2])
+		return rw, "", Malformed
+	}
+	return rw, fmt.Sprintf("$dnsrewrite type %s unsupported (A, AAAA, CNAME, TXT)", parts[1]), Unsupported
+}
+
+func rewriteCNAME(rw rewriteSpec, target []byte) (rewriteSpec, string, WarningKind) {
+	n, reason, _ := normalizeName(nil, target)
+	if reason != "" {
+		return rw, fmt.Sprintf("$dnsrewrite target %q: %s", target, reason), Malformed
+	}
+	rw.cname = wireName(n)
+	return rw, "", Malformed
+}
+
+// wireName converts a validated dotted name to DNS wire format.
+func wireName(n []byte) []byte {
+	out := make([]byte, 0, len(n)+2)
+	for len(n) > 0 {
+		l, rest, _ := bytes.Cut(n, []byte("."))
+		out = append(out, byte(len(l)))
+		out = append(out, l...)
+		n = rest
+	}
+	return append(out, 0)
+}
+
+// parseIPRule parses "192.0.2.1", "2001:db8::1" or a CIDR prefix.
+func parseIPRule(b []byte) (netip.Prefix, bool) {
+	s := string(b)
+	if strings.IndexByte(s, '/') >= 0 {
+		pf, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		return pf.Masked(), true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, a.BitLen()), true
+}
+
+var typeNames = map[string]uint16{
+	"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "HINFO": 13, "MX": 15, "TXT": 16, "AAAA": 28,
+	"SRV": 33, "NAPTR": 35, "DS": 43, "SSHFP": 44, "RRSIG": 46, "NSEC": 47, "DNSKEY": 48, "TLSA": 52,
+	"SVCB": 64, "HTTPS": 65, "ANY": 255, "CAA": 257,
+}
+
+func parseType(s string) (uint16, bool) {
+	u := strings.ToUpper(s)
+	if n, ok := typeNames[u]; ok {
+		return n, true
+	}
+	if rest, ok := strings.CutPrefix(u, "TYPE"); ok {
+		n, err := strconv.ParseUint(rest, 10, 16)
+		return uint16(n), err == nil
+	}
+	return 0, false
+}

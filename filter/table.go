@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+
+package filter
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// The name index.
+//
+// Every distinct rule name is one record in a byte arena:
+//
+//	[value uint32 LE][len uint8][name bytes][pad to a multiple of 4]
+//
+// A record is addressed by its "unit", its byte offset / 4. The Set's hash
+// table is a []uint32 of open-addressed, linearly probed slots, sized
+// 1.5 x the number of names (Lemire's multiply-shift maps a hash onto it);
+// a slot holds the unit in its low unitBits bits and the top bits of the
+// name's hash above them (a tag), so a probe only touches the arena when
+// the tag matches. 0 is an empty slot (units start at 2).
+//
+// Hashes are computed right to left (FNV-1a over the reversed bytes, then
+// a 64-bit finaliser), so one pass over a query name yields the hash of
+// every suffix that starts at a label boundary.
+//
+// The value of a record says what rules the name has:
+//
+//	00 e ffff llll...  a single "simple" block rule: e = exact (else the
+//	                   name and its subdomains), f = its textual form
+//	                   (forms), l = its line (25 bits); its list is the list
+//	                   whose arena region holds the record, its RuleID is
+//	                   simpleID | unit. Its text is rebuilt from the form
+//	                   and the name: no per-rule memory at all.
+//	01 r...            one complex rule, index r into Set.rules
+//	10 n...            several rules: node n (Set.nodeStart, Set.refs)
+const (
+	hashSeed = 0xcbf29ce484222325
+	hashMul  = 0x100000001b3
+
+	vKindMask  = 3 << 30
+	vSimple    = 0 << 30
+	vRule      = 1 << 30
+	vNode      = 2 << 30
+	vIndexMask = 1<<30 - 1
+	vExact     = 1 << 29
+	vFormShift = 25
+	vFormMask  = 0xf
+	vLineMask  = 1<<25 - 1
+
+	// simpleID marks a RuleID that is a record unit.
+	simpleID = 1 << 31
+
+	firstUnit = 2 // arena[0:8] is padding, so slot 0 means empty
+	maxName   = 253
+)
+
+// form is a way of writing a simple block rule: the text is prefix + name + suffix.
+type form struct {
+	prefix, suffix string
+	exact          bool
+}
+
+// forms are the textual forms a simple rule may have. Index 15 is unused.
+var forms = [...]form{
+	{"", "", false},
+	{"||", "^", false},
+	{"||", "", false},
+	{"||", "^|", false},
+	{"|", "^", true},
+	{"|", "", true},
+	{"|", "^|", true},
+	{"0.0.0.0 ", "", true},
+	{"127.0.0.1 ", "", true},
+	{"0.0.0.0\t", "", true},
+	{"127.0.0.1\t", "", true},
+	{":: ", "", true},
+	{"::1 ", "", true},
+}
+
+// matchForm returns the form whose text is exactly text for name, or -1.
+func matchForm(text, name []byte, exact bool) int {
+	if len(text) < len(name) {
+		return -1
+	}
+	for i, f := range forms {
+		if f.exact != exact || len(f.prefix)+len(name)+len(f.suffix) != len(text) {
+			continue
+		}
+		if string(text[:len(f.prefix)]) == f.prefix && string(text[len(f.prefix):len(f.prefix)+len(name)]) == string(name) &&
+			string(text[len(f.prefix)+len(name):]) == f.suffix {
+			return i
+		}
+	}
+	return -1
+}
+
+func mix(h uint64) uint64 {
+	h ^= h >> 32
+	h *= 0xd6e8feb86659fd93
+	h ^= h >> 32
+	return h
+}
+
+// nameHash hashes name as the suffix walk of Decide does.
+func nameHash(name []byte) uint64 {
+	h := uint64(hashSeed)
+	for i := len(name) - 1; i >= 0; i-- {
+		h = (h ^ uint64(name[i])) * hashMul
+	}
+	return mix(h)
+}
+
+// recordSize is the arena size of a record for a name of n bytes.
+func recordSize(n int) int { return (5 + n + 3) &^ 3 }
+
+func recValue(arena []byte, unit uint32) uint32 {
+	return binary.LittleEndian.Uint32(arena[unit*4:])
+}
+
+func setRecValue(arena []byte, unit uint32, v uint32) {
+	binary.LittleEndian.PutUint32(arena[unit*4:], v)
+}
+
+// recName returns the name of the record at unit.
+func recName(arena []byte, unit uint32) []byte {
+	o := int(unit) * 4
+	n := int(arena[o+4])
+	return arena[o+5 : o+5+n]
+}
+
+// table is the Set's frozen hash index.
+type table struct {
+	slots    []uint32
+	unitBits uint
+	unitMask uint32
+	arena    []byte
+}
+
+func newTable(arena []byte, units []uint32) table {
+	t := table{arena: arena}
+	maxUnit := uint32(len(arena) / 4)
+	t.unitBits = uint(bits.Len32(maxUnit))
+	t.unitMask = uint32(1)<<t.unitBits - 1
+	if t.unitBits >= 32 {
+		t.unitMask = ^uint32(0)
+	}
+	n := len(units) + len(units)/2 + 8
+	t.slots = make([]uint32, n)
+	for _, u := range units {
+		h := nameHash(recName(arena, u))
+		i := (uint64(uint32(h)) * uint64(n)) >> 32
+		for t.slots[i] != 0 {
+			i++
+			if i == uint64(n) {
+				i = 0
+			}
+		}
+		t.slots[i] = t.tag(h) | u
+	}
+	return t
+}
+
+func (t *table) tag(h uint64) uint32 {
+	hi := uint32(h >> 32)
+	return hi >> t.unitBits << t.unitBits
+}
+
+// lookup returns the unit of name's record (h = nameHash(name)), or 0.
+func (t *table) lookup(name []byte, h uint64) uint32 {
+	n := uint64(len(t.slots))
+	if n == 0 {
+		return 0
+	}
+	i := (uint64(uint32(h)) * n) >> 32
+	tag := t.tag(h)
+	for {
+		v := t.slots[i]
+		if v == 0 {
+			return 0
+		}
+		if v&^t.unitMask == tag {
+			u := v & t.unitMask
+			o := int(u) * 4
+			if int(t.arena[o+4]) == len(name) && string(t.arena[o+5:o+5+len(name)]) == string(name) {
+				return u
+			}
+		}
+		i++
+		if i == n {
+			i = 0
+		}
+	}
+}
