@@ -38,8 +38,10 @@ type Config struct {
 	Upstreams       []netip.AddrPort
 	UpstreamTimeout time.Duration
 	TotalTimeout    time.Duration
-	// BlockMode answers blocked names whose rule names no mode.
-	BlockMode filter.BlockMode
+	// BlockMode answers blocked names whose rule names no mode; with
+	// filter.ModeCustom, BlockAddrs are the addresses answered.
+	BlockMode  filter.BlockMode
+	BlockAddrs []netip.Addr
 	// BlockTTL is the TTL of block answers (null addresses), LocalTTL the
 	// TTL of local records.
 	BlockTTL, LocalTTL uint32

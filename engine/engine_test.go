@@ -37,6 +37,9 @@ ads.example
 `
 
 var testZone = []string{
+	"cloaked.example. 300 IN CNAME tracker.evil.",
+	"tracker.evil. 300 IN A 192.0.2.9",
+	"ipblocked.example. 300 IN A 192.0.2.222",
 	"www.example.com. 300 IN A 192.0.2.80",
 	"www.example.com. 300 IN AAAA 2001:db8::80",
 	"sub.ads.example. 300 IN A 192.0.2.99",
@@ -525,5 +528,95 @@ func TestEngineSetUpstreams(t *testing.T) {
 	h.e.SetUpstreams(nil)
 	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(33, "www.example.com", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("no upstream: %v", m)
+	}
+}
+
+// TestEngineRuleEngine runs the filter's answers through the engine with a
+// real upstream: rewrites (A, CNAME resolved upstream, TXT, rcode),
+// per-list block modes, bypass signals, and response inspection.
+func TestEngineRuleEngine(t *testing.T) {
+	up := startUpstream(t)
+	b := filter.NewBuilder()
+	list := `||rew.example^$dnsrewrite=192.0.2.55
+||alias.example^$dnsrewrite=www.example.com
+||txt.example^$dnsrewrite=NOERROR;TXT;hello world
+||refused.example^$dnsrewrite=REFUSED
+||tracker.evil^
+192.0.2.222
+`
+	if _, err := b.ParseList(strings.NewReader(list), "rules", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ParseListWith(strings.NewReader("nulled.example\n"), filter.ListOptions{Name: "null-list", Mode: filter.ModeNull}, nil); err != nil {
+		t.Fatal(err)
+	}
+	pipe := tuntest.NewPipe(4, 256)
+	e, err := New(Config{Upstreams: []netip.AddrPort{up.Addr()}}, pipe, filter.NewLive(b.Build()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{e: e, pipe: pipe, done: make(chan error, 1)}
+	go func() { h.done <- e.Run(context.Background()) }()
+	t.Cleanup(func() { e.Close(); <-h.done })
+
+	ask := func(name string, qtype uint16) *dns.Msg {
+		m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.MsgEDNS(99, name, qtype, 1232, false)), 3*time.Second)
+		return m
+	}
+	before := up.Queries()
+	if m := ask("rew.example", dns.TypeA); answerText(m) != "192.0.2.55" {
+		t.Errorf("A rewrite: %v", m)
+	}
+	if m := ask("txt.example", dns.TypeTXT); len(m.Answer) != 1 || m.Answer[0].(*dns.TXT).Txt[0] != "hello world" {
+		t.Errorf("TXT rewrite: %v", m)
+	}
+	if m := ask("refused.example", dns.TypeA); m.Rcode != dns.RcodeRefused {
+		t.Errorf("rcode rewrite: %v", m)
+	}
+	if m := ask("nulled.example", dns.TypeA); answerText(m) != "0.0.0.0" {
+		t.Errorf("per-list null mode: %v", m)
+	}
+	if m := ask("use-application-dns.net", dns.TypeA); m.Rcode != dns.RcodeNameError {
+		t.Errorf("Firefox canary: %v", m)
+	}
+	if m := ask("_dns.resolver.arpa", dns.TypeSVCB); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 {
+		t.Errorf("DDR: %v", m)
+	}
+	if up.Queries() != before {
+		t.Errorf("local answers reached the upstream %d times", up.Queries()-before)
+	}
+	// A CNAME rewrite is resolved upstream and spliced under the name asked.
+	m := ask("Alias.Example", dns.TypeA)
+	if len(m.Answer) != 2 || m.Question[0].Name != "Alias.Example." || m.Id != 99 {
+		t.Fatalf("CNAME rewrite: %v", m)
+	}
+	if c, ok := m.Answer[0].(*dns.CNAME); !ok || c.Target != "www.example.com." || answerText(m) != "192.0.2.80" {
+		t.Errorf("CNAME rewrite records: %v", m.Answer)
+	}
+	if up.QueriesFor("www.example.com") != 1 || up.QueriesFor("alias.example") != 0 {
+		t.Errorf("the upstream should see the target only")
+	}
+	// Response inspection: a CNAME to a blocked name, an address blocked.
+	if m := ask("cloaked.example", dns.TypeA); m.Rcode != dns.RcodeNameError || len(m.Answer) != 0 {
+		t.Errorf("CNAME cloaking: %v", m)
+	}
+	if m := ask("ipblocked.example", dns.TypeA); m.Rcode != dns.RcodeNameError {
+		t.Errorf("IP rule: %v", m)
+	}
+	if st := e.Stats(); st.Get(Rewritten) != 1 || st.Get(AnswerBlocked) != 2 {
+		t.Errorf("stats %v", st.Map())
+	}
+}
+
+// TestEngineAliasServfail: a CNAME rewrite whose target gets no answer
+// ends in SERVFAIL for the client's question, not the target's.
+func TestEngineAliasServfail(t *testing.T) {
+	silent := startUpstream(t)
+	silent.SetSilent(true)
+	h := startEngine(t, Config{Upstreams: []netip.AddrPort{silent.Addr()}, UpstreamTimeout: 50 * time.Millisecond, TotalTimeout: 150 * time.Millisecond},
+		"||alias.example^$dnsrewrite=www.example.com\n")
+	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.MsgEDNS(5, "alias.example", dns.TypeA, 1232, false)), 3*time.Second)
+	if m.Rcode != dns.RcodeServerFailure || m.Question[0].Name != "alias.example." || m.Id != 5 {
+		t.Errorf("alias SERVFAIL: %v", m)
 	}
 }

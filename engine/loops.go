@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
@@ -66,6 +67,9 @@ type receiver struct {
 	q    packet.Question
 	m    match
 	ql   querylog.Entry
+	ans  packet.Answers
+	r    packet.Reply
+	out  []byte // a spliced CNAME-rewrite reply
 }
 
 // replyOff is where an upstream reply is read into a receive buffer: room
@@ -113,6 +117,30 @@ func (r *receiver) deliver(n int) {
 	if h.timeouts.Load() != 0 || h.downUntil.Load() != 0 {
 		h.timeouts.Store(0)
 		h.downUntil.Store(0)
+	}
+	if r.m.aliasLen > 0 {
+		// A CNAME rewrite: the reply was for the target; give it the
+		// client's question, with the CNAME first (slow path).
+		if r.out == nil {
+			r.out = make([]byte, tun.MaxPacket)
+		}
+		m, err := upstream.SpliceAlias(msg, r.m.alias[:r.m.aliasLen], r.m.aliasTTL, r.out)
+		if err != nil || m > len(r.buf)-replyOff {
+			e.count(Unmatched)
+			return
+		}
+		n = copy(r.buf[replyOff:], r.out[:m])
+		msg = r.buf[replyOff : replyOff+n]
+	} else if packet.ReadAnswers(msg, &r.q, &r.ans) && len(r.ans.Addrs())+len(r.ans.Names()) > 0 {
+		// Response inspection: CNAME cloaking and IP rules.
+		if d := e.filter.InspectAnswer(r.ans.Names(), r.ans.Addrs(), r.m.client.Addr()); d.Action == filter.Block {
+			e.count(AnswerBlocked)
+			e.blockReply(&d, &r.r)
+			if m := packet.AnswerDNS(r.buf[replyOff:], &r.q, &r.r); m > 0 {
+				n = m
+				msg = r.buf[replyOff : replyOff+n]
+			}
+		}
 	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
 	e.count(Replied)
@@ -227,6 +255,17 @@ func (s *sweeper) servfail(x *expired) {
 	binary.BigEndian.PutUint16(msg, x.origID)
 	if packet.ReadQuestion(msg[:n], &s.q) != packet.OK {
 		return // cannot happen: the query was read before it was stored
+	}
+	if x.aliasLen > 0 {
+		// A CNAME rewrite: answer the client's question, not the target's.
+		var tail [4]byte
+		copy(tail[:], msg[s.q.End-4:s.q.End])
+		n = dnsHeaderLen + copy(msg[dnsHeaderLen:], x.alias[:x.aliasLen])
+		n += copy(msg[n:], tail[:])
+		binary.BigEndian.PutUint16(msg[10:], 0) // no additional records
+		if packet.ReadQuestion(msg[:n], &s.q) != packet.OK {
+			return
+		}
 	}
 	s.r = packet.Reply{Rcode: rcodeServFail}
 	e.logQuery(&s.ql, x.client, s.q.Name(), s.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, x.start)

@@ -38,6 +38,11 @@ type entry struct {
 	deadline int64 // end of the current attempt (engine clock, ns)
 	final    int64 // when the client gets SERVFAIL
 	start    int64
+	// A CNAME rewrite: the client asked for alias (wire format), the query
+	// went out for the target; the reply gets a CNAME with aliasTTL.
+	aliasLen uint8
+	alias    [packet.MaxName]byte
+	aliasTTL uint32
 	qlen     uint16
 	query    [MaxQuery]byte // the query as sent upstream (our ID in it)
 }
@@ -72,7 +77,7 @@ func newPending(capacity int) *pending {
 // insert stores the query msg (already checked to be <= MaxQuery, read
 // into q) that client asked resolver through from, gives it a fresh random upstream ID, and writes that ID into msg.
 // It returns false when the table is full.
-func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, up int, fixed bool, now, perTry, total int64) (uint16, bool) {
+func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, up int, fixed bool, alias []byte, aliasTTL uint32, now, perTry, total int64) (uint16, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.free) == 0 {
@@ -96,6 +101,8 @@ func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.
 	e.resolver = resolver
 	e.via = from
 	e.fixed = fixed
+	e.aliasLen = uint8(copy(e.alias[:], alias))
+	e.aliasTTL = aliasTTL
 	e.qtype, e.qclass = q.QType, q.QClass
 	name := q.Name()
 	e.nameLen = uint8(copy(e.name[:], name))
@@ -113,6 +120,9 @@ type match struct {
 	origID           uint16
 	via              via
 	start            int64
+	aliasLen         uint8
+	alias            [packet.MaxName]byte
+	aliasTTL         uint32
 }
 
 // take removes and returns the entry for a reply with question q that
@@ -132,6 +142,10 @@ func (p *pending) take(q *packet.Question, up int, m *match) bool {
 		return false
 	}
 	m.client, m.resolver, m.origID, m.via, m.start = e.client, e.resolver, e.origID, e.via, e.start
+	m.aliasLen, m.aliasTTL = e.aliasLen, e.aliasTTL
+	if e.aliasLen > 0 {
+		copy(m.alias[:], e.alias[:e.aliasLen])
+	}
 	p.release(s - 1)
 	return true
 }
@@ -156,6 +170,8 @@ type expired struct {
 	resolver netip.AddrPort
 	origID   uint16
 	start    int64
+	aliasLen uint8
+	alias    [packet.MaxName]byte
 	qlen     uint16
 	query    [MaxQuery]byte
 }
@@ -183,6 +199,7 @@ func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired)
 		n++
 		x.client, x.resolver, x.origID, x.via, x.prev, x.start = e.client, e.resolver, e.origID, e.via, e.up, e.start
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
+		x.aliasLen = uint8(copy(x.alias[:], e.alias[:e.aliasLen]))
 		all := ups.mask
 		if e.fixed || len(ups.idx) == 0 {
 			all = e.sent

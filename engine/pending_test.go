@@ -32,7 +32,7 @@ func TestPendingMatch(t *testing.T) {
 	pq := pkttestParsed(t)
 	p := newPending(8)
 	msg := pkttest.Pack(pkttest.Msg(0xabcd, "WWW.example.com", dns.TypeA))
-	id, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 1, false, 0, 100, 500)
+	id, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 1, false, nil, 0, 0, 100, 500)
 	if !ok {
 		t.Fatal("insert failed")
 	}
@@ -87,13 +87,13 @@ func TestPendingFullAndSweep(t *testing.T) {
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
 	ids := map[uint16]bool{}
 	for i := range 3 {
-		id, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, int64(i), 100, 250)
+		id, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, nil, 0, int64(i), 100, 250)
 		if !ok || ids[id] {
 			t.Fatalf("insert %d: ok=%v duplicate=%v", i, ok, ids[id])
 		}
 		ids[id] = true
 	}
-	if _, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, 0, 100, 250); ok {
+	if _, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, nil, 0, 0, 100, 250); ok {
 		t.Fatal("insert into a full table succeeded")
 	}
 	out := make([]expired, 8)
@@ -126,7 +126,7 @@ func TestPendingRefusedByAllServfails(t *testing.T) {
 	pq := pkttestParsed(t)
 	p := newPending(2)
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
-	p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, 0, 100, 10000)
+	p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, nil, 0, 0, 100, 10000)
 	out := make([]expired, 2)
 	pos := 0
 	p.expedite(0)

@@ -12,26 +12,28 @@ import (
 type Counter uint8
 
 const (
-	Packets     Counter = iota // packets read from the TUN
-	Blocked                    // queries answered with a block answer
-	Local                      // queries answered from local records
-	Forwarded                  // queries sent upstream (first attempt)
-	Retried                    // attempts moved to another upstream
-	Replied                    // upstream answers delivered to clients
-	ServFail                   // SERVFAIL sent because no upstream answered in time
-	Full                       // REFUSED because the pending table was full
-	TooLarge                   // REFUSED because the query exceeded MaxQuery
-	Unmatched                  // upstream packets matching no pending query (late, spoofed, garbage)
-	SendErrors                 // failed sends to an upstream
-	RecvErrors                 // receive errors on upstream sockets (e.g. ICMP refused)
-	WriteErrors                // failed writes into the TUN
-	ReadErrors                 // failed reads from the TUN
+	Packets       Counter = iota // packets read from the TUN
+	Blocked                      // queries answered with a block answer
+	Local                        // queries answered from local records
+	Forwarded                    // queries sent upstream (first attempt)
+	Retried                      // attempts moved to another upstream
+	Replied                      // upstream answers delivered to clients
+	ServFail                     // SERVFAIL sent because no upstream answered in time
+	Full                         // REFUSED because the pending table was full
+	TooLarge                     // REFUSED because the query exceeded MaxQuery
+	Unmatched                    // upstream packets matching no pending query (late, spoofed, garbage)
+	SendErrors                   // failed sends to an upstream
+	RecvErrors                   // receive errors on upstream sockets (e.g. ICMP refused)
+	WriteErrors                  // failed writes into the TUN
+	ReadErrors                   // failed reads from the TUN
+	Rewritten                    // CNAME rewrites resolved through an upstream
+	AnswerBlocked                // upstream answers turned into block answers (CNAME cloaking, IP rules)
 	numCounters
 )
 
 var counterNames = [numCounters]string{
 	"packets", "blocked", "local", "forwarded", "retried", "replied", "servfail",
-	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors",
+	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors", "rewritten", "answer_blocked",
 }
 
 func (c Counter) String() string {

@@ -16,6 +16,8 @@ const (
 	rcodeNXDomain = 3
 	rcodeRefused  = 5
 	edeBlocked    = 15
+	typeCNAME     = 5
+	dnsHeaderLen  = 12
 )
 
 // nullAddrs answers blocked names in null mode: 0.0.0.0 for A, :: for AAAA
@@ -45,8 +47,11 @@ type worker struct {
 	parser *packet.Parser
 	p      packet.Parsed
 	q      packet.Question
+	q2     packet.Question // the rewritten question of a CNAME rewrite
 	r      packet.Reply
+	fq     filter.Query
 	ql     querylog.Entry
+	abuf   [MaxQuery]byte // a CNAME rewrite's query to the target
 }
 
 func newWorker(e *Engine) *worker {
@@ -90,40 +95,62 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 	if len(e.healthName) > 0 && string(w.q.Name()) == string(e.healthName) {
 		return w.reply(0, nil, 0, false) // the watchdog's probe
 	}
-	d := e.filter.Decide(w.q.Name(), w.q.QType)
+	w.fq = filter.Query{Name: w.q.Name(), QType: w.q.QType, Client: client.Addr()}
+	d := e.filter.DecideQuery(&w.fq)
 	switch d.Action {
 	case filter.Block:
 		e.count(Blocked)
-		mode := d.Mode
-		if mode == filter.ModeDefault {
-			mode = e.cfg.BlockMode
-		}
-		if e.cfg.QueryLog != nil {
-			rc := uint8(0)
-			switch mode {
-			case filter.ModeNXDomain:
-				rc = rcodeNXDomain
-			case filter.ModeRefused:
-				rc = rcodeRefused
-			}
-			e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Blocked, rc, netip.AddrPort{}, 0)
-		}
-		switch mode {
-		case filter.ModeNull:
-			return w.reply(0, nullAddrs, e.cfg.BlockTTL, true)
-		case filter.ModeRefused:
-			return w.reply(rcodeRefused, nil, 0, true)
-		case filter.ModeNoData:
-			return w.reply(0, nil, 0, true)
-		default:
-			return w.reply(rcodeNXDomain, nil, 0, true)
-		}
+		e.blockReply(&d, &w.r)
+		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
+		return outAnswer
 	case filter.Answer:
+		if len(d.CNAME) > 0 && len(d.Addrs) == 0 && d.Rcode == 0 && w.q.QType != typeCNAME {
+			// A CNAME rewrite: the target is resolved through the
+			// normal path, and the answer spliced under the client's name.
+			e.count(Rewritten)
+			return w.forwardAlias(msg, client, resolver, from, &d)
+		}
 		e.count(Local)
-		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Local, 0, netip.AddrPort{}, 0)
-		return w.reply(0, d.Addrs, e.cfg.LocalTTL, false)
+		ttl := d.TTL
+		if ttl == 0 {
+			ttl = e.cfg.LocalTTL
+		}
+		w.r = packet.Reply{Rcode: d.Rcode, TTL: ttl, Addrs: d.Addrs, CNAME: d.CNAME, TXT: d.TXT, EDE: d.EDE, HasEDE: d.EDE != 0}
+		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
+		return outAnswer
 	}
 	return w.forward(msg, client, resolver, from)
+}
+
+// blockReply fills r with the block answer d asks for: the rule's or list's
+// mode, else the engine's; its TTL, else the engine's; its EDE, else
+// Blocked (RFC 8914), sent when the query had EDNS.
+func (e *Engine) blockReply(d *filter.Decision, r *packet.Reply) {
+	mode := d.Mode
+	addrs := d.Addrs
+	if mode == filter.ModeDefault {
+		mode, addrs = e.cfg.BlockMode, e.cfg.BlockAddrs
+	}
+	ttl := d.TTL
+	if ttl == 0 {
+		ttl = e.cfg.BlockTTL
+	}
+	ede := d.EDE
+	if ede == 0 {
+		ede = edeBlocked
+	}
+	*r = packet.Reply{TTL: ttl, EDE: ede, HasEDE: true}
+	switch mode {
+	case filter.ModeNull:
+		r.Addrs = nullAddrs
+	case filter.ModeCustom:
+		r.Addrs = addrs
+	case filter.ModeRefused:
+		r.Rcode = rcodeRefused
+	case filter.ModeNoData:
+	default:
+		r.Rcode = rcodeNXDomain
+	}
 }
 
 // reply fills w.r for an answer to the current query.
@@ -145,17 +172,11 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	now := e.now()
-	up, fixed := -1, false
-	if e.cfg.PassThrough && from == viaTUN && !e.isOwnResolver(resolver.Addr()) {
-		// Captured: ask the resolver the client asked.
-		up, fixed = e.upstreamFor(resolver), true
-	}
+	up, fixed := e.chooseUpstream(resolver, from, now)
 	if up < 0 {
-		if up = e.pickUpstream(now); up < 0 {
-			return w.reply(rcodeServFail, nil, 0, false) // no upstream to ask
-		}
+		return w.reply(rcodeServFail, nil, 0, false) // no upstream to ask
 	}
-	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
+	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, nil, 0, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
 	if !ok {
 		e.count(Full)
 		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
@@ -178,6 +199,61 @@ func (e *Engine) isOwnResolver(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// chooseUpstream picks where a query goes: in pass-through, a captured
+// query goes to the resolver it was sent to (fixed: every attempt there);
+// otherwise to the configured upstreams. -1: none.
+func (e *Engine) chooseUpstream(resolver netip.AddrPort, from via, now int64) (up int, fixed bool) {
+	if e.cfg.PassThrough && from == viaTUN && !e.isOwnResolver(resolver.Addr()) {
+		if up = e.upstreamFor(resolver); up >= 0 {
+			return up, true
+		}
+	}
+	return e.pickUpstream(now), false
+}
+
+// forwardAlias asks the upstream for a rewrite's target instead of the
+// client's name; the reply is spliced under the client's name (see
+// receiver.deliver). The query keeps the client's header and additional
+// section (EDNS), only the question changes.
+func (w *worker) forwardAlias(msg []byte, client, resolver netip.AddrPort, from via, d *filter.Decision) outcome {
+	e := w.e
+	q := &w.q
+	nameEnd := q.End - 4 // QTYPE and QCLASS follow the name
+	size := dnsHeaderLen + len(d.CNAME) + 4 + (len(msg) - q.End)
+	if size > MaxQuery || len(d.CNAME) > packet.MaxName {
+		e.count(TooLarge)
+		return w.reply(rcodeRefused, nil, 0, false)
+	}
+	b := w.abuf[:size]
+	n := copy(b, msg[:dnsHeaderLen])
+	n += copy(b[n:], d.CNAME)
+	n += copy(b[n:], msg[nameEnd:q.End])
+	copy(b[n:], msg[q.End:])
+	if packet.ReadQuestion(b, &w.q2) != packet.OK {
+		return w.reply(rcodeServFail, nil, 0, false)
+	}
+	now := e.now()
+	up, fixed := e.chooseUpstream(resolver, from, now)
+	if up < 0 {
+		return w.reply(rcodeServFail, nil, 0, false)
+	}
+	ttl := d.TTL
+	if ttl == 0 {
+		ttl = e.cfg.LocalTTL
+	}
+	id, ok := e.pending.insert(&w.q2, b, client, resolver, from, up, fixed, msg[dnsHeaderLen:nameEnd], ttl, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
+	if !ok {
+		e.count(Full)
+		return w.reply(rcodeRefused, nil, 0, false)
+	}
+	if err := e.ups[up].Load().Send(b); err != nil {
+		e.count(SendErrors)
+		e.pending.expediteID(id)
+		e.wakeSweeper()
+	}
+	return outForward
 }
 
 // pickUpstream returns the first configured upstream not marked down, or,

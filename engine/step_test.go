@@ -127,7 +127,7 @@ func BenchmarkPending(b *testing.B) {
 	var m match
 	b.ReportAllocs()
 	for b.Loop() {
-		id, _ := p.insert(&q, msg, parser.p.Src, parser.p.Dst, viaTUN, 0, false, 0, 1, 2)
+		id, _ := p.insert(&q, msg, parser.p.Src, parser.p.Dst, viaTUN, 0, false, nil, 0, 0, 1, 2)
 		q.ID = id
 		if !p.take(&q, 0, &m) {
 			b.Fatal("take failed")

@@ -167,6 +167,8 @@ type Query struct {
 // allocate or retain name.
 type Filter interface {
 	Decide(name []byte, qtype uint16) Decision
+	DecideQuery(q *Query) Decision
+	InspectAnswer(cnames [][]byte, addrs []netip.Addr, client netip.Addr) Decision
 }
 
 // Live holds the current Set; the engine decides through it while a reload
@@ -199,4 +201,9 @@ func (l *Live) Decide(name []byte, qtype uint16) Decision {
 // DecideQuery decides with the current Set.
 func (l *Live) DecideQuery(q *Query) Decision {
 	return l.p.Load().DecideQuery(q)
+}
+
+// InspectAnswer inspects an upstream answer with the current Set.
+func (l *Live) InspectAnswer(cnames [][]byte, addrs []netip.Addr, client netip.Addr) Decision {
+	return l.p.Load().InspectAnswer(cnames, addrs, client)
 }

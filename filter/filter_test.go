@@ -343,13 +343,13 @@ func TestDecideNoAlloc(t *testing.T) {
 	}
 	for _, n := range names {
 		b := []byte(n)
-		if got := testing.AllocsPerRun(100, func() { _ = s.Decide(b, 28) }); got != 0 {
+		if got := testing.AllocsPerRun(100, func() { _ = s.Decide(b, 28) }); got != 0 && !raceEnabled {
 			t.Errorf("Decide(%q) allocates %.1f times", n, got)
 		}
 	}
 	l := NewLive(s)
 	b := []byte("nas.home")
-	if got := testing.AllocsPerRun(100, func() { _ = l.Decide(b, 1) }); got != 0 {
+	if got := testing.AllocsPerRun(100, func() { _ = l.Decide(b, 1) }); got != 0 && !raceEnabled {
 		t.Errorf("Live.Decide allocates %.1f times", got)
 	}
 }

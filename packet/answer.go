@@ -21,6 +21,14 @@ type Reply struct {
 	// ones (v4-mapped included), any other type none (NODATA). The class
 	// must be IN (1) or nothing is written.
 	Addrs []netip.Addr
+	// CNAME, when set, is a target name in wire format (uncompressed
+	// labels ending with the root byte): a CNAME record from the question's
+	// name to it is written first, and the address records that follow
+	// are owned by the target (RFC 1034 §3.6.2).
+	CNAME []byte
+	// TXT strings (each at most 255 bytes) answer a TXT (16) question,
+	// one record each.
+	TXT [][]byte
 	// EDE is an RFC 8914 extended error INFO-CODE (e.g. 15 Blocked, 17
 	// Filtered), written only when HasEDE is set and the query had EDNS.
 	EDE    uint16
@@ -28,9 +36,11 @@ type Reply struct {
 }
 
 const (
-	typeA    = 1  // RFC 1035 §3.2.2
-	typeAAAA = 28 // RFC 3596 §2.1
-	classIN  = 1
+	typeA     = 1  // RFC 1035 §3.2.2
+	typeCNAME = 5  // RFC 1035 §3.2.2
+	typeTXT   = 16 // RFC 1035 §3.2.2
+	typeAAAA  = 28 // RFC 3596 §2.1
+	classIN   = 1
 
 	// rrFixedLen is a record with a compressed owner: pointer(2) TYPE(2)
 	// CLASS(2) TTL(4) RDLENGTH(2) (RFC 1035 §4.1.3).
@@ -90,9 +100,14 @@ func AnswerDNS(msg []byte, q *Question, r *Reply) int {
 		return 0
 	}
 
-	// Which addresses answer the question, and how big each record is.
+	// Which records answer the question, and how big they are.
+	inClass := base > dnsHeaderLen && q.QClass == classIN
+	cname := 0 // the CNAME record's size
+	if inClass && len(r.CNAME) > 0 && len(r.CNAME) <= MaxName {
+		cname = rrFixedLen + len(r.CNAME)
+	}
 	rdlen := 0
-	if base > dnsHeaderLen && q.QClass == classIN {
+	if inClass {
 		switch q.QType {
 		case typeA:
 			rdlen = 4
@@ -108,23 +123,36 @@ func AnswerDNS(msg []byte, q *Question, r *Reply) int {
 			}
 		}
 	}
+	txt, txtSize := 0, 0
+	if inClass && q.QType == typeTXT {
+		for _, t := range r.TXT {
+			if len(t) <= 255 {
+				txt++
+				txtSize += rrFixedLen + 1 + len(t)
+			}
+		}
+	}
 	tc := false
-	if base+count*(rrFixedLen+rdlen)+opt > limit {
-		count, tc = 0, true
+	if base+cname+count*(rrFixedLen+rdlen)+txtSize+opt > limit {
+		cname, count, txt, txtSize, tc = 0, 0, 0, 0, true
 	}
 
 	off := base
+	owner := uint16(0xc000 | dnsHeaderLen) // pointer to the question name
+	if cname > 0 {
+		b := msg[off : off+cname]
+		putRRHeader(b, owner, typeCNAME, r.TTL, len(r.CNAME))
+		copy(b[rrFixedLen:], r.CNAME)
+		owner = uint16(0xc000 | (off + rrFixedLen)) // the target owns what follows
+		off += cname
+	}
 	if count > 0 {
 		for _, a := range r.Addrs {
 			if !matchAddr(a, rdlen) {
 				continue
 			}
 			b := msg[off : off+rrFixedLen+rdlen]
-			binary.BigEndian.PutUint16(b[0:], 0xc000|dnsHeaderLen) // pointer to the question name
-			binary.BigEndian.PutUint16(b[2:], q.QType)
-			binary.BigEndian.PutUint16(b[4:], classIN)
-			binary.BigEndian.PutUint32(b[6:], r.TTL)
-			binary.BigEndian.PutUint16(b[10:], uint16(rdlen))
+			putRRHeader(b, owner, q.QType, r.TTL, rdlen)
 			if rdlen == 4 {
 				a4 := a.As4()
 				copy(b[12:], a4[:])
@@ -135,6 +163,22 @@ func AnswerDNS(msg []byte, q *Question, r *Reply) int {
 			off += len(b)
 		}
 	}
+	if txt > 0 {
+		for _, t := range r.TXT {
+			if len(t) > 255 {
+				continue
+			}
+			b := msg[off : off+rrFixedLen+1+len(t)]
+			putRRHeader(b, owner, typeTXT, r.TTL, 1+len(t))
+			b[rrFixedLen] = byte(len(t)) // <character-string>: length, then bytes
+			copy(b[rrFixedLen+1:], t)
+			off += len(b)
+		}
+	}
+	if cname > 0 {
+		count++
+	}
+	count += txt
 	if q.EDNS {
 		b := msg[off : off+opt]
 		b[0] = 0 // root owner
@@ -179,6 +223,16 @@ func AnswerDNS(msg []byte, q *Question, r *Reply) int {
 
 // matchAddr reports whether a belongs in a record with rdlen bytes of
 // RDATA: 4 for A, 16 for AAAA.
+// putRRHeader writes a record's fixed part with a compressed owner
+// (RFC 1035 §4.1.3): pointer, TYPE, CLASS IN, TTL, RDLENGTH.
+func putRRHeader(b []byte, owner, typ uint16, ttl uint32, rdlen int) {
+	binary.BigEndian.PutUint16(b[0:], owner)
+	binary.BigEndian.PutUint16(b[2:], typ)
+	binary.BigEndian.PutUint16(b[4:], classIN)
+	binary.BigEndian.PutUint32(b[6:], ttl)
+	binary.BigEndian.PutUint16(b[10:], uint16(rdlen))
+}
+
 func matchAddr(a netip.Addr, rdlen int) bool {
 	if rdlen == 4 {
 		return a.Is4()

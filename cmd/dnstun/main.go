@@ -23,6 +23,8 @@ Usage:
   dnstun run [flags]     serve dnstun's virtual resolver on a TUN (root)
   dnstun status|enable|disable|reload|stats|querylog|stop [--control PATH] [--json]
                          talk to a running dnstun over its control socket
+  dnstun explain [--blocklist PATH ... | --config FILE] [--client IP] NAME [TYPE]
+                         the decision for a query and the rules behind it
   dnstun check [flags]   validate a configuration (--config FILE) and its lists
   dnstun install [-n] [--root DIR]   install the systemd unit / launchd daemon
   dnstun uninstall [--purge]         stop, clean up and remove it
@@ -52,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stderr)
 	case "status", "enable", "disable", "reload", "stats", "querylog", "stop":
 		err = cmdControl(args[0], args[1:], stdout, stderr)
+	case "explain":
+		err = cmdExplain(args[1:], stdout, stderr)
 	case "check":
 		err = cmdCheck(args[1:], stdout, stderr)
 	case "install":

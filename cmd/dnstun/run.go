@@ -200,7 +200,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.Var(&blocklists, "blocklist", "block list: a file or an http(s) URL (cached, refreshed); hosts, plain domains or adblock-style rules (repeatable)")
 	fs.StringVar(&c.listCache, "list-cache", listsrc.DefaultCacheDir, "where lists given as URLs are cached")
 	fs.DurationVar(&c.listRefresh, "list-refresh", 24*time.Hour, "how often lists given as URLs are refreshed")
-	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata or refused")
+	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata, refused, or IP addresses (comma-separated) to answer with")
 	fs.DurationVar(&c.engine.UpstreamTimeout, "upstream-timeout", engine.DefaultUpstreamTimeout, "time one upstream gets before the query moves to the next")
 	fs.DurationVar(&c.engine.TotalTimeout, "timeout", engine.DefaultTotalTimeout, "time after which a client gets SERVFAIL")
 	fs.IntVar(&c.engine.MaxPending, "max-pending", engine.DefaultMaxPending, "forwarded queries waiting at most; more are answered REFUSED")
@@ -243,11 +243,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	default:
 		return nil, usageError{fmt.Errorf("--mode %q: want tun or flow", c.mode)}
 	}
-	m, err := filter.ParseBlockMode(mode)
+	m, addrs, err := filter.ParseBlockSpec(mode)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--block-mode: %w", err)}
 	}
-	c.engine.BlockMode = m
+	c.engine.BlockMode, c.engine.BlockAddrs = m, addrs
 	c.engine.BlockTTL = uint32(*ttl)
 	c.blocklists = blocklists
 	c.resolvers = defaultResolvers

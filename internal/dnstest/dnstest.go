@@ -91,12 +91,24 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if !ok {
 		m.Rcode = dns.RcodeNameError
 	}
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == q.Qtype {
-			c := dns.Copy(rr)
-			c.Header().Name = q.Name
-			m.Answer = append(m.Answer, c)
+	owner := q.Name
+	for hops := 0; hops < 8; hops++ {
+		var next []dns.RR
+		for _, rr := range rrs {
+			if rr.Header().Rrtype == q.Qtype || rr.Header().Rrtype == dns.TypeCNAME && q.Qtype != dns.TypeCNAME {
+				c := dns.Copy(rr)
+				c.Header().Name = owner
+				m.Answer = append(m.Answer, c)
+				if cn, isCNAME := rr.(*dns.CNAME); isCNAME && q.Qtype != dns.TypeCNAME {
+					owner = cn.Target
+					next = s.zone[strings.ToLower(cn.Target)]
+				}
+			}
 		}
+		if next == nil {
+			break
+		}
+		rrs = next
 	}
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(1232, opt.Do())

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// rulesList has one line of each format the filter reads.
+const rulesList = `! adblock-style and hosts lines in one file
+||adblock.example^
+|exact.example^
+@@||ok.adblock.example^
+||wild*.example^
+/^re[0-9]+\.example$/
+||typed.example^$dnstype=AAAA
+||rew.example^$dnsrewrite=192.0.2.55
+||txtrew.example^$dnsrewrite=NOERROR;TXT;dnstun
+plain.example
+0.0.0.0 hosts.example
+192.0.2.77 local.example
+||tracker.example^
+`
+
+// TestE2EFormatsThroughTheEngine checks every list format through the real
+// engine on a real TUN, with a real client.
+func TestE2EFormatsThroughTheEngine(t *testing.T) {
+	l := startLabLists(t, map[string]string{"rules.txt": rulesList})
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  string
+	}{
+		{"adblock.example", dns.TypeA, "NXDOMAIN"},
+		{"sub.adblock.example", dns.TypeA, "NXDOMAIN"},
+		{"ok.adblock.example", dns.TypeA, "NXDOMAIN from upstream"},
+		{"exact.example", dns.TypeA, "NXDOMAIN"},
+		{"sub.exact.example", dns.TypeA, "NXDOMAIN from upstream"},
+		{"wildcard.example", dns.TypeA, "NXDOMAIN"},
+		{"re42.example", dns.TypeA, "NXDOMAIN"},
+		{"typed.example", dns.TypeAAAA, "NXDOMAIN"},
+		{"typed.example", dns.TypeA, "NXDOMAIN from upstream"},
+		{"rew.example", dns.TypeA, "192.0.2.55"},
+		{"txtrew.example", dns.TypeTXT, "\"dnstun\""},
+		{"deep.plain.example", dns.TypeA, "NXDOMAIN"},
+		{"hosts.example", dns.TypeA, "NXDOMAIN"},
+		{"local.example", dns.TypeA, "192.0.2.77"},
+		{"use-application-dns.net", dns.TypeA, "NXDOMAIN"},
+		{"pixel.tracker.example", dns.TypeA, "NXDOMAIN"},
+	} {
+		before := l.primary.Queries()
+		m := mustQuery(t, l, labResolver4, tc.name, tc.qtype)
+		got := answerText(m)
+		if l.primary.Queries() != before && got == "NXDOMAIN" {
+			got = "NXDOMAIN from upstream"
+		}
+		if got != tc.want {
+			t.Errorf("%s %s: %s, want %s", tc.name, dns.TypeToString[tc.qtype], got, tc.want)
+		}
+	}
+}
+
+// TestE2EBlockModeCustomAndNoData covers the modes not covered elsewhere
+// (nxdomain: the default everywhere; null and refused: their own tests).
+func TestE2EBlockModeCustomAndNoData(t *testing.T) {
+	l := startLab(t, "--block-mode", "192.0.2.99,2001:db8::99")
+	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.99" {
+		t.Errorf("custom A: %s", got)
+	}
+	if got := answerText(mustQuery(t, l, labResolver6, "ads.doubleclick.net", dns.TypeAAAA)); got != "2001:db8::99" {
+		t.Errorf("custom AAAA: %s", got)
+	}
+	l2 := startLab(t, "--block-mode", "nodata")
+	if m := mustQuery(t, l2, labResolver4, "ads.doubleclick.net", dns.TypeA); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 {
+		t.Errorf("nodata: %v", m)
+	}
+}
+
+// startLabLists is startLab with the given lists instead of the demo's.
+func startLabLists(t *testing.T, lists map[string]string, args ...string) *lab {
+	t.Helper()
+	l := captureLab(t) // the lab, without dnstun yet
+	exe, _ := os.Executable()
+	if err := l.startDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, lists, append(append([]string{"--log-level", "info"}, labUpstreamArgs...), args...)...); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestExplainCommand(t *testing.T) {
+	dir := t.TempDir()
+	list := filepath.Join(dir, "l.txt")
+	os.WriteFile(list, []byte("||ads.example^\n@@||ok.ads.example^\n"), 0o644)
+	exe, _ := os.Executable()
+	run := func(args ...string) string {
+		cmd := exec.Command(exe, append([]string{"explain", "--blocklist", list}, args...)...)
+		cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("explain %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run("x.ads.example"); !strings.HasPrefix(out, "x.ads.example A: block (nxdomain)") || !strings.Contains(out, "l.txt:1: ||ads.example^") {
+		t.Errorf("blocked:\n%s", out)
+	}
+	if out := run("ok.ads.example", "AAAA"); !strings.HasPrefix(out, "ok.ads.example AAAA: forward") || !strings.Contains(out, "* "+list+":2") {
+		t.Errorf("exception:\n%s", out)
+	}
+	_ = time.Second
+}
