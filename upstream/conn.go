@@ -29,6 +29,9 @@ type Options struct {
 	Mark uint32
 	// RecvBuffer is SO_RCVBUF in bytes; 0 keeps the system default.
 	RecvBuffer int
+	// Interface, on darwin, binds the socket to that interface
+	// (IP_BOUND_IF / IPV6_BOUND_IF) so it never enters the utun; "" = none.
+	Interface string
 }
 
 // Dial opens a connected UDP socket to addr, marked so that it bypasses
@@ -42,7 +45,7 @@ func Dial(ctx context.Context, addr netip.AddrPort, opt Options) (*Conn, error) 
 		Timeout: 5 * time.Second,
 		Control: func(network, address string, rc syscall.RawConn) error {
 			var serr error
-			err := rc.Control(func(fd uintptr) { serr = control(fd, opt) })
+			err := rc.Control(func(fd uintptr) { serr = control(network, fd, opt) })
 			return errors.Join(err, serr)
 		},
 	}

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func control(fd uintptr, opt Options) error {
+func control(network string, fd uintptr, opt Options) error {
 	if opt.Mark != 0 {
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(opt.Mark)); err != nil {
 			return fmt.Errorf("setsockopt SO_MARK=%#x: %w (needs CAP_NET_ADMIN)", opt.Mark, err)

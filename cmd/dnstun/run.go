@@ -131,7 +131,14 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 // resolver setup is detected for the log.
 func (c *runConfig) systemUpstreams() ([]netip.AddrPort, error) {
 	var sys []netip.AddrPort
-	if c.capture.on {
+	if ups, ok, err := platformUpstreams(); ok && c.capture.on {
+		// macOS: the primary service's resolvers, from the dynamic store.
+		if err != nil {
+			return nil, err
+		}
+		c.capture.setup = upstream.Setup{Kind: "macOS dynamic store", Upstreams: ups, Why: "State:/Network/Global/DNS"}
+		sys = ups
+	} else if c.capture.on {
 		env, err := upstream.ReadSetupEnv(c.followResolvConf)
 		if err != nil {
 			return nil, err
@@ -322,6 +329,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	c.engine.Upstreams = c.upstreams
 	c.engine.Mark = upstream.Mark
+	if c.capture.on {
+		c.engine.Interface = platformInterface()
+	}
 	c.engine.Resolvers = c.resolvers
 	c.engine.HealthName = healthName
 	return &c, nil
