@@ -350,6 +350,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 	c.engine.Logger = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal the clean stop runs; a second one gets
+		// the default action and ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	d, err := newDaemon(c, log)
 	if err != nil {
 		return err
