@@ -118,6 +118,11 @@ func (v *validator) check() {
 	}
 	v.path("resolv_conf", f.ResolvConf)
 	for i, p := range f.Blocklists {
+		// A list is its path or URL, then optional settings
+		// ("mode=null ttl=60") that `dnstun run` checks.
+		if fs := strings.Fields(p); len(fs) > 0 {
+			p = fs[0]
+		}
 		if p == "" {
 			v.fail(fmt.Sprintf("blocklists[%d]", i), "empty path", "")
 		}

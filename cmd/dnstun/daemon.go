@@ -35,7 +35,7 @@ type daemon struct {
 	c     *runConfig
 	log   *slog.Logger
 	live  *filter.Live
-	lists []string          // the files the set was built from (URLs resolved to cached copies)
+	lists []listSpec        // the files the set was built from (URLs resolved to cached copies)
 	srcs  []*listsrc.Source // the lists given as URLs
 	qlog  *querylog.Ring
 	start time.Time
@@ -84,17 +84,32 @@ func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
 	return d, nil
 }
 
-// resolveLists maps --blocklist values to files: URLs to their cached
-// copies, downloaded first when there is none. A URL that cannot be had is
-// logged and left out; the other lists load, and the refresh tries again.
-func resolveLists(c *runConfig, log *slog.Logger) ([]string, []*listsrc.Source) {
+// resolveLists maps --blocklist values to files with their settings: URLs
+// to their cached copies, downloaded first when there is none. A URL that
+// cannot be had is logged and left out; the other lists load, and the
+// refresh tries again.
+func resolveLists(c *runConfig, log *slog.Logger) ([]listSpec, []*listsrc.Source) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	paths, srcs, errs := listsrc.Resolve(ctx, c.blocklists, c.listCache, nil)
-	for _, err := range errs {
-		log.Error("block list not loaded", "err", err)
+	var out []listSpec
+	var srcs []*listsrc.Source
+	for _, raw := range c.blocklists {
+		ls, err := parseListSpec(raw)
+		if err != nil {
+			log.Error("block list not loaded", "err", err)
+			continue
+		}
+		paths, s, errs := listsrc.Resolve(ctx, []string{ls.src}, c.listCache, nil)
+		srcs = append(srcs, s...)
+		for _, err := range errs {
+			log.Error("block list not loaded", "err", err)
+		}
+		for _, p := range paths {
+			ls.opts.Name = p
+			out = append(out, ls)
+		}
 	}
-	return paths, srcs
+	return out, srcs
 }
 
 // refreshLists re-downloads the URL lists every c.listRefresh and swaps in

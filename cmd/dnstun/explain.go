@@ -47,7 +47,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	set, warnings, err := filter.LoadFiles(c.blocklists...)
+	set, warnings, err := loadListsQuiet(c.blocklists)
 	if err != nil {
 		return err
 	}

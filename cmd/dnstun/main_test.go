@@ -59,6 +59,17 @@ func TestParseRunFlags(t *testing.T) {
 		}},
 		{"bad mode", []string{"--upstream", "192.0.2.1", "--mode", "socks"}, "--mode", nil},
 		{"bad listen", []string{"--upstream", "192.0.2.1", "--mode", "flow", "--listen", "localhost"}, "--listen", nil},
+		{"per-list settings", []string{"--upstream", "192.0.2.1", "--blocklist", "/x/a.txt mode=null ttl=30", "--blocklist", "https://l.example/b.txt mode=192.0.2.1"}, "", func(t *testing.T, c *runConfig) {
+			ls, err := parseListSpec(c.blocklists[0])
+			if err != nil || ls.src != "/x/a.txt" || ls.opts.Mode.String() != "null" || ls.opts.TTL != 30 {
+				t.Errorf("spec %+v %v", ls, err)
+			}
+			ls, err = parseListSpec(c.blocklists[1])
+			if err != nil || ls.src != "https://l.example/b.txt" || len(ls.opts.BlockAddrs) != 1 {
+				t.Errorf("spec %+v %v", ls, err)
+			}
+		}},
+		{"bad per-list setting", []string{"--upstream", "192.0.2.1", "--blocklist", "/x/a.txt colour=red"}, "unknown setting", nil},
 		{"bad block mode", []string{"--upstream", "192.0.2.1", "--block-mode", "drop"}, "--block-mode", nil},
 		{"upstream loops to our resolver", []string{"--upstream", "198.19.53.53"}, "would loop", nil},
 		{"resolver equals tun address", []string{"--upstream", "192.0.2.1", "--resolver", "198.19.53.1"}, "TUN's own address", nil},

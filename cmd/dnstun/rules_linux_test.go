@@ -83,6 +83,31 @@ func TestE2EBlockModeCustomAndNoData(t *testing.T) {
 	}
 }
 
+// TestE2EPerListBlockModes: each list answers its blocks its own way.
+func TestE2EPerListBlockModes(t *testing.T) {
+	l := captureLab(t)
+	dir := l.dir
+	os.WriteFile(filepath.Join(dir, "null.txt"), []byte("nulled.example\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "refused.txt"), []byte("refused.example\n"), 0o644)
+	exe, _ := os.Executable()
+	args := append([]string{"--log-level", "info",
+		"--blocklist", filepath.Join(dir, "null.txt") + " mode=null ttl=42",
+		"--blocklist", filepath.Join(dir, "refused.txt") + " mode=refused"}, labUpstreamArgs...)
+	if err := l.startDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, map[string]string{"demo.txt": demoBlocklist}, args...); err != nil {
+		t.Fatal(err)
+	}
+	m := mustQuery(t, l, labResolver4, "nulled.example", dns.TypeA)
+	if answerText(m) != "0.0.0.0" || m.Answer[0].Header().Ttl != 42 {
+		t.Errorf("null list: %v", m)
+	}
+	if m := mustQuery(t, l, labResolver4, "refused.example", dns.TypeA); m.Rcode != dns.RcodeRefused {
+		t.Errorf("refused list: %v", m)
+	}
+	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("default list: %s", got)
+	}
+}
+
 // startLabLists is startLab with the given lists instead of the demo's.
 func startLabLists(t *testing.T, lists map[string]string, args ...string) *lab {
 	t.Helper()

@@ -204,7 +204,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.Var(&tunAddrs, "tun-addr", "the TUN's own address (repeatable; default 198.19.53.1 and fd64:6e73:7475::1, one per resolver family)")
 	fs.Var(&upstreams, "upstream", "upstream resolver IP[:PORT] (repeatable, tried in order; default: the nameservers of --resolv-conf)")
 	fs.StringVar(&resolvConf, "resolv-conf", upstream.ResolvConfPath, "where default upstreams are read from")
-	fs.Var(&blocklists, "blocklist", "block list: a file or an http(s) URL (cached, refreshed); hosts, plain domains or adblock-style rules (repeatable)")
+	fs.Var(&blocklists, "blocklist", "block list: a file or an http(s) URL (cached, refreshed), then optional \"mode=null|nodata|refused|nxdomain|IP,...\" and \"ttl=SECONDS\" for its block answers; hosts, plain domains or adblock-style rules (repeatable)")
 	fs.StringVar(&c.listCache, "list-cache", listsrc.DefaultCacheDir, "where lists given as URLs are cached")
 	fs.DurationVar(&c.listRefresh, "list-refresh", 24*time.Hour, "how often lists given as URLs are refreshed")
 	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata, refused, or IP addresses (comma-separated) to answer with")
@@ -257,6 +257,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	c.engine.BlockMode, c.engine.BlockAddrs = m, addrs
 	c.engine.BlockTTL = uint32(*ttl)
 	c.blocklists = blocklists
+	for _, b := range blocklists {
+		if _, err := parseListSpec(b); err != nil {
+			return nil, usageError{fmt.Errorf("--blocklist: %w", err)}
+		}
+	}
 	c.resolvers = defaultResolvers
 	if len(resolvers) > 0 {
 		c.resolvers = nil
@@ -363,16 +368,37 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return d.run(ctx)
 }
 
-// loadListsQuiet builds the filter set and returns the warnings.
-func loadListsQuiet(paths []string) (*filter.Set, []filter.ListWarning, error) {
-	return filter.LoadFiles(paths...)
+// loadListsQuiet builds the filter set from the --blocklist values (files
+// only: `check` and `explain` do not download) and returns the warnings.
+func loadListsQuiet(raw []string) (*filter.Set, []filter.ListWarning, error) {
+	var specs []listSpec
+	for _, r := range raw {
+		ls, err := parseListSpec(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		ls.opts.Name = ls.src
+		specs = append(specs, ls)
+	}
+	return buildSet(specs)
 }
 
-// loadLists builds the filter set from the block lists, logging a summary
-// of the warnings (the first few in full).
-func loadLists(paths []string, log *slog.Logger) (*filter.Set, error) {
+func buildSet(specs []listSpec) (*filter.Set, []filter.ListWarning, error) {
+	b := filter.NewBuilder()
+	var warnings []filter.ListWarning
+	for _, ls := range specs {
+		if err := b.LoadFile(ls.opts, func(w filter.ListWarning) { warnings = append(warnings, w) }); err != nil {
+			return nil, warnings, err
+		}
+	}
+	return b.Build(), warnings, nil
+}
+
+// loadLists builds the filter set, logging a summary of the warnings (the
+// first few in full).
+func loadLists(specs []listSpec, log *slog.Logger) (*filter.Set, error) {
 	start := time.Now()
-	set, warnings, err := filter.LoadFiles(paths...)
+	set, warnings, err := buildSet(specs)
 	if err != nil {
 		return nil, err
 	}
@@ -383,7 +409,7 @@ func loadLists(paths []string, log *slog.Logger) (*filter.Set, error) {
 		}
 		log.Warn("list line skipped", "warning", w.String())
 	}
-	log.Info("block lists loaded", "lists", len(paths), "rules", set.Len(), "took", time.Since(start).Round(time.Millisecond))
+	log.Info("block lists loaded", "lists", len(specs), "rules", set.Len(), "took", time.Since(start).Round(time.Millisecond))
 	return set, nil
 }
 
