@@ -80,7 +80,6 @@ func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
 	d := &daemon{c: c, log: log, live: filter.NewLive(set), lists: paths, srcs: srcs, qlog: querylog.New(queryLogSize), start: time.Now(),
 		fatal: make(chan error, 1), quit: make(chan quitting, 1)}
 	c.engine.QueryLog = d.qlog
-	releaseMemory()
 	return d, nil
 }
 
@@ -195,7 +194,11 @@ func (d *daemon) run(ctx context.Context) error {
 		if err := d.enable(); err != nil {
 			return err
 		}
+		// Hand back what loading the lists left as garbage, once
+		// serving: a forced collection must not delay the first answer.
+		go releaseMemory()
 	} else {
+		go releaseMemory()
 		d.log.Info("starting disabled (persisted state); `dnstun enable` turns filtering on", "state_file", d.c.stateFile)
 	}
 	var result error

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"syscall"
@@ -65,6 +66,7 @@ type runConfig struct {
 	// from, watched for changes; "" when --upstream was given.
 	followResolvConf string
 
+	cpuProfile       string
 	listCache        string
 	listRefresh      time.Duration
 	configPath       string
@@ -225,6 +227,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.control.group, "control-group", "", "a group whose members may use the control socket besides root")
 	fs.StringVar(&c.stateFile, "state-file", DefaultStateFile, "where the enabled/disabled choice persists across restarts")
 	fs.BoolVar(&c.exitWhenDisabled, "exit-when-disabled", false, "exit (instead of idling with the control socket open) while disabled")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -361,6 +364,16 @@ func cmdRun(args []string, stderr io.Writer) error {
 		<-ctx.Done()
 		stop()
 	}()
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	d, err := newDaemon(c, log)
 	if err != nil {
 		return err
