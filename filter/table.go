@@ -135,6 +135,10 @@ type table struct {
 	unitBits uint
 	unitMask uint32
 	arena    []byte
+	// bloom holds a bit for each stored name's hash: most suffixes of a query name are in no list, and a clear bit
+	// answers "absent" from a structure 1/16 the table's size, which stays
+	// in cache where the table does not.
+	bloom []uint64
 }
 
 func newTable(arena []byte, units []uint32) table {
@@ -158,7 +162,31 @@ func newTable(arena []byte, units []uint32) table {
 		}
 		t.slots[i] = t.tag(h) | u
 	}
+	t.bloom = make([]uint64, bloomWords(len(units)))
+	for _, u := range units {
+		t.bloomSet(nameHash(recName(arena, u)))
+	}
 	return t
+}
+
+// bloomWords sizes the filter at 8 bits per name (a power of two of words):
+// about 12% of absent names pass it.
+func bloomWords(n int) int {
+	w := 1
+	for w*64 < n*8 {
+		w <<= 1
+	}
+	return w
+}
+
+func (t *table) bloomSet(h uint64) {
+	b := (h >> 7) & uint64(len(t.bloom)*64-1)
+	t.bloom[b>>6] |= 1 << (b & 63)
+}
+
+func (t *table) bloomHas(h uint64) bool {
+	b := (h >> 7) & uint64(len(t.bloom)*64-1)
+	return t.bloom[b>>6]&(1<<(b&63)) != 0
 }
 
 func (t *table) tag(h uint64) uint32 {
@@ -169,7 +197,7 @@ func (t *table) tag(h uint64) uint32 {
 // lookup returns the unit of name's record (h = nameHash(name)), or 0.
 func (t *table) lookup(name []byte, h uint64) uint32 {
 	n := uint64(len(t.slots))
-	if n == 0 {
+	if n == 0 || !t.bloomHas(h) {
 		return 0
 	}
 	i := (uint64(uint32(h)) * n) >> 32
