@@ -57,17 +57,7 @@ func buildSet(t testing.TB, list string) *filter.Set {
 // startUpstream serves testZone on a loopback UDP port.
 func startUpstream(t testing.TB) *dnstest.Server {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := dnstest.ParseZone(testZone...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := dnstest.Serve(pc, z)
-	t.Cleanup(s.Close)
-	return s
+	return startUpstreamAt(t, "127.0.0.1:0")
 }
 
 type harness struct {
@@ -487,18 +477,8 @@ func TestEnginePassThrough(t *testing.T) {
 	}
 }
 
-func answerText(m *dns.Msg) string {
-	var parts []string
-	for _, rr := range m.Answer {
-		switch rr := rr.(type) {
-		case *dns.A:
-			parts = append(parts, rr.A.String())
-		case *dns.AAAA:
-			parts = append(parts, rr.AAAA.String())
-		}
-	}
-	return strings.Join(parts, ",")
-}
+// answerText lists the answer's addresses, comma-separated.
+func answerText(m *dns.Msg) string { return strings.Join(dnstest.Addrs(m), ",") }
 
 func TestEngineSetUpstreams(t *testing.T) {
 	a := startUpstream(t)

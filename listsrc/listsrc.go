@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/internal/atomicfile"
 )
 
 // MaxSize bounds a downloaded list (the largest public lists are ~30 MB).
@@ -126,7 +127,7 @@ func (s *Source) Fetch(ctx context.Context) (bool, error) {
 	if err := os.MkdirAll(s.CacheDir, 0o755); err != nil {
 		return false, fmt.Errorf("list cache: %w", err)
 	}
-	if err := writeAtomic(s.Path(), body); err != nil {
+	if err := atomicfile.Write(s.Path(), body, 0o644); err != nil {
 		return false, fmt.Errorf("list %s: %w", s.URL, err)
 	}
 	now := time.Now().UTC()
@@ -136,27 +137,7 @@ func (s *Source) Fetch(ctx context.Context) (bool, error) {
 
 func (s *Source) writeMeta(m meta) {
 	b, _ := json.MarshalIndent(m, "", "  ")
-	writeAtomic(s.metaPath(), b)
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	atomicfile.Write(s.metaPath(), b, 0o644)
 }
 
 // Resolve maps --blocklist values to files to parse: paths stay; URLs

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/dnstun/dnstun/internal/atomicfile"
 )
 
 // DefaultStateDir holds the lock and the journal.
@@ -44,26 +46,10 @@ func WriteJournal(dir string, j *Journal) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("journal: create state dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, journalFile+".*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, journalFile), b, 0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("journal: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("journal: sync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, journalFile)); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // ReadJournal reads the journal in dir; it returns nil, nil when there is

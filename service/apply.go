@@ -5,7 +5,7 @@ package service
 import (
 	"errors"
 	"fmt"
-	"io"
+	"github.com/dnstun/dnstun/internal/atomicfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,7 +52,7 @@ func Apply(p Plan, root string, run Runner) ([]string, error) {
 			}
 			content = b
 		}
-		if err := writeAtomic(dst, content, f.Mode); err != nil {
+		if err := atomicfile.Write(dst, content, f.Mode); err != nil {
 			return done, fmt.Errorf("install: %w", err)
 		}
 		done = append(done, fmt.Sprintf("wrote %s (%04o)", f.Path, f.Mode))
@@ -100,41 +100,4 @@ func Apply(p Plan, root string, run Runner) ([]string, error) {
 		return done, err
 	}
 	return done, nil
-}
-
-// writeAtomic writes data to path through a temp file in the same
-// directory, fsynced and renamed, with mode (whatever the umask).
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, strings.NewReader(string(data))); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -7,8 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/dnstun/dnstun/internal/atomicfile"
 )
 
 // DefaultStateFile keeps the enabled/disabled choice across restarts and
@@ -41,14 +42,7 @@ func loadState(path string) (persisted, error) {
 // saveState writes the persisted state atomically.
 func saveState(path string, enabled bool) error {
 	b, _ := json.Marshal(persisted{Enabled: enabled, Changed: time.Now().UTC()})
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil

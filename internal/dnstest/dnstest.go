@@ -147,3 +147,17 @@ func (s *Server) Addr() netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
 }
+
+// Addrs returns the A and AAAA addresses of m's answer section, in order.
+func Addrs(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			out = append(out, rr.A.String())
+		case *dns.AAAA:
+			out = append(out, rr.AAAA.String())
+		}
+	}
+	return out
+}
