@@ -290,7 +290,7 @@ func TestOversizeRequest(t *testing.T) {
 func TestReadTimeout(t *testing.T) {
 	skipUnlessRoot(t)
 	s := serve(t, &fakeHandler{})
-	s.readTimeout = 200 * time.Millisecond
+	s.readTimeout.Store(int64(200 * time.Millisecond))
 	c, err := net.Dial("unix", s.Path())
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -32,7 +33,7 @@ type Server struct {
 	ln    *net.UnixListener
 	ident os.FileInfo // the socket file we created, to remove only ours
 
-	readTimeout time.Duration
+	readTimeout atomic.Int64  // nanoseconds; tests shorten it while serving
 	stopAfter   func() bool   // unregisters the ctx hook
 	sem         chan struct{} // bounds concurrent connections
 
@@ -62,8 +63,9 @@ func Serve(ctx context.Context, path, group string, h Handler, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{path: path, group: group, gid: -1, h: h, log: log, readTimeout: ReadTimeout,
+	s := &Server{path: path, group: group, gid: -1, h: h, log: log,
 		sem: make(chan struct{}, MaxConns), conns: map[net.Conn]struct{}{}}
+	s.readTimeout.Store(int64(ReadTimeout))
 	if group != "" {
 		gid, err := lookupGroup(group)
 		if err != nil {
@@ -252,7 +254,8 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 	br := bufio.NewReaderSize(c, MaxRequest)
 	for {
-		c.SetReadDeadline(time.Now().Add(s.readTimeout))
+		timeout := time.Duration(s.readTimeout.Load())
+		c.SetReadDeadline(time.Now().Add(timeout))
 		line, err := br.ReadSlice('\n')
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull):
@@ -263,7 +266,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
 			// EOF after an unterminated last line: answer it, then stop.
 		case err != nil:
-			s.write(c, errResponse(CodeTimeout, "request not completed within "+s.readTimeout.String()))
+			s.write(c, errResponse(CodeTimeout, "request not completed within "+timeout.String()))
 			return
 		}
 		if len(bytes.TrimSpace(line)) > 0 {
