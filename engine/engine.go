@@ -125,7 +125,13 @@ type Engine struct {
 	pending    *pending
 	stats      stats
 	epoch      time.Time
-	kick       chan struct{} // wakes the sweeper early
+	// epochUnix is epoch in Unix nanoseconds: epochUnix+now() is the wall
+	// clock, from one monotonic clock read.
+	epochUnix int64
+	// coarse is now(), refreshed by the sweeper every tick (at most 100 ms
+	// old): the query log's time for locally answered queries.
+	coarse atomic.Int64
+	kick   chan struct{} // wakes the sweeper early
 
 	running   bool // receivers started (under dialMu)
 	closing   atomic.Bool
@@ -159,13 +165,15 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	e := &Engine{
 		cfg:        cfg,
 		filter:     f,
 		log:        cfg.Logger,
 		healthName: []byte(strings.ToLower(cfg.HealthName)),
 		pending:    newPending(cfg.MaxPending),
-		epoch:      time.Now(),
+		epoch:      start,
+		epochUnix:  start.UnixNano(),
 		kick:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 	}
@@ -381,20 +389,18 @@ func (e *Engine) UpstreamStates() []UpstreamState {
 }
 
 // logQuery records one answered query in the query log, if there is one.
-// It allocates nothing: the entry lives in the caller's scratch state.
-func (e *Engine) logQuery(qe *querylog.Entry, client netip.AddrPort, name []byte, qtype uint16, d querylog.Decision, rcode uint8, up netip.AddrPort, start int64) {
+// It allocates nothing and reads the clock once.
+func (e *Engine) logQuery(client netip.AddrPort, name []byte, qtype uint16, d querylog.Decision, rcode uint8, up netip.AddrPort, start int64) {
 	if e.cfg.QueryLog == nil {
 		return
 	}
-	now := time.Now()
-	qe.Time = now.UnixNano()
-	qe.Client = querylog.AddrFrom(client)
-	qe.Upstream = querylog.AddrFrom(up)
-	qe.LatencyMicros = 0
+	// Answers decided locally take the sweeper's coarse clock (a clock
+	// read costs ~50 ns here, a sixth of the whole block path); forwarded
+	// ones read it for their latency anyway.
+	now, lat := e.coarse.Load(), uint32(0)
 	if start > 0 {
-		qe.LatencyMicros = uint32(max(e.now()-start, 0) / 1000)
+		now = e.now()
+		lat = uint32(max(now-start, 0) / 1000)
 	}
-	qe.QType, qe.Rcode, qe.Decision = qtype, rcode, d
-	qe.SetName(name)
-	e.cfg.QueryLog.Add(qe)
+	e.cfg.QueryLog.Record(e.epochUnix+now, client, up, lat, qtype, rcode, d, name)
 }

@@ -66,7 +66,6 @@ type receiver struct {
 	bufs [1][]byte
 	q    packet.Question
 	m    match
-	ql   querylog.Entry
 	ans  packet.Answers
 	r    packet.Reply
 	out  []byte // a spliced CNAME-rewrite reply
@@ -144,7 +143,7 @@ func (r *receiver) deliver(n int) {
 	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
 	e.count(Replied)
-	e.logQuery(&r.ql, r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), e.ups[r.up].Load().Addr, r.m.start)
+	e.logQuery(r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), e.ups[r.up].Load().Addr, r.m.start)
 	e.send(r.buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
 }
 
@@ -188,7 +187,6 @@ type sweeper struct {
 	bufs [1][]byte
 	q    packet.Question
 	r    packet.Reply
-	ql   querylog.Entry
 }
 
 func newSweeper(e *Engine) *sweeper {
@@ -209,6 +207,7 @@ func (e *Engine) routineSweep() {
 		case <-tick.C:
 		case <-e.kick:
 		}
+		e.coarse.Store(e.now())
 		s.sweep()
 	}
 }
@@ -268,7 +267,7 @@ func (s *sweeper) servfail(x *expired) {
 		}
 	}
 	s.r = packet.Reply{Rcode: rcodeServFail}
-	e.logQuery(&s.ql, x.client, s.q.Name(), s.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, x.start)
+	e.logQuery(x.client, s.q.Name(), s.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, x.start)
 	// The answer may not grow past the stored query's buffer.
 	m := packet.AnswerDNS(msg[:MaxQuery+512], &s.q, &s.r)
 	if m == 0 {

@@ -50,7 +50,6 @@ type worker struct {
 	q2     packet.Question // the rewritten question of a CNAME rewrite
 	r      packet.Reply
 	fq     filter.Query
-	ql     querylog.Entry
 	abuf   [MaxQuery]byte // a CNAME rewrite's query to the target
 }
 
@@ -89,7 +88,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		if !answer {
 			return outDrop // garbage gets no reply: any reply could amplify
 		}
-		e.logQuery(&w.ql, client, nil, 0, querylog.Malformed, rcode, netip.AddrPort{}, 0)
+		e.logQuery(client, nil, 0, querylog.Malformed, rcode, netip.AddrPort{}, 0)
 		return w.reply(rcode, nil, 0, false)
 	}
 	if len(e.healthName) > 0 && string(w.q.Name()) == string(e.healthName) {
@@ -101,7 +100,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 	case filter.Block:
 		e.count(Blocked)
 		e.blockReply(&d, &w.r)
-		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
+		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
 	case filter.Answer:
 		if len(d.CNAME) > 0 && len(d.Addrs) == 0 && d.Rcode == 0 && w.q.QType != typeCNAME {
@@ -116,7 +115,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 			ttl = e.cfg.LocalTTL
 		}
 		w.r = packet.Reply{Rcode: d.Rcode, TTL: ttl, Addrs: d.Addrs, CNAME: d.CNAME, TXT: d.TXT, EDE: d.EDE, HasEDE: d.EDE != 0}
-		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
+		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
 	}
 	return w.forward(msg, client, resolver, from)
@@ -179,7 +178,7 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, nil, 0, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
 	if !ok {
 		e.count(Full)
-		e.logQuery(&w.ql, client, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
+		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)

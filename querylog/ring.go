@@ -104,6 +104,22 @@ func (r *Ring) Add(e *Entry) {
 	r.mu.Unlock()
 }
 
+// Record adds an entry built from its fields, written straight into the
+// ring under the lock: only len(name) bytes of the name are copied. It does
+// not allocate.
+func (r *Ring) Record(t int64, client, upstream netip.AddrPort, latencyMicros uint32, qtype uint16, rcode uint8, d Decision, name []byte) {
+	r.mu.Lock()
+	e := &r.buf[r.next%uint64(len(r.buf))]
+	e.Time = t
+	e.Client = AddrFrom(client)
+	e.Upstream = AddrFrom(upstream)
+	e.LatencyMicros = latencyMicros
+	e.QType, e.Rcode, e.Decision = qtype, rcode, d
+	e.NameLen = uint8(copy(e.Name[:], name))
+	r.next++
+	r.mu.Unlock()
+}
+
 // Added is how many entries were ever added.
 func (r *Ring) Added() uint64 {
 	r.mu.Lock()
