@@ -30,6 +30,8 @@ type File struct {
 	Upstreams       []string      `yaml:"upstreams"`        // --upstream (empty: the nameservers of resolv_conf)
 	ResolvConf      string        `yaml:"resolv_conf"`      // --resolv-conf
 	Blocklists      []string      `yaml:"blocklists"`       // --blocklist (paths or http(s) URLs)
+	Rules           []string      `yaml:"rules"`            // --rule: inline rules, any list format
+	BypassSignals   bool          `yaml:"bypass_signals"`   // --bypass-signals
 	ListCache       string        `yaml:"list_cache"`       // --list-cache
 	ListRefresh     time.Duration `yaml:"list_refresh"`     // --list-refresh
 	BlockMode       string        `yaml:"block_mode"`       // --block-mode
@@ -116,6 +118,7 @@ func DefaultFor(goos string) *File {
 		MTU:             DefaultMTU,
 		Resolvers:       append([]string(nil), DefaultResolvers...),
 		ResolvConf:      DefaultResolvConf,
+		BypassSignals:   true,
 		ListCache:       DefaultListCache,
 		ListRefresh:     DefaultListRefresh,
 		BlockMode:       DefaultBlockMode,

@@ -35,6 +35,8 @@ func TestExampleGolden(t *testing.T) {
 		Resolvers:       []string{"198.19.53.53", "fd64:6e73:7475::53"},
 		ResolvConf:      "/etc/resolv.conf",
 		Blocklists:      []string{},
+		Rules:           []string{},
+		BypassSignals:   true,
 		ListCache:       "/var/lib/dnstun/lists",
 		ListRefresh:     24 * time.Hour,
 		BlockMode:       "nxdomain",
@@ -60,6 +62,7 @@ func TestExampleGolden(t *testing.T) {
 	// The example holds the defaults: it must agree with Default.
 	def := strip(Default())
 	def.Blocklists = []string{}
+	def.Rules = []string{}
 	if !reflect.DeepEqual(def, want) {
 		t.Errorf("Default() = %+v, the example says %+v", def, want)
 	}
@@ -78,6 +81,8 @@ resolv_conf: /tmp/resolv.conf
 blocklists: [/etc/dnstun/a.txt, /etc/dnstun/b.txt, "https://lists.example/ads.txt"]
 list_cache: /var/cache/dt
 list_refresh: 6h
+rules: ["192.0.2.10 printer.lan"]
+bypass_signals: false
 block_mode: null
 block_ttl: 60
 upstream_timeout: 500ms
@@ -101,6 +106,7 @@ exit_when_disabled: true
 		Upstreams:  []string{"192.0.2.1", "192.0.2.2:5353", "[2001:db8::1]:53"},
 		ResolvConf: "/tmp/resolv.conf", Blocklists: []string{"/etc/dnstun/a.txt", "/etc/dnstun/b.txt", "https://lists.example/ads.txt"},
 		ListCache: "/var/cache/dt", ListRefresh: 6 * time.Hour,
+		Rules: []string{"192.0.2.10 printer.lan"}, BypassSignals: false,
 		BlockMode: "null", BlockTTL: 60, UpstreamTimeout: 500 * time.Millisecond, Timeout: 3 * time.Second,
 		MaxPending: 100, LogLevel: "debug", Mode: "flow", Listen: "[::1]:5353",
 		Capture:          Capture{StateDir: "/var/tmp/dt", Resolved: "off"},

@@ -137,7 +137,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	set, warnings, err := loadListsQuiet(c.blocklists)
+	set, warnings, err := loadListsQuiet(c)
 	if err != nil {
 		return err
 	}

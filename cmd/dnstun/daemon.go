@@ -73,7 +73,7 @@ type session struct {
 // touched.
 func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
 	paths, srcs := resolveLists(c, log)
-	set, err := loadLists(paths, log)
+	set, err := loadLists(c, paths, log)
 	if err != nil {
 		return nil, err
 	}
@@ -139,9 +139,9 @@ func (d *daemon) refreshLists(ctx context.Context) {
 			continue
 		}
 		d.mu.Lock()
-		paths := d.lists
+		c, paths := d.c, d.lists
 		d.mu.Unlock()
-		if set, err := loadLists(paths, d.log); err != nil {
+		if set, err := loadLists(c, paths, d.log); err != nil {
 			d.log.Error("refreshed lists not used; the previous ones keep serving", "err", err)
 		} else {
 			d.live.Store(set)
@@ -298,7 +298,7 @@ func (d *daemon) Reload() error {
 		return fmt.Errorf("reload refused: %w", err)
 	}
 	paths, srcs := resolveLists(nc, d.log)
-	set, err := loadLists(paths, d.log)
+	set, err := loadLists(nc, paths, d.log)
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}

@@ -47,7 +47,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	set, warnings, err := loadListsQuiet(c.blocklists)
+	set, warnings, err := loadListsQuiet(c)
 	if err != nil {
 		return err
 	}

@@ -141,3 +141,42 @@ func TestExplainCommand(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestE2EInlineRulesAndBypassSwitch: rules from the config file (local
+// records, a CNAME rewrite, an exception), and the bypass signals off.
+func TestE2EInlineRulesAndBypassSwitch(t *testing.T) {
+	l := captureLab(t)
+	cfg := filepath.Join(l.dir, "dnstun.yaml")
+	os.WriteFile(cfg, []byte(`rules:
+  - 192.0.2.10 printer.lan
+  - "||nas.lan^$dnsrewrite=www.example.com"
+  - "||ads.example.com^"
+  - "@@||cdn.ads.example.com^"
+bypass_signals: false
+`), 0o644)
+	exe, _ := os.Executable()
+	args := append([]string{"--log-level", "info", "--config", cfg}, labUpstreamArgs...)
+	if err := l.startDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, nil, args...); err != nil {
+		t.Fatal(err)
+	}
+	if got := answerText(mustQuery(t, l, labResolver4, "printer.lan", dns.TypeA)); got != "192.0.2.10" {
+		t.Errorf("local record: %s", got)
+	}
+	m := mustQuery(t, l, labResolver4, "nas.lan", dns.TypeA)
+	if len(m.Answer) != 2 || answerText(m) != "CNAME 192.0.2.80" && !strings.Contains(answerText(m), "192.0.2.80") {
+		t.Errorf("CNAME rewrite: %v", m)
+	}
+	if got := answerText(mustQuery(t, l, labResolver4, "x.ads.example.com", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("inline block: %s", got)
+	}
+	if got := answerText(mustQuery(t, l, labResolver4, "cdn.ads.example.com", dns.TypeA)); got != "192.0.2.67" {
+		t.Errorf("inline exception: %s", got)
+	}
+	// With the signals off the canary name is forwarded (the lab's
+	// upstream does not know it: NXDOMAIN from there).
+	before := l.primary.QueriesFor("use-application-dns.net")
+	mustQuery(t, l, labResolver4, "use-application-dns.net", dns.TypeA)
+	if l.primary.QueriesFor("use-application-dns.net") != before+1 {
+		t.Error("bypass signals off, but the canary was answered locally")
+	}
+}

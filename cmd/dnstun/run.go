@@ -18,6 +18,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -67,6 +68,8 @@ type runConfig struct {
 	followResolvConf string
 
 	cpuProfile       string
+	rules            listFlag
+	bypassSignals    bool
 	listCache        string
 	listRefresh      time.Duration
 	configPath       string
@@ -107,6 +110,8 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	set("upstream", "upstreams", f.Upstreams...)
 	set("resolv-conf", "resolv_conf", f.ResolvConf)
 	set("blocklist", "blocklists", f.Blocklists...)
+	set("rule", "rules", f.Rules...)
+	set("bypass-signals", "bypass_signals", strconv.FormatBool(f.BypassSignals))
 	set("list-cache", "list_cache", f.ListCache)
 	set("list-refresh", "list_refresh", f.ListRefresh.String())
 	set("block-mode", "block_mode", f.BlockMode)
@@ -207,6 +212,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.Var(&upstreams, "upstream", "upstream resolver IP[:PORT] (repeatable, tried in order; default: the nameservers of --resolv-conf)")
 	fs.StringVar(&resolvConf, "resolv-conf", upstream.ResolvConfPath, "where default upstreams are read from")
 	fs.Var(&blocklists, "blocklist", "block list: a file or an http(s) URL (cached, refreshed), then optional \"mode=null|nodata|refused|nxdomain|IP,...\" and \"ttl=SECONDS\" for its block answers; hosts, plain domains or adblock-style rules (repeatable)")
+	fs.Var(&c.rules, "rule", "an inline rule in any list format, e.g. \"||ads.example^\" or \"192.0.2.10 printer.lan\" (repeatable)")
+	fs.BoolVar(&c.bypassSignals, "bypass-signals", true, "answer the canary names of DNS-bypass features (Firefox DoH canary, iCloud Private Relay, DDR) so clients keep using dnstun")
 	fs.StringVar(&c.listCache, "list-cache", listsrc.DefaultCacheDir, "where lists given as URLs are cached")
 	fs.DurationVar(&c.listRefresh, "list-refresh", 24*time.Hour, "how often lists given as URLs are refreshed")
 	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata, refused, or IP addresses (comma-separated) to answer with")
@@ -383,7 +390,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 
 // loadListsQuiet builds the filter set from the --blocklist values (files
 // only: `check` and `explain` do not download) and returns the warnings.
-func loadListsQuiet(raw []string) (*filter.Set, []filter.ListWarning, error) {
+func loadListsQuiet(c *runConfig) (*filter.Set, []filter.ListWarning, error) {
+	raw := c.blocklists
 	var specs []listSpec
 	for _, r := range raw {
 		ls, err := parseListSpec(r)
@@ -393,14 +401,21 @@ func loadListsQuiet(raw []string) (*filter.Set, []filter.ListWarning, error) {
 		ls.opts.Name = ls.src
 		specs = append(specs, ls)
 	}
-	return buildSet(specs)
+	return buildSet(specs, c.rules, c.bypassSignals)
 }
 
-func buildSet(specs []listSpec) (*filter.Set, []filter.ListWarning, error) {
+func buildSet(specs []listSpec, inline []string, bypass bool) (*filter.Set, []filter.ListWarning, error) {
 	b := filter.NewBuilder()
+	b.SetBypassSignals(bypass)
 	var warnings []filter.ListWarning
+	warn := func(w filter.ListWarning) { warnings = append(warnings, w) }
 	for _, ls := range specs {
-		if err := b.LoadFile(ls.opts, func(w filter.ListWarning) { warnings = append(warnings, w) }); err != nil {
+		if err := b.LoadFile(ls.opts, warn); err != nil {
+			return nil, warnings, err
+		}
+	}
+	if len(inline) > 0 {
+		if _, err := b.ParseListWith(strings.NewReader(strings.Join(inline, "\n")), filter.ListOptions{Name: "inline rules"}, warn); err != nil {
 			return nil, warnings, err
 		}
 	}
@@ -409,9 +424,9 @@ func buildSet(specs []listSpec) (*filter.Set, []filter.ListWarning, error) {
 
 // loadLists builds the filter set, logging a summary of the warnings (the
 // first few in full).
-func loadLists(specs []listSpec, log *slog.Logger) (*filter.Set, error) {
+func loadLists(c *runConfig, specs []listSpec, log *slog.Logger) (*filter.Set, error) {
 	start := time.Now()
-	set, warnings, err := buildSet(specs)
+	set, warnings, err := buildSet(specs, c.rules, c.bypassSignals)
 	if err != nil {
 		return nil, err
 	}
