@@ -521,6 +521,7 @@ func TestEngineRuleEngine(t *testing.T) {
 ||alias.example^$dnsrewrite=www.example.com
 ||txt.example^$dnsrewrite=NOERROR;TXT;hello world
 ||refused.example^$dnsrewrite=REFUSED
+||10.2.0.192.in-addr.arpa^$dnsrewrite=NOERROR;PTR;printer.lan
 ||tracker.evil^
 192.0.2.222
 `
@@ -552,6 +553,9 @@ func TestEngineRuleEngine(t *testing.T) {
 	}
 	if m := ask("refused.example", dns.TypeA); m.Rcode != dns.RcodeRefused {
 		t.Errorf("rcode rewrite: %v", m)
+	}
+	if m := ask("10.2.0.192.in-addr.arpa", dns.TypePTR); len(m.Answer) != 1 || m.Answer[0].(*dns.PTR).Ptr != "printer.lan." {
+		t.Errorf("PTR rewrite: %v", m)
 	}
 	if m := ask("nulled.example", dns.TypeA); answerText(m) != "0.0.0.0" {
 		t.Errorf("per-list null mode: %v", m)

@@ -114,7 +114,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		if ttl == 0 {
 			ttl = e.cfg.LocalTTL
 		}
-		w.r = packet.Reply{Rcode: d.Rcode, TTL: ttl, Addrs: d.Addrs, CNAME: d.CNAME, TXT: d.TXT, EDE: d.EDE, HasEDE: d.EDE != 0}
+		w.r = packet.Reply{Rcode: d.Rcode, TTL: ttl, Addrs: d.Addrs, CNAME: d.CNAME, PTR: d.PTR, TXT: d.TXT, EDE: d.EDE, HasEDE: d.EDE != 0}
 		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
 	}

@@ -143,6 +143,9 @@ type Decision struct {
 	// format (uncompressed labels ending with the root), or nil. The engine
 	// answers with the CNAME and resolves the target through its normal path.
 	CNAME []byte
+	// PTR is the target of a $dnsrewrite PTR answer (NOERROR;PTR;name, for
+	// local reverse records), in wire format, answered to PTR queries.
+	PTR []byte
 	// TXT are the TXT strings of a $dnsrewrite TXT answer (each at most
 	// 255 bytes, without the length byte), for TXT queries.
 	TXT [][]byte

@@ -27,6 +27,7 @@ type rewriteSpec struct {
 	rcodeOnly bool
 	addr      netip.Addr
 	cname     []byte // wire format
+	ptr       bool   // cname is a PTR target (local reverse records)
 	txt       []byte
 }
 
@@ -239,6 +240,10 @@ func parseRewrite(val []byte) (rewriteSpec, string, WarningKind) {
 		return rw, "", Malformed
 	case "CNAME":
 		return rewriteCNAME(rw, []byte(parts[2]))
+	case "PTR":
+		rw, reason, kind := rewriteCNAME(rw, []byte(parts[2]))
+		rw.ptr = true
+		return rw, reason, kind
 	case "TXT":
 		if len(parts[2]) > 255 {
 			return rw, "$dnsrewrite TXT value longer than 255 bytes", Malformed
@@ -246,7 +251,7 @@ func parseRewrite(val []byte) (rewriteSpec, string, WarningKind) {
 		rw.txt = []byte(parts[2])
 		return rw, "", Malformed
 	}
-	return rw, fmt.Sprintf("$dnsrewrite type %s unsupported (A, AAAA, CNAME, TXT)", parts[1]), Unsupported
+	return rw, fmt.Sprintf("$dnsrewrite type %s unsupported (A, AAAA, CNAME, TXT, PTR)", parts[1]), Unsupported
 }
 
 func rewriteCNAME(rw rewriteSpec, target []byte) (rewriteSpec, string, WarningKind) {

@@ -613,7 +613,7 @@ func (p *listParser) newRule(lineNo int, text []byte, allow bool, m *mods) rule 
 		r.kind = rkRewriteAllow
 	case m.rewrite:
 		r.kind = rkRewrite
-		e.rcode, e.rcodeOnly, e.cname = m.rw.rcode, m.rw.rcodeOnly, m.rw.cname
+		e.rcode, e.rcodeOnly, e.cname, e.ptr = m.rw.rcode, m.rw.rcodeOnly, m.rw.cname, m.rw.ptr
 		if m.rw.addr.IsValid() {
 			r.addrOff, r.addrLen = uint32(len(b.addrs)), 1
 			b.addrs = append(b.addrs, m.rw.addr)

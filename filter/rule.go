@@ -53,6 +53,7 @@ type ruleExt struct {
 	rcode               uint8    // $dnsrewrite response code
 	rcodeOnly           bool     // a keyword rewrite (REFUSED, NXDOMAIN, ...): rcode, no records
 	cname               []byte   // wire format
+	ptr                 bool     // cname holds a PTR target, not a CNAME
 	modKey              string   // canonical modifiers without badfilter, for $badfilter
 	allowTarget         bool     // for rkBadfilter: the disabled rule is an exception
 	pattern             string   // pattern rules: canonical pattern; IP rules: the prefix

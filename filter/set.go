@@ -538,9 +538,13 @@ func (s *Set) fillRewrite(d *Decision, r *rule, addrs []netip.Addr, txts [][]byt
 	if r.ext != 0 {
 		e := &s.exts[r.ext]
 		d.Rcode = e.rcode
-		d.CNAME = e.cname
+		if e.ptr {
+			d.PTR = e.cname
+		} else {
+			d.CNAME = e.cname
+		}
 		if e.rcodeOnly {
-			d.Addrs, d.TXT, d.CNAME = nil, nil, nil
+			d.Addrs, d.TXT, d.CNAME, d.PTR = nil, nil, nil, nil
 			if e.rcode == 3 || e.rcode == 5 {
 				d.EDE = EDEBlocked
 			}

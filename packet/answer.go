@@ -26,6 +26,9 @@ type Reply struct {
 	// name to it is written first, and the address records that follow
 	// are owned by the target (RFC 1034 §3.6.2).
 	CNAME []byte
+	// PTR, when set, is a target name in wire format answering a PTR (12)
+	// question.
+	PTR []byte
 	// TXT strings (each at most 255 bytes) answer a TXT (16) question,
 	// one record each.
 	TXT [][]byte
@@ -38,6 +41,7 @@ type Reply struct {
 const (
 	typeA     = 1  // RFC 1035 §3.2.2
 	typeCNAME = 5  // RFC 1035 §3.2.2
+	typePTR   = 12 // RFC 1035 §3.2.2
 	typeTXT   = 16 // RFC 1035 §3.2.2
 	typeAAAA  = 28 // RFC 3596 §2.1
 	classIN   = 1
@@ -132,9 +136,13 @@ func AnswerDNS(msg []byte, q *Question, r *Reply) int {
 			}
 		}
 	}
+	ptr := 0
+	if inClass && q.QType == typePTR && len(r.PTR) > 0 && len(r.PTR) <= MaxName {
+		ptr = rrFixedLen + len(r.PTR)
+	}
 	tc := false
-	if base+cname+count*(rrFixedLen+rdlen)+txtSize+opt > limit {
-		cname, count, txt, txtSize, tc = 0, 0, 0, 0, true
+	if base+cname+count*(rrFixedLen+rdlen)+txtSize+ptr+opt > limit {
+		cname, count, txt, txtSize, ptr, tc = 0, 0, 0, 0, 0, true
 	}
 
 	off := base
@@ -174,6 +182,13 @@ func AnswerDNS(msg []byte, q *Question, r *Reply) int {
 			copy(b[rrFixedLen+1:], t)
 			off += len(b)
 		}
+	}
+	if ptr > 0 {
+		b := msg[off : off+ptr]
+		putRRHeader(b, owner, typePTR, r.TTL, len(r.PTR))
+		copy(b[rrFixedLen:], r.PTR)
+		off += ptr
+		count++
 	}
 	if cname > 0 {
 		count++

@@ -27,6 +27,8 @@ func TestAnswerCNAMEAndTXT(t *testing.T) {
 		{"txt", dns.TypeTXT, Reply{TTL: 30, TXT: [][]byte{[]byte("hello"), []byte("v=spf1 -all")}},
 			[]string{"TXT \"hello\"", "TXT \"v=spf1 -all\""}},
 		{"txt not for an A question", dns.TypeA, Reply{TXT: [][]byte{[]byte("x")}}, nil},
+		{"ptr", dns.TypePTR, Reply{TTL: 60, PTR: []byte("\x07printer\x03lan\x00")}, []string{"PTR printer.lan."}},
+		{"ptr not for an A question", dns.TypeA, Reply{PTR: []byte("\x07printer\x03lan\x00")}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pkt := pkttest.Query4(netip.MustParseAddrPort("192.0.2.9:4000"), netip.MustParseAddrPort("198.19.53.53:53"), pkttest.MsgEDNS(7, "Alias.Example", tc.qtype, 1232, false))
@@ -54,6 +56,8 @@ func TestAnswerCNAMEAndTXT(t *testing.T) {
 					got = append(got, "A "+rr.Hdr.Name+" "+rr.A.String())
 				case *dns.TXT:
 					got = append(got, "TXT \""+rr.Txt[0]+"\"")
+				case *dns.PTR:
+					got = append(got, "PTR "+rr.Ptr)
 				default:
 					got = append(got, rr.String())
 				}
