@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -139,7 +138,6 @@ func TestExplainCommand(t *testing.T) {
 	if out := run("ok.ads.example", "AAAA"); !strings.HasPrefix(out, "ok.ads.example AAAA: forward") || !strings.Contains(out, "* "+list+":2") {
 		t.Errorf("exception:\n%s", out)
 	}
-	_ = time.Second
 }
 
 // TestE2EInlineRulesAndBypassSwitch: rules from the config file (local
