@@ -261,6 +261,16 @@ func TestLifecycleReload(t *testing.T) {
 	if got := answerText(ask(t, l, "udp", labPrimary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.primary.QueriesFor("newblock.example") != 1 {
 		t.Errorf("after reload, newblock.example should be blocked: %s (upstream saw %d)", got, l.primary.QueriesFor("newblock.example"))
 	}
+	// stats and status --json through the real socket.
+	if out, err := ctl(t, l, "stats"); err != nil || !strings.Contains(out, "blocked: ") || !strings.Contains(out, "forwarded: ") {
+		t.Errorf("stats: %v\n%s", err, out)
+	}
+	if out, err := ctl(t, l, "status", "--json"); err != nil || !strings.Contains(out, `"enabled":true`) || !strings.Contains(out, `"steering":"capture"`) {
+		t.Errorf("status --json: %v\n%s", err, out)
+	}
+	if out, err := ctl(t, l, "querylog", "-n", "3"); err != nil || !strings.Contains(out, "newblock.example") || !strings.Contains(out, "DECISION") {
+		t.Errorf("querylog: %v\n%s", err, out)
+	}
 	// The query log saw it.
 	entries, err := client(t, l).QueryLog(context.Background(), 5)
 	if err != nil || len(entries) == 0 || entries[len(entries)-1].Name != "newblock.example" || entries[len(entries)-1].Decision != "block" {
