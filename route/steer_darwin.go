@@ -100,9 +100,6 @@ func (s *Steering) Monitor(done <-chan struct{}) error {
 	return nil
 }
 
-// Readded is always 0 on macOS.
-func (s *Steering) Readded() int { return 0 }
-
 // Sweep removes dnstun's fixed dynamic-store key, should one have been left.
 func Sweep(table int, log *slog.Logger) ([]string, error) {
 	key := PlanDarwin(DarwinConfig{}).Key

@@ -35,7 +35,6 @@ type Steering struct {
 	nftIn     io.WriteCloser
 	nftDone   chan struct{}
 	resolved  []string // the TUN name when registered with resolved
-	readded   int
 }
 
 // Apply steers port-53 traffic into cfg.Tun: it writes the journal to dir,
@@ -71,9 +70,6 @@ func Apply(cfg Config, dir string, log *slog.Logger) (*Steering, error) {
 	log.Info("capture on", "tun", cfg.Tun, "table", s.cfg.Table, "rules", len(s.plan.Rules), "nftables", len(s.plan.NFT) > 0)
 	return s, nil
 }
-
-// Plan returns what was applied.
-func (s *Steering) Plan() LinuxPlan { return s.plan }
 
 func (s *Steering) apply() error {
 	for _, sc := range s.plan.Sysctls {
@@ -331,15 +327,7 @@ func (s *Steering) restore() int {
 			}
 		}
 	}
-	s.readded += n
 	return n
-}
-
-// Readded returns how many rules and routes Monitor put back.
-func (s *Steering) Readded() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.readded
 }
 
 // Sweep removes every rule tagged with dnstun's protocol and every route of

@@ -23,8 +23,5 @@ func (s *Steering) Withdraw() error { return nil }
 // Monitor returns when done closes.
 func (s *Steering) Monitor(done <-chan struct{}) error { <-done; return nil }
 
-// Readded is always 0.
-func (s *Steering) Readded() int { return 0 }
-
 // Sweep is unsupported on this system.
 func Sweep(table int, log *slog.Logger) ([]string, error) { return nil, errors.ErrUnsupported }

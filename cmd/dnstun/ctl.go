@@ -9,8 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -87,7 +89,7 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 			fmt.Fprintf(w, "upstream: %s %s\n", u.Addr, health)
 		}
 		fmt.Fprintf(w, "pid: %d\nuptime: %s\nversion: %s\n", s.PID, (time.Duration(s.UptimeSeconds) * time.Second).String(), s.Version)
-		for _, k := range sortedKeys(s.Counters) {
+		for _, k := range slices.Sorted(maps.Keys(s.Counters)) {
 			fmt.Fprintf(w, "%s: %d\n", k, s.Counters[k])
 		}
 	case control.VerbStats:
@@ -95,7 +97,7 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 		if err := json.Unmarshal(data, &m); err != nil {
 			return err
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			fmt.Fprintf(w, "%s: %d\n", k, m[k])
 		}
 	case control.VerbQueryLog:
@@ -113,21 +115,6 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 		fmt.Fprintln(w, "ok")
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]uint64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := range keys {
-		for j := i + 1; j < len(keys); j++ {
-			if keys[j] < keys[i] {
-				keys[i], keys[j] = keys[j], keys[i]
-			}
-		}
-	}
-	return keys
 }
 
 // cmdCheck validates a configuration (and the lists it names) without

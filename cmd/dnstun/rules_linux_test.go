@@ -135,6 +135,11 @@ func TestExplainCommand(t *testing.T) {
 	if out := run("x.ads.example"); !strings.HasPrefix(out, "x.ads.example A: block (nxdomain)") || !strings.Contains(out, "l.txt:1: ||ads.example^") {
 		t.Errorf("blocked:\n%s", out)
 	}
+	cmd := exec.Command(exe, "check", "--upstream", "192.0.2.1", "--list-cache", dir, "--blocklist", "https://lists.example/ads.txt")
+	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not downloaded yet") {
+		t.Errorf("check with an uncached URL list: %v\n%s", err, out)
+	}
 	if out := run("ok.ads.example", "AAAA"); !strings.HasPrefix(out, "ok.ads.example AAAA: forward") || !strings.Contains(out, "* "+list+":2") {
 		t.Errorf("exception:\n%s", out)
 	}

@@ -388,17 +388,25 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return d.run(ctx)
 }
 
-// loadListsQuiet builds the filter set from the --blocklist values (files
-// only: `check` and `explain` do not download) and returns the warnings.
+// loadListsQuiet builds the filter set from the --blocklist values and
+// returns the warnings. It never downloads: a URL list is read from the
+// copy `run` cached (`check` and `explain` must not touch the network).
 func loadListsQuiet(c *runConfig) (*filter.Set, []filter.ListWarning, error) {
-	raw := c.blocklists
 	var specs []listSpec
-	for _, r := range raw {
+	for _, r := range c.blocklists {
 		ls, err := parseListSpec(r)
 		if err != nil {
 			return nil, nil, err
 		}
 		ls.opts.Name = ls.src
+		if listsrc.IsURL(ls.src) {
+			// Never download here: use the copy `run` cached.
+			src := listsrc.Source{URL: ls.src, CacheDir: c.listCache}
+			if !src.HasCopy() {
+				return nil, nil, fmt.Errorf("block list %s is not downloaded yet: `dnstun run` fetches it into %s (--list-cache)", ls.src, c.listCache)
+			}
+			ls.opts.Name = src.Path()
+		}
 		specs = append(specs, ls)
 	}
 	return buildSet(specs, c.rules, c.bypassSignals)
