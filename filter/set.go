@@ -3,6 +3,8 @@
 package filter
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"net/netip"
 	"slices"
 )
@@ -313,46 +315,9 @@ func (s *Set) decide(q *Query, ex *explainer) Decision {
 			return Decision{Action: Block, Mode: builtins[i].mode, Rule: id}
 		}
 	}
-	// One pass right to left: at every label start, the hash of the suffix
-	// from there is complete, and that suffix is looked up at once. So
-	// suffixes come shortest first; offer keeps the most specific.
 	var st state
-	h := uint64(hashSeed)
-	for at := len(name) - 1; at >= 0; at-- {
-		h = (h ^ uint64(name[at])) * hashMul
-		if at != 0 && name[at-1] != '.' {
-			continue
-		}
-		suf := name[at:]
-		if len(suf) > maxName {
-			break
-		}
-		u := s.tab.lookup(suf, mix(h))
-		if u == 0 {
-			continue
-		}
-		v := recValue(s.tab.arena, u)
-		switch v & vKindMask {
-		case vSimple:
-			exact := v&vExact != 0
-			if exact && at != 0 {
-				if ex != nil {
-					ex.add(RuleID(simpleID|u), string(suf), cBlock, whyNotExact, false)
-				}
-				continue
-			}
-			if ex != nil {
-				ex.add(RuleID(simpleID|u), string(suf), cBlock, whyOK, false)
-			}
-			st.offer(cBlock, cand{id: RuleID(simpleID | u), at: int16(at), exact: exact, ri: -1, node: -1})
-		case vRule:
-			s.evalRule(&st, q, v&vIndexMask, at, -1, suf, ex)
-		default:
-			ni := v & vIndexMask
-			for _, rf := range s.refs[s.nodeStart[ni]:s.nodeStart[ni+1]] {
-				s.evalRule(&st, q, rf.rule, at, int32(ni), suf, ex)
-			}
-		}
+	if ex != nil || !s.walkStaged(&st, q) {
+		s.walkNames(&st, q, ex)
 	}
 	if s.hasPatterns {
 		s.evalPatterns(&st, q, ex)
@@ -378,6 +343,154 @@ func (s *Set) decide(q *Query, ex *explainer) Decision {
 		return Decision{Rule: c[cRewriteAllow].id}
 	}
 	return Decision{}
+}
+
+// fastLabels bounds the names walkStaged takes (deeper ones, rare and
+// mostly hostile, take walkNames).
+const fastLabels = 16
+
+const (
+	swarDots = 0x2e2e2e2e2e2e2e2e
+	swarLow7 = 0x7f7f7f7f7f7f7f7f
+)
+
+// suffixHashes finds the label starts of name (left to right, 8 bytes at
+// a time) and the hash of the suffix at each: hs[j] hashes name[starts[j]:].
+// It returns the number of labels, or 0 for names of more than fastLabels.
+func suffixHashes(name []byte, starts *[fastLabels]uint8, hs *[fastLabels]uint64) int {
+	ns := 1
+	starts[0] = 0
+	for i := 0; i < len(name); i += 8 {
+		var w uint64
+		switch r := len(name) - i; {
+		case r >= 8:
+			w = binary.LittleEndian.Uint64(name[i:])
+		case len(name) >= 8:
+			w = binary.LittleEndian.Uint64(name[len(name)-8:]) >> (64 - 8*uint(r))
+		default:
+			for j := len(name) - 1; j >= i; j-- {
+				w = w<<8 | uint64(name[j])
+			}
+		}
+		x := w ^ swarDots // a zero byte where w has a dot
+		for z := ^((x&swarLow7 + swarLow7) | x | swarLow7); z != 0; z &= z - 1 {
+			if ns == fastLabels {
+				return 0
+			}
+			starts[ns] = uint8(i + bits.TrailingZeros64(z)>>3 + 1)
+			ns++
+		}
+	}
+	h := uint64(hashSeed)
+	end := len(name)
+	for j := ns - 1; j >= 0; j-- {
+		start := int(starts[j])
+		switch n := uint(end - start); {
+		case n <= 8 && start+8 <= len(name): // labelHash, inlined
+			h = mum(h^binary.LittleEndian.Uint64(name[start:])&(1<<(n*8)-1)^hashK2, hashK1^uint64(n))
+		case n <= 8 && end >= 8:
+			h = mum(h^binary.LittleEndian.Uint64(name[end-8:])>>(64-n*8)^hashK2, hashK1^uint64(n))
+		default:
+			h = labelHash(h, name, start, end)
+		}
+		hs[j] = h
+		end = start - 1
+	}
+	return ns
+}
+
+// candidates returns a bit for each suffix that may be in the index: its
+// bloom filter bit is set and its home slot is taken. Each stage loads for
+// all suffixes at once, so that their cache misses overlap.
+func (t *table) candidates(hs *[fastLabels]uint64, ns int) uint32 {
+	var m uint32
+	for j := range ns {
+		m |= t.bloomBit(hs[j]) << j
+	}
+	for b := m; b != 0; b &= b - 1 {
+		j := bits.TrailingZeros32(b)
+		if t.slots[t.home(hs[j])] == 0 {
+			m &^= 1 << j
+		}
+	}
+	return m
+}
+
+// walkStaged offers the rules of every suffix of q.Name, looking them up
+// in stages (candidates, then the probes) so that their cache misses
+// overlap. It goes longest first: when names carry simple block rules only
+// (plainOnly), the first rule that applies is the most specific one, and
+// it stops there. It returns false, having done nothing, for names of more
+// than fastLabels labels.
+func (s *Set) walkStaged(st *state, q *Query) bool {
+	name := q.Name
+	var starts [fastLabels]uint8
+	var hs [fastLabels]uint64
+	ns := suffixHashes(name, &starts, &hs)
+	if ns == 0 {
+		return false
+	}
+	t := &s.tab
+	if len(t.slots) == 0 {
+		return true
+	}
+	for m := t.candidates(&hs, ns); m != 0; m &= m - 1 {
+		j := bits.TrailingZeros32(m)
+		suf := name[starts[j]:]
+		if u := t.probe(suf, hs[j]); u != 0 {
+			s.consider(st, q, u, int(starts[j]), suf, nil)
+			if s.plainOnly && st.any {
+				return true
+			}
+		}
+	}
+	return true
+}
+
+// walkNames is walkStaged one suffix after the other, shortest first, for
+// names of any depth and for Explain (which lists matches in that order).
+func (s *Set) walkNames(st *state, q *Query, ex *explainer) {
+	name := q.Name
+	h := uint64(hashSeed)
+	end := len(name)
+	for i := len(name) - 1; i >= -1; i-- {
+		if i >= 0 && name[i] != '.' {
+			continue
+		}
+		h = labelHash(h, name, i+1, end)
+		end = i
+		suf := name[i+1:]
+		if u := s.tab.lookup(suf, h); u != 0 {
+			s.consider(st, q, u, i+1, suf, ex)
+		}
+	}
+}
+
+// consider offers the rules of record u, found for the suffix of q.Name
+// that starts at at.
+func (s *Set) consider(st *state, q *Query, u uint32, at int, suf []byte, ex *explainer) {
+	v := recValue(s.tab.arena, u)
+	switch v & vKindMask {
+	case vSimple:
+		exact := v&vExact != 0
+		why := whyOK
+		if exact && at != 0 {
+			why = whyNotExact
+		}
+		if ex != nil {
+			ex.add(RuleID(simpleID|u), string(suf), cBlock, why, false)
+		}
+		if why == whyOK {
+			st.offer(cBlock, cand{id: RuleID(simpleID | u), at: int16(at), exact: exact, ri: -1, node: -1})
+		}
+	case vRule:
+		s.evalRule(st, q, v&vIndexMask, at, -1, suf, ex)
+	default:
+		ni := v & vIndexMask
+		for _, rf := range s.refs[s.nodeStart[ni]:s.nodeStart[ni+1]] {
+			s.evalRule(st, q, rf.rule, at, int32(ni), suf, ex)
+		}
+	}
 }
 
 func (s *Set) evalRule(st *state, q *Query, ri uint32, at int, node int32, suf []byte, ex *explainer) {

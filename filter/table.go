@@ -20,9 +20,11 @@ import (
 // name's hash above them (a tag), so a probe only touches the arena when
 // the tag matches. 0 is an empty slot (units start at 2).
 //
-// Hashes are computed right to left (FNV-1a over the reversed bytes, then
-// a 64-bit finaliser), so one pass over a query name yields the hash of
-// every suffix that starts at a label boundary.
+// Hashes are built a label at a time, right to left: the hash of a suffix
+// is labelHash(hash of its parent suffix, its first label), and the top
+// label starts from hashSeed. So one pass over a query name yields the
+// hash of every suffix that starts at a label boundary, at the cost of one
+// 64x64->128 multiply per label (per 8 bytes of a longer label).
 //
 // The value of a record says what rules the name has:
 //
@@ -36,7 +38,8 @@ import (
 //	10 n...            several rules: node n (Set.nodeStart, Set.refs)
 const (
 	hashSeed = 0xcbf29ce484222325
-	hashMul  = 0x100000001b3
+	hashK1   = 0xa0761d6478bd642f
+	hashK2   = 0xe7037ed1a0b428db
 
 	vKindMask  = 3 << 30
 	vSimple    = 0 << 30
@@ -95,20 +98,49 @@ func matchForm(text, name []byte, exact bool) int {
 	return -1
 }
 
-func mix(h uint64) uint64 {
-	h ^= h >> 32
-	h *= 0xd6e8feb86659fd93
-	h ^= h >> 32
-	return h
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// labelHash extends h, the hash of the suffix after the label
+// name[start:end], to the suffix that starts with that label. It reads
+// whole 8-byte words of name where the label has them around it, so it
+// needs the whole name, not just the label. (walkStaged inlines the
+// common cases of a label of at most 8 bytes; a test holds the two equal.)
+func labelHash(h uint64, name []byte, start, end int) uint64 {
+	n := end - start
+	for end-start > 8 {
+		h = mum(h^binary.LittleEndian.Uint64(name[start:]), hashK1)
+		start += 8
+	}
+	r := uint(end-start) * 8 // 0..64 bits left
+	var w uint64
+	switch {
+	case start+8 <= len(name):
+		w = binary.LittleEndian.Uint64(name[start:]) & (1<<r - 1)
+	case end >= 8:
+		w = binary.LittleEndian.Uint64(name[end-8:]) >> (64 - r)
+	default:
+		for i := end - 1; i >= start; i-- {
+			w = w<<8 | uint64(name[i])
+		}
+	}
+	return mum(h^w^hashK2, hashK1^uint64(n))
 }
 
 // nameHash hashes name as the suffix walk of Decide does.
 func nameHash(name []byte) uint64 {
 	h := uint64(hashSeed)
-	for i := len(name) - 1; i >= 0; i-- {
-		h = (h ^ uint64(name[i])) * hashMul
+	end := len(name)
+	for i := len(name) - 1; i >= -1; i-- {
+		if i >= 0 && name[i] != '.' {
+			continue
+		}
+		h = labelHash(h, name, i+1, end)
+		end = i
 	}
-	return mix(h)
+	return h
 }
 
 // recordSize is the arena size of a record for a name of n bytes.
@@ -151,9 +183,10 @@ func newTable(arena []byte, units []uint32) table {
 	}
 	n := len(units) + len(units)/2 + 8
 	t.slots = make([]uint32, n)
+	t.bloom = make([]uint64, bloomWords(len(units)))
 	for _, u := range units {
 		h := nameHash(recName(arena, u))
-		i := (uint64(uint32(h)) * uint64(n)) >> 32
+		i := t.home(h)
 		for t.slots[i] != 0 {
 			i++
 			if i == uint64(n) {
@@ -161,10 +194,7 @@ func newTable(arena []byte, units []uint32) table {
 			}
 		}
 		t.slots[i] = t.tag(h) | u
-	}
-	t.bloom = make([]uint64, bloomWords(len(units)))
-	for _, u := range units {
-		t.bloomSet(nameHash(recName(arena, u)))
+		t.bloomSet(h)
 	}
 	return t
 }
@@ -185,8 +215,18 @@ func (t *table) bloomSet(h uint64) {
 }
 
 func (t *table) bloomHas(h uint64) bool {
+	return t.bloomBit(h) != 0
+}
+
+// bloomBit is 1 if h may be in the table, 0 if it is not (branch-free).
+func (t *table) bloomBit(h uint64) uint32 {
 	b := (h >> 7) & uint64(len(t.bloom)*64-1)
-	return t.bloom[b>>6]&(1<<(b&63)) != 0
+	return uint32(t.bloom[b>>6]>>(b&63)) & 1
+}
+
+// home is the slot where the probe for h starts.
+func (t *table) home(h uint64) uint64 {
+	return (uint64(uint32(h)) * uint64(len(t.slots))) >> 32
 }
 
 func (t *table) tag(h uint64) uint32 {
@@ -196,11 +236,16 @@ func (t *table) tag(h uint64) uint32 {
 
 // lookup returns the unit of name's record (h = nameHash(name)), or 0.
 func (t *table) lookup(name []byte, h uint64) uint32 {
-	n := uint64(len(t.slots))
-	if n == 0 || !t.bloomHas(h) {
+	if len(t.slots) == 0 || !t.bloomHas(h) {
 		return 0
 	}
-	i := (uint64(uint32(h)) * n) >> 32
+	return t.probe(name, h)
+}
+
+// probe is lookup past the bloom filter.
+func (t *table) probe(name []byte, h uint64) uint32 {
+	n := uint64(len(t.slots))
+	i := t.home(h)
 	tag := t.tag(h)
 	for {
 		v := t.slots[i]

@@ -9,7 +9,9 @@ targets=(
   "./packet FuzzDecode"
   "./packet FuzzReadQuestion"
   "./packet FuzzAnswerInPlace"
+  "./packet FuzzReadAnswers"
   "./filter FuzzParseList"
+  "./filter FuzzDecidePaths"
   "./config FuzzParse"
 )
 for t in "${targets[@]}"; do
