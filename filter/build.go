@@ -4,6 +4,7 @@ package filter
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"os"
 	"regexp"
@@ -21,14 +22,12 @@ type listInfo struct {
 // Builder collects rules from lists and compiles them into a Set. It is not
 // safe for concurrent use; Build may be called more than once.
 //
-// The Builder writes names straight into the arena layout the Set uses
-// (see table.go), with its own growable hash table ([]uint64: 32 bits of
-// hash and the unit), so Build mostly sizes the Set's compact table and
-// shares the arena: peak memory during a build is about the steady state
-// of the Set plus the Builder's table (see doc.go).
+// The Builder writes names straight into the arena and the name index the
+// Set uses (arena.go, table.go); when the index was sized right (ParseList
+// sizes it from a sample of the list) Build hands both over, so peak memory
+// during a build is about the steady state of the Set (see doc.go).
 type Builder struct {
-	arena  []byte
-	slots  []uint64
+	idx    table // the name index being built, over the Builder's arena (idx.arena)
 	names  int
 	nodes  [][]uint32 // rule indexes per node
 	rules  []rule
@@ -50,8 +49,8 @@ type Builder struct {
 
 // NewBuilder returns an empty Builder. The built-in bypass signals are on.
 func NewBuilder() *Builder {
-	b := &Builder{arena: make([]byte, firstUnit*4), exts: make([]ruleExt, 1)}
-	b.growSlots(64)
+	b := &Builder{idx: table{arena: newArena()}, exts: make([]ruleExt, 1)}
+	b.reserve(0, 1<<16)
 	return b
 }
 
@@ -62,23 +61,26 @@ func (b *Builder) SetBypassSignals(on bool) { b.noBypass = !on }
 // thaw makes the Builder's arena its own again after Build shared it.
 func (b *Builder) thaw() {
 	if b.frozen {
-		b.arena = slices.Clone(b.arena)
+		b.idx.arena = b.idx.arena.clone()
+		b.idx.slots = slices.Clone(b.idx.slots)
+		b.idx.bloom = slices.Clone(b.idx.bloom)
 		b.frozen = false
 	}
 }
 
 type snapshot struct {
-	arena, rules, exts, text, addrs, txts, nodes, patterns, ips, lists int
-	simple, names, unfiltered                                          int
-	values                                                             []valUndo
-	nodeLens                                                           []valUndo
-	patKeys                                                            []string
+	arena                                                       arenaMark
+	rules, exts, text, addrs, txts, nodes, patterns, ips, lists int
+	simple, names, unfiltered                                   int
+	values                                                      []valUndo
+	nodeLens                                                    []valUndo
+	patKeys                                                     []string
 }
 
 type valUndo struct{ at, old uint32 }
 
 func (b *Builder) snapshot() snapshot {
-	return snapshot{arena: len(b.arena), rules: len(b.rules), exts: len(b.exts), text: len(b.text), addrs: len(b.addrs),
+	return snapshot{arena: b.idx.arena.mark(), rules: len(b.rules), exts: len(b.exts), text: len(b.text), addrs: len(b.addrs),
 		txts: len(b.txts), nodes: len(b.nodes), patterns: len(b.patterns), ips: len(b.ips), lists: len(b.lists),
 		simple: b.simple, names: b.names, unfiltered: b.unfiltered}
 }
@@ -86,13 +88,13 @@ func (b *Builder) snapshot() snapshot {
 // rollback undoes everything a failed list added.
 func (b *Builder) rollback(s *snapshot) {
 	for i := len(s.values) - 1; i >= 0; i-- {
-		setRecValue(b.arena, s.values[i].at, s.values[i].old)
+		b.idx.arena.setValue(s.values[i].at, s.values[i].old)
 	}
 	for i := len(s.nodeLens) - 1; i >= 0; i-- {
 		n := s.nodeLens[i]
 		b.nodes[n.at] = b.nodes[n.at][:n.old]
 	}
-	b.arena = b.arena[:s.arena]
+	b.idx.arena.truncate(s.arena)
 	b.rules, b.exts, b.text = b.rules[:s.rules], b.exts[:s.exts], b.text[:s.text]
 	b.addrs, b.txts, b.nodes = b.addrs[:s.addrs], b.txts[:s.txts], b.nodes[:s.nodes]
 	b.patterns, b.ips, b.lists = b.patterns[:s.patterns], b.ips[:s.ips], b.lists[:s.lists]
@@ -100,91 +102,55 @@ func (b *Builder) rollback(s *snapshot) {
 	for _, k := range s.patKeys {
 		delete(b.patKeys, k)
 	}
-	clear(b.slots)
-	for u := range b.units() {
-		b.insertSlot(nameHash(recName(b.arena, u)), u)
+	b.rehash(len(b.idx.slots), b.idx.unitBits, len(b.idx.bloom))
+}
+
+// reserve sizes the index for names (1.5 slots a name, as newTable does,
+// so that Build can hand it to the Set as it is), with tags that leave
+// room for units below maxUnit.
+func (b *Builder) reserve(names int, maxUnit uint32) {
+	n := names + names/2 + 8
+	ub := max(uint(bits.Len32(maxUnit)), b.idx.unitBits)
+	if n > len(b.idx.slots) || ub != b.idx.unitBits {
+		b.rehash(max(n, len(b.idx.slots)), ub, bloomWords(max(names, b.names)))
 	}
 }
 
-// units iterates the records of the arena.
-func (b *Builder) units() func(func(uint32) bool) {
-	return func(yield func(uint32) bool) {
-		for o := firstUnit * 4; o < len(b.arena); {
-			if !yield(uint32(o / 4)) {
-				return
-			}
-			o += recordSize(int(b.arena[o+4]))
-		}
+// rehash rebuilds the index from the arena, with n slots, unitBits bits of
+// unit and a bloom filter of the given words.
+func (b *Builder) rehash(n int, unitBits uint, bloom int) {
+	b.idx.setUnitBits(unitBits)
+	if len(b.idx.slots) == n {
+		clear(b.idx.slots)
+	} else {
+		b.idx.slots = make([]uint32, n)
 	}
-}
-
-func (b *Builder) growSlots(names int) {
-	n := 64
-	for n < names+names/3 {
-		n <<= 1
+	if len(b.idx.bloom) == bloom {
+		clear(b.idx.bloom)
+	} else {
+		b.idx.bloom = make([]uint64, bloom)
 	}
-	if n <= len(b.slots) {
-		return
-	}
-	old := b.slots
-	b.slots = make([]uint64, n)
-	for _, e := range old {
-		if e != 0 {
-			b.reinsert(e)
-		}
-	}
-}
-
-func (b *Builder) reinsert(e uint64) {
-	u := uint32(e)
-	// The slot keeps the high hash half; the index needs the low half.
-	h := nameHash(recName(b.arena, u))
-	b.insertSlot(h, u)
-}
-
-func (b *Builder) insertSlot(h uint64, u uint32) {
-	mask := uint64(len(b.slots) - 1)
-	i := uint64(uint32(h)) & mask
-	for b.slots[i] != 0 {
-		i = (i + 1) & mask
-	}
-	b.slots[i] = uint64(uint32(h>>32))<<32 | uint64(u)
-}
-
-// find returns the unit of name's record, or 0.
-func (b *Builder) find(name []byte, h uint64) uint32 {
-	mask := uint64(len(b.slots) - 1)
-	i := uint64(uint32(h)) & mask
-	hi := uint64(uint32(h >> 32))
-	for {
-		e := b.slots[i]
-		if e == 0 {
-			return 0
-		}
-		if e>>32 == hi && string(recName(b.arena, uint32(e))) == string(name) {
-			return uint32(e)
-		}
-		i = (i + 1) & mask
+	for u := range b.idx.arena.units() {
+		b.idx.insert(nameHash(b.idx.arena.name(u)), u)
 	}
 }
 
 // findOrAdd returns the unit of name's record, adding one (value 0) if new.
 func (b *Builder) findOrAdd(name []byte) (uint32, bool) {
 	h := nameHash(name)
-	if u := b.find(name, h); u != 0 {
+	if u := b.idx.lookup(name, h); u != 0 {
 		return u, false
 	}
-	if 4*(b.names+1) > 3*len(b.slots) {
-		b.growSlots(2 * (b.names + 1))
+	if 4*(b.names+1) > 3*len(b.idx.slots) {
+		b.reserve(2*(b.names+1), 0)
 	}
-	o := len(b.arena)
-	b.arena = append(b.arena, 0, 0, 0, 0, byte(len(name)))
-	b.arena = append(b.arena, name...)
-	for len(b.arena)&3 != 0 {
-		b.arena = append(b.arena, 0)
+	u := b.idx.arena.add(name)
+	if u>>b.idx.unitBits != 0 {
+		// The arena outgrew the unit bits: fewer tag bits from now on.
+		b.rehash(len(b.idx.slots), uint(bits.Len32(u))+1, len(b.idx.bloom)) // this indexes the new record too
+	} else {
+		b.idx.insert(h, u)
 	}
-	u := uint32(o / 4)
-	b.insertSlot(h, u)
 	b.names++
 	return u, true
 }
@@ -234,7 +200,7 @@ func (b *Builder) attachSimple(p *listParser, name []byte, exact bool, f, line i
 		if exact {
 			v |= vExact
 		}
-		setRecValue(b.arena, u, v)
+		b.idx.arena.setValue(u, v)
 		b.simple++
 		return true
 	}
@@ -245,7 +211,7 @@ func (b *Builder) attachSimple(p *listParser, name []byte, exact bool, f, line i
 	ri := uint32(len(b.rules))
 	b.rules = append(b.rules, r)
 	if isNew {
-		setRecValue(b.arena, u, vRule|ri)
+		b.idx.arena.setValue(u, vRule|ri)
 		return true
 	}
 	if b.attachAt(p, u, ri) {
@@ -259,14 +225,14 @@ func (b *Builder) attachSimple(p *listParser, name []byte, exact bool, f, line i
 func (b *Builder) attach(p *listParser, name []byte, ri uint32) bool {
 	u, isNew := b.findOrAdd(name)
 	if isNew {
-		setRecValue(b.arena, u, vRule|ri)
+		b.idx.arena.setValue(u, vRule|ri)
 		return true
 	}
 	return b.attachAt(p, u, ri)
 }
 
 func (b *Builder) attachAt(p *listParser, u, ri uint32) bool {
-	v := recValue(b.arena, u)
+	v := b.idx.arena.value(u)
 	switch v & vKindMask {
 	case vSimple:
 		if b.rules[ri].kind == rkBlock && b.rules[ri].ext == 0 && b.rules[ri].flags&fExact == uint32ToFlag(v&vExact) {
@@ -274,7 +240,7 @@ func (b *Builder) attachAt(p *listParser, u, ri uint32) bool {
 		}
 		r0 := b.promote(u, v)
 		p.logValue(u, v)
-		setRecValue(b.arena, u, vNode|uint32(len(b.nodes)))
+		b.idx.arena.setValue(u, vNode|uint32(len(b.nodes)))
 		b.nodes = append(b.nodes, []uint32{r0, ri})
 	case vRule:
 		r0 := v & vIndexMask
@@ -282,7 +248,7 @@ func (b *Builder) attachAt(p *listParser, u, ri uint32) bool {
 			return false
 		}
 		p.logValue(u, v)
-		setRecValue(b.arena, u, vNode|uint32(len(b.nodes)))
+		b.idx.arena.setValue(u, vNode|uint32(len(b.nodes)))
 		b.nodes = append(b.nodes, []uint32{r0, ri})
 	default:
 		n := v & vIndexMask
@@ -527,8 +493,8 @@ func (p *listParser) newPatKey(allow bool, m *mods, pat []byte) bool {
 
 // Build compiles the rules parsed so far into an immutable Set. The Builder
 // stays usable (more lists may be added and Build called again); the Set
-// shares only memory the Builder no longer changes: the arena is shared
-// until the next ParseList, which then copies it.
+// shares only memory the Builder no longer changes: the arena and the
+// name index are shared until the next ParseList, which then copies them.
 func (b *Builder) Build() *Set {
 	b.frozen = true
 	s := &Set{
@@ -539,13 +505,16 @@ func (b *Builder) Build() *Set {
 		simple: b.simple,
 		bypass: !b.noBypass,
 	}
-	arena := b.arena[:len(b.arena):len(b.arena)]
-	units := make([]uint32, 0, b.names)
-	for u := range b.units() {
-		units = append(units, u)
+	arena := b.idx.arena.frozen()
+	if len(b.idx.slots) <= 2*b.names+8 && len(b.idx.bloom) >= bloomWords(b.names) {
+		// The Builder's index is the right size (its load is between 1/2
+		// and 3/4): the Set takes it, and thaw copies it if the Builder
+		// goes on. No second index coexists with the first.
+		s.tab = b.idx
+		s.tab.arena = arena
+	} else {
+		s.tab = newTable(arena, b.names, arena.units())
 	}
-	s.tab = newTable(arena, units)
-	units = nil
 	// Node rule lists, flattened; the answer addresses and TXT strings of
 	// a node's rules are laid out back to back so that consecutive
 	// matching rewrites answer with one slice.

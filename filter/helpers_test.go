@@ -5,9 +5,8 @@ package filter
 // setNames lists the names of a Set's records (test helper).
 func setNames(s *Set) []string {
 	var out []string
-	a := s.tab.arena
-	for o := firstUnit * 4; o < len(a); o += recordSize(int(a[o+4])) {
-		out = append(out, string(recName(a, uint32(o/4))))
+	for u := range s.tab.arena.units() {
+		out = append(out, string(s.tab.arena.name(u)))
 	}
 	return out
 }

@@ -128,24 +128,21 @@ func (b *Builder) ParseListWith(r io.Reader, opts ListOptions, warn func(ListWar
 	name := opts.Name
 	p := &listParser{name: name, b: b, snap: b.snapshot(), list: uint32(len(b.lists))}
 	opts.BlockAddrs = slices.Clone(opts.BlockAddrs)
-	b.lists = append(b.lists, listInfo{opts: opts, startUnit: uint32(len(b.arena) / 4)})
+	b.lists = append(b.lists, listInfo{opts: opts, startUnit: b.idx.arena.end()})
 	ok := false
 	defer func() {
 		if !ok {
 			b.rollback(&p.snap)
 		}
 	}()
+	// Room for the longest line with its CR and LF, and for the sample.
+	br := bufio.NewReaderSize(r, max(MaxLineLen+2, sampleSize))
 	if n := int(min(sizeHint(r), maxPresize)); n > 0 {
-		// Names are about 70% of a list's bytes; records add 5-8 bytes
-		// each. Capped, so that a huge file which is not a list costs little.
-		// A hosts line is about 3 bytes longer than its record: 95% of
-		// the file size fits a hosts file without a regrowth, and wastes
-		// at most ~20% on an adblock list (records a little longer than
-		// "||name^" lines, one 1.25x regrowth).
-		b.arena = slices.Grow(b.arena, n-n/20)
-		b.growSlots(b.names + n/28)
+		// Size the index for the list at once, from the rules in its
+		// first bytes, and give its tags the unit bits the arena will
+		// need (records take at most ~1.3x the list's bytes).
+		b.reserve(b.names+estimateNames(br, n), b.idx.arena.end()+uint32(n/3))
 	}
-	br := bufio.NewReaderSize(r, MaxLineLen+2) // room for the line, CR and LF
 	lineNo := 0
 	for {
 		raw, err := br.ReadSlice('\n')
@@ -193,11 +190,8 @@ func (b *Builder) ParseListWith(r io.Reader, opts ListOptions, warn func(ListWar
 	if p.stats.Malformed > p.accepted {
 		return p.stats, p.notAList()
 	}
-	if len(b.rules) > vIndexMask || len(b.arena)/4 >= simpleID || len(b.text) > 1<<32-1 {
+	if len(b.rules) > vIndexMask || b.idx.arena.limit() >= simpleID || len(b.text) > 1<<32-1 {
 		return p.stats, fmt.Errorf("filter: %s: too many rules or names", name)
-	}
-	if spare := cap(b.arena) - len(b.arena); spare > len(b.arena)/8 && spare > 1<<20 {
-		b.arena = slices.Clip(slices.Clone(b.arena)) // do not pin a half-empty regrowth
 	}
 	ok = true
 	if warn != nil {
@@ -209,6 +203,26 @@ func (b *Builder) ParseListWith(r io.Reader, opts ListOptions, warn func(ListWar
 		}
 	}
 	return p.stats, nil
+}
+
+// sampleSize is how much of a list estimateNames reads ahead.
+const sampleSize = 64 << 10
+
+// estimateNames guesses the names in a list of size bytes from the share
+// of rule lines (not empty, not comments) in its first sampleSize bytes.
+func estimateNames(br *bufio.Reader, size int) int {
+	sample, _ := br.Peek(min(size, sampleSize))
+	if len(sample) == 0 {
+		return 0
+	}
+	rules := 0
+	for line := range bytes.Lines(sample) {
+		line = bytes.TrimLeft(line, " \t")
+		if len(line) > 0 && line[0] != '#' && line[0] != '!' && line[0] != '[' && line[0] != '\n' && line[0] != '\r' {
+			rules++
+		}
+	}
+	return int(int64(rules) * int64(size) / int64(len(sample)))
 }
 
 // sizeHint returns the remaining size of r when r knows it cheaply (files,

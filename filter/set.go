@@ -100,19 +100,11 @@ func (s *Set) Rule(id RuleID) (RuleSource, bool) {
 	}
 	if id&simpleID != 0 {
 		u := uint32(id &^ simpleID)
-		if u < firstUnit || int(u)*4+5 > len(s.tab.arena) {
+		name := s.tab.arena.checkedName(u)
+		if name == nil || s.tab.lookup(name, nameHash(name)) != u {
 			return RuleSource{}, false
 		}
-		o := int(u) * 4
-		n := int(s.tab.arena[o+4])
-		if n == 0 || o+5+n > len(s.tab.arena) {
-			return RuleSource{}, false
-		}
-		name := s.tab.arena[o+5 : o+5+n]
-		if s.tab.lookup(name, nameHash(name)) != u {
-			return RuleSource{}, false
-		}
-		v := recValue(s.tab.arena, u)
+		v := s.tab.arena.value(u)
 		if v&vKindMask != vSimple {
 			return RuleSource{}, false
 		}
@@ -130,7 +122,7 @@ func (s *Set) source(ri uint32) RuleSource {
 	src := RuleSource{List: s.lists[r.list].opts.Name, Line: int(r.line)}
 	if r.form != noForm {
 		f := forms[r.form]
-		src.Text = f.prefix + string(recName(s.tab.arena, r.textOff)) + f.suffix
+		src.Text = f.prefix + string(s.tab.arena.name(r.textOff)) + f.suffix
 	} else {
 		src.Text = string(s.text[r.textOff : r.textOff+r.textLen])
 	}
@@ -469,7 +461,7 @@ func (s *Set) walkNames(st *state, q *Query, ex *explainer) {
 // consider offers the rules of record u, found for the suffix of q.Name
 // that starts at at.
 func (s *Set) consider(st *state, q *Query, u uint32, at int, suf []byte, ex *explainer) {
-	v := recValue(s.tab.arena, u)
+	v := s.tab.arena.value(u)
 	switch v & vKindMask {
 	case vSimple:
 		exact := v&vExact != 0

@@ -13,7 +13,7 @@ import (
 //
 //	[value uint32 LE][len uint8][name bytes][pad to a multiple of 4]
 //
-// A record is addressed by its "unit", its byte offset / 4. The Set's hash
+// A record is addressed by its "unit", its byte offset / 4 (arena.go). The Set's hash
 // table is a []uint32 of open-addressed, linearly probed slots, sized
 // 1.5 x the number of names (Lemire's multiply-shift maps a hash onto it);
 // a slot holds the unit in its low unitBits bits and the top bits of the
@@ -146,71 +146,63 @@ func nameHash(name []byte) uint64 {
 // recordSize is the arena size of a record for a name of n bytes.
 func recordSize(n int) int { return (5 + n + 3) &^ 3 }
 
-func recValue(arena []byte, unit uint32) uint32 {
-	return binary.LittleEndian.Uint32(arena[unit*4:])
-}
-
-func setRecValue(arena []byte, unit uint32, v uint32) {
-	binary.LittleEndian.PutUint32(arena[unit*4:], v)
-}
-
-// recName returns the name of the record at unit.
-func recName(arena []byte, unit uint32) []byte {
-	o := int(unit) * 4
-	n := int(arena[o+4])
-	return arena[o+5 : o+5+n]
-}
-
 // table is the Set's frozen hash index.
 type table struct {
 	slots    []uint32
 	unitBits uint
 	unitMask uint32
-	arena    []byte
+	arena    arena
 	// bloom holds a bit for each stored name's hash: most suffixes of a query name are in no list, and a clear bit
 	// answers "absent" from a structure 1/16 the table's size, which stays
 	// in cache where the table does not.
 	bloom []uint64
 }
 
-func newTable(arena []byte, units []uint32) table {
-	t := table{arena: arena}
-	maxUnit := uint32(len(arena) / 4)
-	t.unitBits = uint(bits.Len32(maxUnit))
-	t.unitMask = uint32(1)<<t.unitBits - 1
-	if t.unitBits >= 32 {
-		t.unitMask = ^uint32(0)
-	}
-	n := len(units) + len(units)/2 + 8
-	t.slots = make([]uint32, n)
-	t.bloom = make([]uint64, bloomWords(len(units)))
-	for _, u := range units {
-		h := nameHash(recName(arena, u))
-		i := t.home(h)
-		for t.slots[i] != 0 {
-			i++
-			if i == uint64(n) {
-				i = 0
-			}
-		}
-		t.slots[i] = t.tag(h) | u
-		t.bloomSet(h)
+// newTable indexes the n records that units yields: 1.5 slots a name.
+func newTable(arena arena, n int, units func(func(uint32) bool)) table {
+	t := table{arena: arena, slots: make([]uint32, n+n/2+8), bloom: make([]uint64, bloomWords(n))}
+	t.setUnitBits(uint(bits.Len32(arena.end())))
+	for u := range units {
+		t.insert(nameHash(arena.name(u)), u)
 	}
 	return t
 }
 
-// bloomWords sizes the filter at 8 bits per name (a power of two of words):
-// about 12% of absent names pass it.
-func bloomWords(n int) int {
-	w := 1
-	for w*64 < n*8 {
-		w <<= 1
+func (t *table) setUnitBits(n uint) {
+	t.unitBits = n
+	t.unitMask = uint32(1)<<n - 1
+	if n >= 32 {
+		t.unitMask = ^uint32(0)
 	}
-	return w
+}
+
+// insert adds unit u of hash h; the table must have a free slot.
+func (t *table) insert(h uint64, u uint32) {
+	i := t.home(h)
+	for t.slots[i] != 0 {
+		i++
+		if i == uint64(len(t.slots)) {
+			i = 0
+		}
+	}
+	t.slots[i] = t.tag(h) | u
+	t.bloomSet(h)
+}
+
+// bloomWords sizes the filter at 8 bits per name: about 12% of absent
+// names pass it.
+func bloomWords(n int) int {
+	return max(1, n/8)
+}
+
+// bloomIndex maps h onto the filter's bits (Lemire's multiply-shift, on
+// hash bits the table's home slot does not use).
+func (t *table) bloomIndex(h uint64) uint64 {
+	return (uint64(uint32(h>>24)) * uint64(len(t.bloom)*64)) >> 32
 }
 
 func (t *table) bloomSet(h uint64) {
-	b := (h >> 7) & uint64(len(t.bloom)*64-1)
+	b := t.bloomIndex(h)
 	t.bloom[b>>6] |= 1 << (b & 63)
 }
 
@@ -220,7 +212,7 @@ func (t *table) bloomHas(h uint64) bool {
 
 // bloomBit is 1 if h may be in the table, 0 if it is not (branch-free).
 func (t *table) bloomBit(h uint64) uint32 {
-	b := (h >> 7) & uint64(len(t.bloom)*64-1)
+	b := t.bloomIndex(h)
 	return uint32(t.bloom[b>>6]>>(b&63)) & 1
 }
 
@@ -254,8 +246,7 @@ func (t *table) probe(name []byte, h uint64) uint32 {
 		}
 		if v&^t.unitMask == tag {
 			u := v & t.unitMask
-			o := int(u) * 4
-			if int(t.arena[o+4]) == len(name) && string(t.arena[o+5:o+5+len(name)]) == string(name) {
+			if r := t.arena.rec(u); int(r[4]) == len(name) && string(r[5:5+len(name)]) == string(name) {
 				return u
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,6 +330,57 @@ func coreBusy(cpu int) time.Duration {
 		return time.Duration(busy) * (time.Second / clkTck)
 	}
 	return 0
+}
+
+// reloadReps is how many reloads measureReload measures.
+const reloadReps = 3
+
+// measureReload changes the plain list at path (one name more, written to
+// a new file and renamed over it, as an editor or a downloader does),
+// resets p's peak RSS, sends SIGHUP and waits until the new name answers
+// NXDOMAIN; then it waits for the memory to be given back. It returns the
+// highest peak RSS (KiB) and the slowest reload of reps, and puts the list
+// back as it was.
+func (l *lab) measureReload(ctx context.Context, p *proc, target netip.AddrPort, path string, reps int) (peak int64, took time.Duration, err error) {
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if werr := replaceFile(path, orig); err == nil {
+			err = werr
+		}
+	}()
+	for i := range reps {
+		name := fmt.Sprintf("reload-%d.bench.example", i)
+		if err := replaceFile(path, append(slices.Clip(orig), name+"\n"...)); err != nil {
+			return 0, 0, err
+		}
+		// Writing 5 to clear_refs sets VmHWM to the current VmRSS.
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.pid()), []byte("5"), 0); err != nil {
+			return 0, 0, fmt.Errorf("reset the peak RSS: %w", err)
+		}
+		t0 := time.Now()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			return 0, 0, err
+		}
+		if _, err := l.firstAnswer(ctx, nil, target, name, rcodeNXDomain, 60*time.Second); err != nil {
+			return 0, 0, fmt.Errorf("reload %d: %w", i, err)
+		}
+		took = max(took, time.Since(t0))
+		time.Sleep(500 * time.Millisecond)
+		_, hwm := memKiB(p.pid())
+		peak = max(peak, hwm)
+	}
+	return peak, took, nil
+}
+
+func replaceFile(path string, data []byte) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // memKiB returns VmRSS and VmHWM of pid in KiB.

@@ -100,6 +100,11 @@ type RepResult struct {
 	// RSS (KiB) after the load runs with the ListSize list; RSSBig after
 	// the first answer (+ 1 s) with the BigListSize list. HWM: peak.
 	RSS, HWM, RSSBig, HWMBig int64
+	// ReloadPeak (KiB) is the highest VmHWM while reloading a changed
+	// BigListSize list (SIGHUP), and Reload the slowest of those reloads
+	// (signal to the first answer that the new list blocks).
+	ReloadPeak int64         `json:",omitempty"`
+	Reload     time.Duration `json:",omitempty"`
 }
 
 // SystemReport is everything measured for one system.

@@ -271,6 +271,13 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 		rr.RSSBig, rr.HWMBig = memKiB(bp.pid())
 		progress("  start-up with %d names %v, RSS %d MiB (with %d names: start %v, RSS %d MiB)",
 			o.BigListSize, rr.StartBig.Round(time.Millisecond), rr.RSSBig/1024, o.ListSize, rr.Start.Round(time.Millisecond), rr.RSS/1024)
+		if s.reloads {
+			if rr.ReloadPeak, rr.Reload, err = e.lab.measureReload(ctx, bp, s.target, e.lists[o.BigListSize][fmtPlain], reloadReps); err != nil {
+				return nil, fmt.Errorf("reload with %d names: %w\n%s", o.BigListSize, err, bp.Log())
+			}
+			progress("  reload of %d names: %v, peak RSS %d MiB (%.2fx the steady %d MiB)", o.BigListSize,
+				rr.Reload.Round(time.Millisecond), rr.ReloadPeak/1024, float64(rr.ReloadPeak)/float64(rr.RSSBig), rr.RSSBig/1024)
+		}
 		bp.stop()
 	}
 	return rr, nil

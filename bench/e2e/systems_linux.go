@@ -23,6 +23,8 @@ type system struct {
 	avail func(e *env) string
 	// start starts it with the block list of n names; nil for direct.
 	start func(e *env, n int) (*proc, error)
+	// reloads: SIGHUP re-reads the block list (measured for dnstun).
+	reloads bool
 	// version describes the build under test.
 	version func(e *env) string
 }
@@ -84,7 +86,7 @@ func allSystems() []*system {
 		},
 		{
 			name: "dnstun", label: "dnstun, packet path (TUN)", target: tunResolver,
-			blocks: true, fwd: true,
+			blocks: true, fwd: true, reloads: true,
 			avail: func(*env) string { return "" },
 			start: func(e *env, n int) (*proc, error) {
 				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["dnstun"], "run",

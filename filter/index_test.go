@@ -4,6 +4,7 @@ package filter
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -194,4 +195,40 @@ func FuzzDecidePaths(f *testing.F) {
 			}
 		}
 	})
+}
+
+// onlyReader hides the size of a reader, so ParseList cannot presize and
+// the Builder's arena and index grow (and re-tag) as lines come.
+type onlyReader struct{ r *strings.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func TestBuilderIndexGrows(t *testing.T) {
+	var sb strings.Builder
+	const n = 300_000
+	for i := range n {
+		fmt.Fprintf(&sb, "||n%d.grow.example^\n", i)
+	}
+	b := NewBuilder()
+	bits0 := b.idx.unitBits
+	if _, err := b.ParseList(onlyReader{strings.NewReader(sb.String())}, "grow", nil); err != nil {
+		t.Fatal(err)
+	}
+	if b.idx.unitBits <= bits0 {
+		t.Fatalf("unit bits %d -> %d: the arena did not outgrow them, the test misses the re-tag", bits0, b.idx.unitBits)
+	}
+	// A second list, on the thawed Builder, finds the names of the first.
+	st, err := b.ParseList(strings.NewReader("||n7.grow.example^\n||new.grow.example^\n"), "again", nil)
+	if err != nil || st.Duplicates != 1 {
+		t.Fatalf("second list: %+v %v, want 1 duplicate", st, err)
+	}
+	s := b.Build()
+	if s.Names() != n+1 {
+		t.Fatalf("%d names, want %d", s.Names(), n+1)
+	}
+	for i := range n {
+		if d := s.Decide(fmt.Appendf(nil, "x.n%d.grow.example", i), 1); d.Action != Block {
+			t.Fatalf("n%d: %+v", i, d)
+		}
+	}
 }
