@@ -307,6 +307,14 @@ func (s *Set) decide(q *Query, ex *explainer) Decision {
 			return Decision{Action: Block, Mode: builtins[i].mode, Rule: id}
 		}
 	}
+	if ex == nil && s.plainOnly && !s.hasPatterns {
+		if u, ok := s.plainHit(name); ok {
+			if u == 0 {
+				return Decision{}
+			}
+			return s.blockDecision(RuleID(simpleID|u), -1, u)
+		}
+	}
 	var st state
 	if ex != nil || !s.walkStaged(&st, q) {
 		s.walkNames(&st, q, ex)
@@ -354,15 +362,10 @@ func suffixHashes(name []byte, starts *[fastLabels]uint8, hs *[fastLabels]uint64
 	starts[0] = 0
 	for i := 0; i < len(name); i += 8 {
 		var w uint64
-		switch r := len(name) - i; {
-		case r >= 8:
+		if i+8 <= len(name) {
 			w = binary.LittleEndian.Uint64(name[i:])
-		case len(name) >= 8:
-			w = binary.LittleEndian.Uint64(name[len(name)-8:]) >> (64 - 8*uint(r))
-		default:
-			for j := len(name) - 1; j >= i; j-- {
-				w = w<<8 | uint64(name[j])
-			}
+		} else {
+			w = tailWord(name, i, len(name))
 		}
 		x := w ^ swarDots // a zero byte where w has a dot
 		for z := ^((x&swarLow7 + swarLow7) | x | swarLow7); z != 0; z &= z - 1 {
@@ -373,18 +376,23 @@ func suffixHashes(name []byte, starts *[fastLabels]uint8, hs *[fastLabels]uint64
 			ns++
 		}
 	}
+	// labelHash, inlined.
 	h := uint64(hashSeed)
 	end := len(name)
 	for j := ns - 1; j >= 0; j-- {
 		start := int(starts[j])
-		switch n := uint(end - start); {
-		case n <= 8 && start+8 <= len(name): // labelHash, inlined
-			h = mum(h^binary.LittleEndian.Uint64(name[start:])&(1<<(n*8)-1)^hashK2, hashK1^uint64(n))
-		case n <= 8 && end >= 8:
-			h = mum(h^binary.LittleEndian.Uint64(name[end-8:])>>(64-n*8)^hashK2, hashK1^uint64(n))
-		default:
-			h = labelHash(h, name, start, end)
+		p := start
+		for end-p > 8 {
+			h = mum(h^binary.LittleEndian.Uint64(name[p:]), hashK1)
+			p += 8
 		}
+		var w uint64
+		if p+8 <= len(name) {
+			w = binary.LittleEndian.Uint64(name[p:]) & (1<<(uint(end-p)*8) - 1)
+		} else {
+			w = tailWord(name, p, end)
+		}
+		h = mum(h^w^hashK2, hashK1^uint64(end-start))
 		hs[j] = h
 		end = start - 1
 	}
@@ -392,20 +400,42 @@ func suffixHashes(name []byte, starts *[fastLabels]uint8, hs *[fastLabels]uint64
 }
 
 // candidates returns a bit for each suffix that may be in the index: its
-// bloom filter bit is set and its home slot is taken. Each stage loads for
-// all suffixes at once, so that their cache misses overlap.
+// bloom filter bit is set and its home slot is taken. The two loads of all
+// suffixes are independent of each other, so their cache misses overlap.
 func (t *table) candidates(hs *[fastLabels]uint64, ns int) uint32 {
 	var m uint32
 	for j := range ns {
-		m |= t.bloomBit(hs[j]) << j
-	}
-	for b := m; b != 0; b &= b - 1 {
-		j := bits.TrailingZeros32(b)
-		if t.slots[t.home(hs[j])] == 0 {
-			m &^= 1 << j
+		taken := uint32(0)
+		if t.slots[t.home(hs[j])] != 0 {
+			taken = 1
 		}
+		m |= t.bloomBit(hs[j]) & taken << j
 	}
 	return m
+}
+
+// plainHit is walkStaged for sets whose names carry simple block rules
+// only and that have no patterns (plainOnly && !hasPatterns), without the
+// per-class state: it returns the unit of the most specific rule that
+// applies (0: none), or ok false for names walkStaged does not take.
+func (s *Set) plainHit(name []byte) (unit uint32, ok bool) {
+	var starts [fastLabels]uint8
+	var hs [fastLabels]uint64
+	ns := suffixHashes(name, &starts, &hs)
+	if ns == 0 {
+		return 0, false
+	}
+	t := &s.tab
+	if len(t.slots) == 0 {
+		return 0, true
+	}
+	for m := t.candidates(&hs, ns); m != 0; m &= m - 1 {
+		j := bits.TrailingZeros32(m)
+		if u := t.probe(name[starts[j]:], hs[j]); u != 0 && (j == 0 || t.arena.value(u)&vExact == 0) {
+			return u, true
+		}
+	}
+	return 0, true
 }
 
 // walkStaged offers the rules of every suffix of q.Name, looking them up

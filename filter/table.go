@@ -104,29 +104,36 @@ func mum(a, b uint64) uint64 {
 }
 
 // labelHash extends h, the hash of the suffix after the label
-// name[start:end], to the suffix that starts with that label. It reads
-// whole 8-byte words of name where the label has them around it, so it
-// needs the whole name, not just the label. (walkStaged inlines the
-// common cases of a label of at most 8 bytes; a test holds the two equal.)
+// name[start:end], to the suffix that starts with that label: one multiply
+// per 8 bytes of the label, the last (partial) word masked. It reads whole
+// 8-byte words of name around the label, so it needs the whole name, not
+// just the label. (suffixHashes inlines it; a test holds the two equal.)
 func labelHash(h uint64, name []byte, start, end int) uint64 {
-	n := end - start
-	for end-start > 8 {
-		h = mum(h^binary.LittleEndian.Uint64(name[start:]), hashK1)
-		start += 8
+	p := start
+	for end-p > 8 {
+		h = mum(h^binary.LittleEndian.Uint64(name[p:]), hashK1)
+		p += 8
 	}
-	r := uint(end-start) * 8 // 0..64 bits left
 	var w uint64
-	switch {
-	case start+8 <= len(name):
-		w = binary.LittleEndian.Uint64(name[start:]) & (1<<r - 1)
-	case end >= 8:
-		w = binary.LittleEndian.Uint64(name[end-8:]) >> (64 - r)
-	default:
-		for i := end - 1; i >= start; i-- {
-			w = w<<8 | uint64(name[i])
-		}
+	if p+8 <= len(name) {
+		w = binary.LittleEndian.Uint64(name[p:]) & (1<<(uint(end-p)*8) - 1)
+	} else {
+		w = tailWord(name, p, end)
 	}
-	return mum(h^w^hashK2, hashK1^uint64(n))
+	return mum(h^w^hashK2, hashK1^uint64(end-start))
+}
+
+// tailWord returns the at most 8 bytes name[p:end] as a little-endian
+// word, for words that end past name's last 8 bytes.
+func tailWord(name []byte, p, end int) uint64 {
+	if len(name) >= 8 {
+		return binary.LittleEndian.Uint64(name[len(name)-8:]) >> (64 - uint(len(name)-p)*8) & (1<<(uint(end-p)*8) - 1)
+	}
+	var w uint64
+	for i := end - 1; i >= p; i-- {
+		w = w<<8 | uint64(name[i])
+	}
+	return w
 }
 
 // nameHash hashes name as the suffix walk of Decide does.
