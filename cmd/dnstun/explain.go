@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/dnstun/dnstun/filter"
@@ -32,14 +33,21 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	client := fs.String("client", "", "the client's IP address (for $client rules)")
 	var runArgs []string
-	fs.Func("blocklist", "block list file (repeatable)", func(s string) error { runArgs = append(runArgs, "--blocklist", s); return nil })
-	fs.Func("config", "configuration file whose lists to use", func(s string) error { runArgs = append(runArgs, "--config", s); return nil })
+	for _, f := range explainListFlags {
+		fs.Func(f.name, f.usage, func(s string) error { runArgs = append(runArgs, "--"+f.name, s); return nil })
+	}
+	bypass := fs.Bool("bypass-signals", true, "answer the canary names of DNS-bypass features, as `run` does")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err}
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "bypass-signals" {
+			runArgs = append(runArgs, "--bypass-signals="+strconv.FormatBool(*bypass))
+		}
+	})
 	if len(rest) == 0 || len(rest) > 2 {
 		return usageError{errors.New("want NAME [TYPE] after the flags")}
 	}
@@ -79,6 +87,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, " (%s)", mode)
 	}
+	if d.Action == filter.Answer {
+		fmt.Fprintf(stdout, " (%s)", answerSummary(d, q.QType))
+	}
 	fmt.Fprintln(stdout)
 	if len(matches) == 0 {
 		fmt.Fprintln(stdout, "  no rule matched")
@@ -93,13 +104,61 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// answerSummary says what a local answer holds: its rcode, and the
+// records the query's type gets (none: NODATA).
+func answerSummary(d filter.Decision, qtype uint16) string {
+	if d.Rcode != dns.RcodeSuccess {
+		return dns.RcodeToString[int(d.Rcode)]
+	}
+	var rrs []string
+	if len(d.CNAME) > 0 && qtype != dns.TypePTR {
+		if name, _, err := dns.UnpackDomainName(d.CNAME, 0); err == nil {
+			rrs = append(rrs, "CNAME "+name)
+		}
+	}
+	for _, a := range d.Addrs {
+		if a.Is4() && qtype == dns.TypeA || a.Is6() && !a.Is4In6() && qtype == dns.TypeAAAA {
+			rrs = append(rrs, a.String())
+		}
+	}
+	if qtype == dns.TypeTXT {
+		for _, t := range d.TXT {
+			rrs = append(rrs, strconv.Quote(string(t)))
+		}
+	}
+	if qtype == dns.TypePTR && len(d.PTR) > 0 {
+		if name, _, err := dns.UnpackDomainName(d.PTR, 0); err == nil {
+			rrs = append(rrs, "PTR "+name)
+		}
+	}
+	if len(rrs) == 0 {
+		return "NODATA"
+	}
+	return strings.Join(rrs, ", ")
+}
+
 func takesValue(flagArg string) bool {
 	if strings.Contains(flagArg, "=") {
 		return false
 	}
-	switch strings.TrimLeft(flagArg, "-") {
-	case "blocklist", "config", "client":
+	name := strings.TrimLeft(flagArg, "-")
+	if name == "client" {
 		return true
 	}
+	for _, f := range explainListFlags {
+		if f.name == name {
+			return true
+		}
+	}
 	return false
+}
+
+// explainListFlags are the list options of `run` that explain takes, with
+// the same meaning (each passed on to the run flag parser).
+var explainListFlags = []struct{ name, usage string }{
+	{"blocklist", "block list file or URL, with options as for `run` (repeatable)"},
+	{"config", "configuration file whose lists to use"},
+	{"rule", "an inline rule in any list format (repeatable)"},
+	{"block-mode", "the default block answer, as for `run` (shown for blocks)"},
+	{"list-cache", "where `run` caches URL lists"},
 }

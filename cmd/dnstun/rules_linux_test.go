@@ -143,6 +143,22 @@ func TestExplainCommand(t *testing.T) {
 	if out := run("ok.ads.example", "AAAA"); !strings.HasPrefix(out, "ok.ads.example AAAA: forward") || !strings.Contains(out, "* "+list+":2") {
 		t.Errorf("exception:\n%s", out)
 	}
+	// run's other list options: inline rules (per-rule answers), the
+	// default block mode, the bypass switch.
+	for _, c := range []struct{ args []string }{
+		{[]string{"--rule", "||r.example^$dnsrewrite=REFUSED", "r.example", "A: answer (REFUSED)"}},
+		{[]string{"--rule", "||r.example^$dnsrewrite=NOERROR", "r.example", "A: answer (NODATA)"}},
+		{[]string{"--rule", "192.0.2.7 r.example", "r.example", "A: answer (192.0.2.7)"}},
+		{[]string{"--block-mode", "null", "x.ads.example", "A: block (null)"}},
+		{[]string{"--bypass-signals=false", "mask.icloud.com", "A: forward"}},
+		{[]string{"mask.icloud.com", "A: block (nxdomain)"}},
+	} {
+		want := c.args[len(c.args)-1]
+		name := c.args[len(c.args)-2]
+		if out := run(c.args[:len(c.args)-1]...); !strings.HasPrefix(out, name+" "+want) {
+			t.Errorf("explain %v: want %q\n%s", c.args[:len(c.args)-1], name+" "+want, out)
+		}
+	}
 }
 
 // TestE2EInlineRulesAndBypassSwitch: rules from the config file (local
