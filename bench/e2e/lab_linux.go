@@ -332,9 +332,6 @@ func coreBusy(cpu int) time.Duration {
 	return 0
 }
 
-// reloadReps is how many reloads measureReload measures.
-const reloadReps = 3
-
 // measureReload changes the plain list at path (one name more, written to
 // a new file and renamed over it, as an editor or a downloader does),
 // resets p's peak RSS, sends SIGHUP and waits until the new name answers

@@ -155,6 +155,18 @@ func Markdown(r *Report, smoke bool) string {
 			f(m(func(rr *RepResult) float64 { return float64(rr.Start) }), ms, 0),
 			f(m(func(rr *RepResult) float64 { return float64(rr.StartBig) }), ms, 0))
 	}
+	if s := r.System("dnstun"); s != nil {
+		peak := s.Metric(func(rr *RepResult) (float64, bool) { return float64(rr.ReloadPeak), rr.ReloadPeak > 0 })
+		if peak.N > 0 {
+			ratio := s.Metric(func(rr *RepResult) (float64, bool) {
+				return float64(rr.ReloadPeak) / float64(rr.RSSBig), rr.ReloadPeak > 0 && rr.RSSBig > 0
+			})
+			took := s.Metric(func(rr *RepResult) (float64, bool) { return float64(rr.Reload), rr.Reload > 0 })
+			w("\nReload of the %d-name list (dnstun): the list file replaced with one name more, the peak RSS reset (`clear_refs`), SIGHUP, until the new name answers NXDOMAIN; %d reloads per repetition, the highest peak and the slowest reload of each.\n\n", o.BigListSize, reloadReps)
+			w("| peak RSS MiB during the reload | peak / steady RSS | reload ms |\n|---|---|---|\n")
+			w("| %s | %s | %s |\n", f(peak, mib, 1), f(ratio, 1, 2), f(took, ms, 0))
+		}
+	}
 
 	if len(r.Dnsperf) > 0 {
 		w("\n## Cross-check: loadgen against dnsperf\n\n")
@@ -260,6 +272,11 @@ func targets(r *Report) string {
 		st := s.Metric(func(rr *RepResult) (float64, bool) { return float64(rr.StartBig), rr.StartBig > 0 })
 		row(fmt.Sprintf("%d-name list: first answer within 1 s", r.Options.BigListSize),
 			fmt.Sprintf("%.0f ms", st.Med/float64(time.Millisecond)), st.Med <= float64(time.Second), st.N > 0)
+		ratio := s.Metric(func(rr *RepResult) (float64, bool) {
+			return float64(rr.ReloadPeak) / float64(rr.RSSBig), rr.ReloadPeak > 0 && rr.RSSBig > 0
+		})
+		row(fmt.Sprintf("%d-name list: peak RSS during a reload under 2x the steady RSS", r.Options.BigListSize),
+			fmt.Sprintf("%.2fx (max %.2fx)", ratio.Med, ratio.Max), ratio.Max < 2, ratio.N > 0)
 	}
 	return b.String()
 }

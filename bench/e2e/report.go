@@ -65,6 +65,9 @@ func Smoke() Options {
 	return o
 }
 
+// reloadReps is how many reloads of the big list each repetition measures.
+const reloadReps = 3
+
 // Phase names.
 const (
 	ClosedBlocked = "closed-blocked"
