@@ -11,8 +11,8 @@ import "encoding/binary"
 // without copying. A record never straddles two chunks: one that does not
 // fit in the rest of a chunk starts the next.
 //
-// A record's unit is its byte offset / 4 across the chunks: the chunk is
-// offset >> chunkBits, the byte in it offset & chunkMask.
+// A record's unit is its byte offset / unitSize across the chunks: the
+// chunk is offset >> chunkBits, the byte in it offset & chunkMask.
 const (
 	chunkBits = 20
 	chunkSize = 1 << chunkBits
@@ -26,12 +26,12 @@ type arena struct {
 }
 
 func newArena() arena {
-	return arena{chunks: [][]byte{make([]byte, firstUnit*4, firstChunkCap)}}
+	return arena{chunks: [][]byte{make([]byte, firstUnit*unitSize, firstChunkCap)}}
 }
 
 // rec returns the bytes of the chunk holding unit u, from u's record on.
 func (a *arena) rec(u uint32) []byte {
-	o := uint64(u) * 4
+	o := uint64(u) * unitSize
 	return a.chunks[o>>chunkBits][o&chunkMask:]
 }
 
@@ -53,7 +53,7 @@ func (a *arena) name(u uint32) []byte {
 // from outside): nil when it is out of bounds. A unit inside a record may
 // pass; the caller checks that the name's lookup leads back to u.
 func (a *arena) checkedName(u uint32) []byte {
-	o := uint64(u) * 4
+	o := uint64(u) * unitSize
 	if u < firstUnit || o>>chunkBits >= uint64(len(a.chunks)) {
 		return nil
 	}
@@ -73,10 +73,10 @@ func (a *arena) add(name []byte) uint32 {
 		last++
 	}
 	c := a.chunks[last]
-	u := uint32((last<<chunkBits + len(c)) / 4)
+	u := uint32((last<<chunkBits + len(c)) / unitSize)
 	c = append(c, 0, 0, 0, 0, byte(len(name)))
 	c = append(c, name...)
-	for len(c)&3 != 0 {
+	for len(c)%unitSize != 0 {
 		c = append(c, 0)
 	}
 	a.chunks[last] = c
@@ -86,12 +86,12 @@ func (a *arena) add(name []byte) uint32 {
 // end is the unit just past the last record: every unit is below it.
 func (a *arena) end() uint32 {
 	last := len(a.chunks) - 1
-	return uint32((last<<chunkBits + len(a.chunks[last])) / 4)
+	return uint32((last<<chunkBits + len(a.chunks[last])) / unitSize)
 }
 
 // limit bounds the units the arena can reach before it needs another chunk.
 func (a *arena) limit() uint32 {
-	return uint32(len(a.chunks) << (chunkBits - 2))
+	return uint32(len(a.chunks) << chunkBits / unitSize)
 }
 
 // bytes is the arena's size, gaps at chunk ends excluded.
@@ -109,10 +109,10 @@ func (a *arena) units() func(func(uint32) bool) {
 		for ci, c := range a.chunks {
 			o := 0
 			if ci == 0 {
-				o = firstUnit * 4
+				o = firstUnit * unitSize
 			}
 			for o < len(c) {
-				if !yield(uint32((ci<<chunkBits + o) / 4)) {
+				if !yield(uint32((ci<<chunkBits + o) / unitSize)) {
 					return
 				}
 				o += recordSize(int(c[o+4]))

@@ -157,10 +157,10 @@
 //
 // # Memory layout and build
 //
-// Names live in a byte arena of records [value][len][name] padded to 4
+// Names live in a byte arena of records [value][len][name] padded to 2
 // bytes, in 1 MiB chunks (it grows without copying), indexed by an
 // open-addressed []uint32 table (1.5 slots per name, a slot = record
-// offset/4 plus hash tag bits) behind a bloom filter of 8 bits per name. A
+// offset/2 plus hash tag bits) behind a bloom filter of 8 bits per name. A
 // name with a single plain block rule (the common case) costs only its
 // record: the rule's line and textual form are packed into the value, its
 // list is the list whose arena region holds the record, and its text is

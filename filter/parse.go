@@ -141,7 +141,7 @@ func (b *Builder) ParseListWith(r io.Reader, opts ListOptions, warn func(ListWar
 		// Size the index for the list at once, from the rules in its
 		// first bytes, and give its tags the unit bits the arena will
 		// need (records take at most ~1.3x the list's bytes).
-		b.reserve(b.names+estimateNames(br, n), b.idx.arena.end()+uint32(n/3))
+		b.reserve(b.names+estimateNames(br, n), b.idx.arena.end()+uint32(n/unitSize*4/3))
 	}
 	lineNo := 0
 	for {

@@ -11,9 +11,9 @@ import (
 //
 // Every distinct rule name is one record in a byte arena:
 //
-//	[value uint32 LE][len uint8][name bytes][pad to a multiple of 4]
+//	[value uint32 LE][len uint8][name bytes][pad to a multiple of 2]
 //
-// A record is addressed by its "unit", its byte offset / 4 (arena.go). The Set's hash
+// A record is addressed by its "unit", its byte offset / 2 (arena.go). The Set's hash
 // table is a []uint32 of open-addressed, linearly probed slots, sized
 // 1.5 x the number of names (Lemire's multiply-shift maps a hash onto it);
 // a slot holds the unit in its low unitBits bits and the top bits of the
@@ -54,7 +54,8 @@ const (
 	// simpleID marks a RuleID that is a record unit.
 	simpleID = 1 << 31
 
-	firstUnit = 2 // arena[0:8] is padding, so slot 0 means empty
+	firstUnit = 2 // arena[0:4] is padding, so slot 0 means empty
+	unitSize  = 2 // records are 2-byte aligned: 0.5 byte of padding per name on average
 	maxName   = 253
 )
 
@@ -151,7 +152,7 @@ func nameHash(name []byte) uint64 {
 }
 
 // recordSize is the arena size of a record for a name of n bytes.
-func recordSize(n int) int { return (5 + n + 3) &^ 3 }
+func recordSize(n int) int { return (5 + n + unitSize - 1) &^ (unitSize - 1) }
 
 // table is the Set's frozen hash index.
 type table struct {
