@@ -187,6 +187,7 @@ func Markdown(r *Report, smoke bool) string {
 		w("\n## Targets of issue 6\n\n")
 		w("%s\n", targets(r))
 	}
+	w("%s", filterMarkdown(r))
 	if len(r.Notes) > 0 {
 		w("\n## Failures during the run\n\n")
 		for _, n := range r.Notes {

@@ -140,6 +140,10 @@ type Report struct {
 	Notes     []string
 	Upstream  string
 	Responder time.Duration // upstream responder CPU per query (direct, forwarded names)
+	// Filter holds the filter package's benchmarks (RunFilterBenches),
+	// run with FilterCommand.
+	Filter        []*FilterBench `json:",omitempty"`
+	FilterCommand string         `json:",omitempty"`
 }
 
 // Stat is a median with its range over repetitions.

@@ -175,13 +175,6 @@ func buildBins(ctx context.Context, o Options, dir string, progress func(string,
 	return bins, nil
 }
 
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
 // runSystem runs one repetition of s: start with the list, the four load
 // phases, stop; then the start-up and RSS measurement with the big list.
 func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forward []loadgen.Query, progress func(string, ...any)) (*RepResult, error) {

@@ -48,6 +48,7 @@ func main() {
 	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
 	dnstunBin := flag.String("dnstun", "", "prebuilt dnstun binary (default: go build ./cmd/dnstun)")
 	from := flag.String("from", "", "do not run: render RESULTS.md and the chart again from this results.json")
+	filterBench := flag.Bool("filter", true, "also run the filter package's benchmarks (go test -bench) for the filter section (not with -smoke)")
 	flag.Parse()
 	if *from != "" {
 		render(*from, *out)
@@ -84,6 +85,10 @@ func main() {
 	rep, err := e2e.Run(ctx, o)
 	if rep == nil {
 		fail(err.Error())
+	}
+	if err == nil && *filterBench && !*smoke {
+		o.Progress("filter benchmarks (about 2 min)")
+		rep.Filter, rep.FilterCommand, err = e2e.RunFilterBenches(ctx, o.ModuleDir)
 	}
 	rep.Command = commandLine()
 	md := e2e.Markdown(rep, *smoke)
