@@ -34,6 +34,7 @@ type File struct {
 	BypassSignals   bool          `yaml:"bypass_signals"`   // --bypass-signals
 	ListCache       string        `yaml:"list_cache"`       // --list-cache
 	ListRefresh     time.Duration `yaml:"list_refresh"`     // --list-refresh
+	ListWatch       time.Duration `yaml:"list_watch"`       // --list-watch
 	BlockMode       string        `yaml:"block_mode"`       // --block-mode
 	BlockTTL        uint32        `yaml:"block_ttl"`        // --block-ttl
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"` // --upstream-timeout
@@ -87,6 +88,7 @@ const (
 	DefaultWatchdog        = 2 * time.Second
 	DefaultListCache       = "/var/lib/dnstun/lists"
 	DefaultListRefresh     = 24 * time.Hour
+	DefaultListWatch       = 2 * time.Second
 )
 
 // DefaultResolvers are the virtual resolver addresses served on the TUN.
@@ -121,6 +123,7 @@ func DefaultFor(goos string) *File {
 		BypassSignals:   true,
 		ListCache:       DefaultListCache,
 		ListRefresh:     DefaultListRefresh,
+		ListWatch:       DefaultListWatch,
 		BlockMode:       DefaultBlockMode,
 		BlockTTL:        DefaultBlockTTL,
 		UpstreamTimeout: DefaultUpstreamTimeout,

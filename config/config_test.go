@@ -39,6 +39,7 @@ func TestExampleGolden(t *testing.T) {
 		BypassSignals:   true,
 		ListCache:       "/var/lib/dnstun/lists",
 		ListRefresh:     24 * time.Hour,
+		ListWatch:       2 * time.Second,
 		BlockMode:       "nxdomain",
 		BlockTTL:        10,
 		UpstreamTimeout: 2 * time.Second,
@@ -81,6 +82,7 @@ resolv_conf: /tmp/resolv.conf
 blocklists: [/etc/dnstun/a.txt, /etc/dnstun/b.txt, "https://lists.example/ads.txt"]
 list_cache: /var/cache/dt
 list_refresh: 6h
+list_watch: 0s
 rules: ["192.0.2.10 printer.lan"]
 bypass_signals: false
 block_mode: null
@@ -105,7 +107,7 @@ exit_when_disabled: true
 		Tun: "dt1", MTU: 1400, Resolvers: []string{"10.99.0.53"}, TunAddrs: []string{"10.99.0.1"},
 		Upstreams:  []string{"192.0.2.1", "192.0.2.2:5353", "[2001:db8::1]:53"},
 		ResolvConf: "/tmp/resolv.conf", Blocklists: []string{"/etc/dnstun/a.txt", "/etc/dnstun/b.txt", "https://lists.example/ads.txt"},
-		ListCache: "/var/cache/dt", ListRefresh: 6 * time.Hour,
+		ListCache: "/var/cache/dt", ListRefresh: 6 * time.Hour, ListWatch: 0,
 		Rules: []string{"192.0.2.10 printer.lan"}, BypassSignals: false,
 		BlockMode: "null", BlockTTL: 60, UpstreamTimeout: 500 * time.Millisecond, Timeout: 3 * time.Second,
 		MaxPending: 100, LogLevel: "debug", Mode: "flow", Listen: "[::1]:5353",

@@ -136,6 +136,7 @@ func (v *validator) check() {
 	}
 	v.path("list_cache", f.ListCache)
 	v.duration("list_refresh", f.ListRefresh, false)
+	v.duration("list_watch", f.ListWatch, true)
 	if !slices.Contains(BlockModes, strings.ToLower(strings.TrimSpace(f.BlockMode))) {
 		v.fail("block_mode", fmt.Sprintf("unknown block mode %q", f.BlockMode), "want nxdomain, null, nodata or refused")
 	}

@@ -37,10 +37,14 @@ type daemon struct {
 	live  *filter.Live
 	lists []listSpec        // the files the set was built from (URLs resolved to cached copies)
 	srcs  []*listsrc.Source // the lists given as URLs
-	qlog  *querylog.Ring
-	start time.Time
-	fatal chan error    // a session that can no longer serve (watchdog, engine death)
-	quit  chan quitting // a control request to end the process
+	// stamps are the local list files as they were when last loaded
+	// (watchLists); loadMu serialises loads (swapLists, Reload).
+	stamps []fileStamp
+	loadMu sync.Mutex
+	qlog   *querylog.Ring
+	start  time.Time
+	fatal  chan error    // a session that can no longer serve (watchdog, engine death)
+	quit   chan quitting // a control request to end the process
 
 	mu sync.Mutex
 	on *session // nil while disabled
@@ -73,11 +77,12 @@ type session struct {
 // touched.
 func newDaemon(c *runConfig, log *slog.Logger) (*daemon, error) {
 	paths, srcs := resolveLists(c, log)
+	stamps := stampLists(paths)
 	set, err := loadLists(c, paths, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{c: c, log: log, live: filter.NewLive(set), lists: paths, srcs: srcs, qlog: querylog.New(queryLogSize), start: time.Now(),
+	d := &daemon{c: c, log: log, live: filter.NewLive(set), lists: paths, srcs: srcs, stamps: stamps, qlog: querylog.New(queryLogSize), start: time.Now(),
 		fatal: make(chan error, 1), quit: make(chan quitting, 1)}
 	c.engine.QueryLog = d.qlog
 	return d, nil
@@ -135,17 +140,8 @@ func (d *daemon) refreshLists(ctx context.Context) {
 		if err != nil {
 			d.log.Warn("block list refresh", "err", err)
 		}
-		if !changed {
-			continue
-		}
-		d.mu.Lock()
-		c, paths := d.c, d.lists
-		d.mu.Unlock()
-		if set, err := loadLists(c, paths, d.log); err != nil {
-			d.log.Error("refreshed lists not used; the previous ones keep serving", "err", err)
-		} else {
-			d.live.Store(set)
-			releaseMemory()
+		if changed {
+			d.swapLists("a list URL has a new version")
 		}
 	}
 }
@@ -190,6 +186,7 @@ func (d *daemon) run(ctx context.Context) error {
 	rctx, stopRefresh := context.WithCancel(ctx)
 	defer stopRefresh()
 	go d.refreshLists(rctx)
+	go d.watchLists(rctx)
 	if st.Enabled {
 		if err := d.enable(); err != nil {
 			return err
@@ -293,11 +290,14 @@ func (d *daemon) Disable() error {
 // and the running one keeps serving. New lists and upstreams take effect at
 // once, without dropping queries; other settings at the next enable.
 func (d *daemon) Reload() error {
+	d.loadMu.Lock()
+	defer d.loadMu.Unlock()
 	nc, err := parseRunFlags(d.c.args, io.Discard)
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
 	paths, srcs := resolveLists(nc, d.log)
+	stamps := stampLists(paths)
 	set, err := loadLists(nc, paths, d.log)
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
@@ -313,7 +313,7 @@ func (d *daemon) Reload() error {
 		}
 	}
 	d.live.Store(set)
-	d.c, d.lists, d.srcs = nc, paths, srcs
+	d.c, d.lists, d.srcs, d.stamps = nc, paths, srcs, stamps
 	defer releaseMemory()
 	d.log.Info("reloaded", "rules", set.Len(), "upstreams", nc.upstreams)
 	return nil

@@ -188,6 +188,63 @@ func TestLifecyclePersistedState(t *testing.T) {
 	}
 }
 
+// TestListWatch: a list file changed on disk is reloaded without a signal,
+// whether rewritten in place or replaced by a rename; a file that is not
+// a list leaves the old set serving.
+func TestListWatch(t *testing.T) {
+	l := captureLab(t)
+	cfg := filepath.Join(l.dir, "dnstun.yaml")
+	list := filepath.Join(l.dir, "watched.txt")
+	if err := os.WriteFile(list, []byte("doubleclick.net\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfg, []byte("blocklists: ["+list+"]\nlist_watch: 100ms\n"), 0o644)
+	startCapture(t, l, "--config", cfg)
+	// blocked: answered NXDOMAIN without reaching the upstream.
+	blocked := func(name string) bool {
+		before := l.primary.QueriesFor(name)
+		return answerText(ask(t, l, "udp", labPrimary, name, dns.TypeA)) == "NXDOMAIN" && l.primary.QueriesFor(name) == before
+	}
+	waitBlocked := func(name string) time.Duration {
+		t0 := time.Now()
+		for time.Since(t0) < 10*time.Second {
+			if blocked(name) {
+				return time.Since(t0)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("%s not blocked 10 s after its list changed on disk\n%s", name, l.Log())
+		return 0
+	}
+	if blocked("inplace.example") || !blocked("ads.doubleclick.net") {
+		t.Fatal("before the change: inplace.example should be forwarded, ads.doubleclick.net blocked")
+	}
+	// Rewritten in place (same inode).
+	if err := os.WriteFile(list, []byte("doubleclick.net\ninplace.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rewritten in place: blocked after %v", waitBlocked("inplace.example").Round(time.Millisecond))
+	// Replaced by a rename (a new inode), as editors and downloaders do.
+	tmp := list + ".new"
+	os.WriteFile(tmp, []byte("doubleclick.net\ninplace.example\nrenamed.example\n"), 0o644)
+	if err := os.Rename(tmp, list); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("renamed over: blocked after %v", waitBlocked("renamed.example").Round(time.Millisecond))
+	// Not a list: refused, the old set keeps serving.
+	os.WriteFile(list, []byte("<html><body>502 Bad Gateway</body></html>\n"), 0o644)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(l.Log(), "lists not reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a broken list file was not reported\n%s", l.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !blocked("renamed.example") || !blocked("ads.doubleclick.net") {
+		t.Errorf("after a broken list file the previous set should serve")
+	}
+}
+
 // TestLifecycleReload reloads a configuration file: a broken one is
 // refused and the old one keeps answering; good ones take effect, and 20
 // reloads under load lose no query.

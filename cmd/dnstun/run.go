@@ -72,6 +72,7 @@ type runConfig struct {
 	bypassSignals    bool
 	listCache        string
 	listRefresh      time.Duration
+	listWatch        time.Duration
 	configPath       string
 	control          struct{ socket, group string }
 	stateFile        string
@@ -114,6 +115,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	set("bypass-signals", "bypass_signals", strconv.FormatBool(f.BypassSignals))
 	set("list-cache", "list_cache", f.ListCache)
 	set("list-refresh", "list_refresh", f.ListRefresh.String())
+	set("list-watch", "list_watch", f.ListWatch.String())
 	set("block-mode", "block_mode", f.BlockMode)
 	set("block-ttl", "block_ttl", strconv.FormatUint(uint64(f.BlockTTL), 10))
 	set("upstream-timeout", "upstream_timeout", f.UpstreamTimeout.String())
@@ -216,6 +218,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.BoolVar(&c.bypassSignals, "bypass-signals", true, "answer the canary names of DNS-bypass features (Firefox DoH canary, iCloud Private Relay, DDR) so clients keep using dnstun")
 	fs.StringVar(&c.listCache, "list-cache", listsrc.DefaultCacheDir, "where lists given as URLs are cached")
 	fs.DurationVar(&c.listRefresh, "list-refresh", 24*time.Hour, "how often lists given as URLs are refreshed")
+	fs.DurationVar(&c.listWatch, "list-watch", config.DefaultListWatch, "how often list files are checked for changes on disk, which reload them (0: only SIGHUP and `dnstun reload`)")
 	fs.StringVar(&mode, "block-mode", "nxdomain", "answer for blocked names: nxdomain, null (0.0.0.0 / ::), nodata, refused, or IP addresses (comma-separated) to answer with")
 	fs.DurationVar(&c.engine.UpstreamTimeout, "upstream-timeout", engine.DefaultUpstreamTimeout, "time one upstream gets before the query moves to the next")
 	fs.DurationVar(&c.engine.TotalTimeout, "timeout", engine.DefaultTotalTimeout, "time after which a client gets SERVFAIL")
