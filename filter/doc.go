@@ -179,7 +179,7 @@
 // to the Set (the next ParseList copies them before changing them). For
 // 1,000,000 names (a hosts file): the Set retains about 39 MB, the build's
 // heap peak is about 1.1x that, and the build runs in well under a second
-// on the reference machine (figures in million_test.go).
+// on the reference machine (figures in bench/RESULTS.md, "Filter engine").
 //
 // # Warnings and rejected files
 //
