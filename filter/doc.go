@@ -177,7 +177,7 @@
 // The Builder writes the same arena and the same index directly, the index
 // sized from the rule lines in the list's first 64 KiB, so Build hands both
 // to the Set (the next ParseList copies them before changing them). For
-// 1,000,000 names (a hosts file): the Set retains about 39 MB, the build's
+// 1,000,000 names (a hosts file): the Set retains about 38 MB, the build's
 // heap peak is about 1.1x that, and the build runs in well under a second
 // on the reference machine (figures in bench/RESULTS.md, "Filter engine").
 //
