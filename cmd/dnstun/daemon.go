@@ -119,22 +119,12 @@ func resolveLists(c *runConfig, log *slog.Logger) ([]listSpec, []*listsrc.Source
 // refreshLists re-downloads the URL lists every c.listRefresh and swaps in
 // a new rule set when one changed.
 func (d *daemon) refreshLists(ctx context.Context) {
-	if d.c.listRefresh <= 0 {
-		return
-	}
-	t := time.NewTicker(d.c.listRefresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, d.c.listRefresh, func() {
 		d.mu.Lock()
 		srcs := d.srcs
 		d.mu.Unlock()
 		if len(srcs) == 0 {
-			continue
+			return
 		}
 		changed, err := listsrc.Refresh(ctx, srcs)
 		if err != nil {
@@ -142,6 +132,32 @@ func (d *daemon) refreshLists(ctx context.Context) {
 		}
 		if changed {
 			d.swapLists("a list URL has a new version")
+		}
+	})
+}
+
+// drainPending waits until e has no forwarded query waiting for an
+// answer, or limit passes.
+func drainPending(e *engine.Engine, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for e.Stats().Pending > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// every calls fn every interval until ctx ends; never if interval <= 0.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }
@@ -472,6 +488,10 @@ func (d *daemon) stopSession(s *session) error {
 		if err := s.steer.Withdraw(); err != nil {
 			errs = append(errs, err)
 		}
+		// No query is steered here any more: let the forwarded ones in
+		// flight get their answers, instead of the SERVFAIL that closing
+		// the engine gives them (disable is not an outage).
+		drainPending(s.e, d.c.engine.TotalTimeout)
 	}
 	s.cancel()
 	if err := <-s.engDone; err != nil {

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"os"
-	"time"
 
 	"github.com/dnstun/dnstun/listsrc"
 )
@@ -60,18 +59,8 @@ func sameStamps(a, b []fileStamp) bool {
 // A list that fails to load keeps the old set serving, and is tried again
 // at its next change.
 func (d *daemon) watchLists(ctx context.Context) {
-	if d.c.listWatch <= 0 {
-		return
-	}
-	t := time.NewTicker(d.c.listWatch)
-	defer t.Stop()
 	var seen []fileStamp // a change seen at the last tick, not loaded yet
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, d.c.listWatch, func() {
 		d.mu.Lock()
 		specs, loaded := d.lists, d.stamps
 		d.mu.Unlock()
@@ -85,7 +74,7 @@ func (d *daemon) watchLists(ctx context.Context) {
 			seen = nil
 			d.swapLists("a list file changed on disk")
 		}
-	}
+	})
 }
 
 // swapLists builds a new set from the current lists and serves it; a list
