@@ -20,16 +20,17 @@ for t in "${targets[@]}"; do
   # One worker: the machines are small and shared. A short minimisation
   # budget keeps the run bounded when a new interesting input appears.
   # Go's fuzzer sometimes ends a clean run with "context deadline
-  # exceeded" when the time is up while its worker is busy (no failing
-  # input is written then): such a run is repeated once; a real crasher
-  # ("Failing input written to ...") fails at once.
-  for attempt in 1 2; do
+  # exceeded" when the time is up while its worker is busy, typically
+  # minimising a new interesting input (no failing input is written then):
+  # such a run is repeated, up to twice; a real crasher ("Failing input
+  # written to ...") fails at once.
+  for attempt in 1 2 3; do
     if out=$(go test "$pkg" -run='^$' -fuzz="^${name}\$" -fuzztime="$time" -fuzzminimizetime=2s -parallel=1 2>&1); then
       echo "$out" | tail -1
       break
     fi
     echo "$out" | tail -20
-    if [ "$attempt" = 2 ] || echo "$out" | grep -q "Failing input written" || ! echo "$out" | grep -q "context deadline exceeded"; then
+    if [ "$attempt" = 3 ] || echo "$out" | grep -q "Failing input written" || ! echo "$out" | grep -q "context deadline exceeded"; then
       exit 1
     fi
     echo "(fuzzer shut down late, no failing input: running $name once more)"
