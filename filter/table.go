@@ -160,9 +160,10 @@ type table struct {
 	unitBits uint
 	unitMask uint32
 	arena    arena
-	// bloom holds a bit for each stored name's hash: most suffixes of a query name are in no list, and a clear bit
-	// answers "absent" from a structure 1/16 the table's size, which stays
-	// in cache where the table does not.
+	// bloom holds a bit for each stored name's hash (8 bits per name):
+	// most suffixes of a query name are in no list, and a clear bit
+	// answers "absent" from a structure a sixth of the table's size, which
+	// stays in cache where the table does not.
 	bloom []uint64
 }
 
