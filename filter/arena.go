@@ -94,15 +94,6 @@ func (a *arena) limit() uint32 {
 	return uint32(len(a.chunks) << chunkBits / unitSize)
 }
 
-// bytes is the arena's size, gaps at chunk ends excluded.
-func (a *arena) bytes() int {
-	n := 0
-	for _, c := range a.chunks {
-		n += len(c)
-	}
-	return n
-}
-
 // units iterates the records in the order they were added.
 func (a *arena) units() func(func(uint32) bool) {
 	return func(yield func(uint32) bool) {
