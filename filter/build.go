@@ -544,7 +544,9 @@ func (b *Builder) Build() *Set {
 	}
 	s.nodeStart = append(s.nodeStart, uint32(len(s.refs)))
 	s.applyBadfilters(b)
-	s.plainOnly = len(b.rules) == 0
+	// Names carry simple rules only when every complex rule is a pattern
+	// or an IP rule (neither sits on a name).
+	s.plainOnly = true
 	for i := range s.rules {
 		if s.rules[i].flags&(fPattern|fIP) == 0 {
 			s.plainOnly = false

@@ -341,10 +341,19 @@ func TestDecideNoAlloc(t *testing.T) {
 		"nas.home", "host.example", "miss.example", "", ".", "..", "a..b", "ads.example.", long, long63,
 		"\x00\xff.ads.example", strings.Repeat("x", 255),
 	}
-	for _, n := range names {
-		b := []byte(n)
-		if got := testing.AllocsPerRun(100, func() { _ = s.Decide(b, 28) }); got != 0 && !raceEnabled {
-			t.Errorf("Decide(%q) allocates %.1f times", n, got)
+	// The same names against a set of plain block rules only, which
+	// takes plainHit instead of walkStaged.
+	plain, _ := build(t, "||ads.example^\n|exact.example^\n0.0.0.0 host.example\nx.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q\n")
+	if !plain.plainOnly || plain.hasPatterns || s.plainOnly {
+		t.Fatalf("plainOnly: %v %v %v, the test misses a walk", plain.plainOnly, plain.hasPatterns, s.plainOnly)
+	}
+	names = append(names, "a.x.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q") // 18 labels: walkNames
+	for _, set := range []*Set{s, plain} {
+		for _, n := range names {
+			b := []byte(n)
+			if got := testing.AllocsPerRun(100, func() { _ = set.Decide(b, 28) }); got != 0 && !raceEnabled {
+				t.Errorf("Decide(%q) allocates %.1f times", n, got)
+			}
 		}
 	}
 	l := NewLive(s)

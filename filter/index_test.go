@@ -87,11 +87,22 @@ func TestStagedMatchesWalk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !plain.plainOnly || real.plainOnly {
-		t.Fatalf("plainOnly: hosts %v, both lists %v", plain.plainOnly, real.plainOnly)
+	// Plain block rules beside patterns: walkStaged's early exit.
+	b := NewBuilder()
+	for _, p := range []string{hostsList} {
+		if err := b.LoadFile(ListOptions{Name: p}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.ParseList(strings.NewReader("/^ads?[0-9]*\\./\n||tr*ck.example^\n"), "patterns", nil); err != nil {
+		t.Fatal(err)
+	}
+	withPatterns := b.Build()
+	if !plain.plainOnly || real.plainOnly || !withPatterns.plainOnly || !withPatterns.hasPatterns {
+		t.Fatalf("plainOnly: hosts %v, both lists %v, hosts and patterns %v/%v", plain.plainOnly, real.plainOnly, withPatterns.plainOnly, withPatterns.hasPatterns)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for _, s := range []*Set{real, plain} {
+	for _, s := range []*Set{real, plain, withPatterns} {
 		names := setNames(s)
 		var labels []string
 		for _, n := range names[:min(len(names), 2000)] {
