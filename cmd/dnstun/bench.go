@@ -61,11 +61,8 @@ Flags:
 	fs.IntVar(&c.lg.Sockets, "sockets", 0, "UDP sockets (source ports); 0: the load generator's default")
 	fs.Uint64Var(&seed, "seed", 0, "shuffle the names once with this seed (0: file order)")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}

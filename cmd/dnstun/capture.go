@@ -68,11 +68,8 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("state-dir", route.DefaultStateDir, "the state directory of the instance to clean up after")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,11 +32,8 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) error {
 	if verb == control.VerbQueryLog {
 		fs.IntVar(&n, "n", control.DefaultQueryLogN, "how many recent queries")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -120,16 +116,9 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 // cmdCheck validates a configuration (and the lists it names) without
 // touching the system.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	c, err := parseRunFlags(args, stderr)
+	c, set, err := loadListsQuiet(args, stderr, stdout)
 	if err != nil {
 		return err
-	}
-	set, warnings, err := loadListsQuiet(c)
-	if err != nil {
-		return err
-	}
-	for _, w := range warnings {
-		fmt.Fprintln(stdout, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "configuration ok: %d rules from %d lists, upstreams %v, mode %s, capture %v\n", set.Len(), len(c.blocklists), c.upstreams, c.mode, c.capture.on)
 	return nil
@@ -153,11 +142,8 @@ func cmdInstall(uninstall bool, args []string, stdout, stderr io.Writer) error {
 	if uninstall {
 		fs.BoolVar(&purge, "purge", false, "also remove the configuration")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -37,11 +37,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 		fs.Func(f.name, f.usage, func(s string) error { runArgs = append(runArgs, "--"+f.name, s); return nil })
 	}
 	bypass := fs.Bool("bypass-signals", true, "answer the canary names of DNS-bypass features, as `run` does")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "bypass-signals" {
@@ -51,16 +48,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	if len(rest) == 0 || len(rest) > 2 {
 		return usageError{errors.New("want NAME [TYPE] after the flags")}
 	}
-	c, err := parseRunFlags(append(runArgs, "--upstream", "192.0.2.1"), stderr)
+	c, set, err := loadListsQuiet(append(runArgs, "--upstream", "192.0.2.1"), stderr, stderr)
 	if err != nil {
 		return err
-	}
-	set, warnings, err := loadListsQuiet(c)
-	if err != nil {
-		return err
-	}
-	for _, w := range warnings {
-		fmt.Fprintln(stderr, "warning:", w)
 	}
 	q := filter.Query{Name: []byte(strings.ToLower(strings.TrimSuffix(rest[0], ".")))}
 	q.QType = dns.TypeA

@@ -97,6 +97,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // usageError is a bad command line (exit status 2).
 type usageError struct{ error }
 
+// parseFlags parses args into fs: -h gives flag.ErrHelp (exit 0), any
+// other error a usageError (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
+}
+
 // newLogger returns a text logger at the named level.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level

@@ -238,11 +238,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.stateFile, "state-file", DefaultStateFile, "where the enabled/disabled choice persists across restarts")
 	fs.BoolVar(&c.exitWhenDisabled, "exit-when-disabled", false, "exit (instead of idling with the control socket open) while disabled")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -391,10 +388,15 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return d.run(ctx)
 }
 
-// loadListsQuiet builds the filter set from the --blocklist values and
-// returns the warnings. It never downloads: a URL list is read from the
-// copy `run` cached (`check` and `explain` must not touch the network).
-func loadListsQuiet(c *runConfig) (*filter.Set, []filter.ListWarning, error) {
+// loadListsQuiet parses the run flags in args and builds the filter set
+// from their lists without logging and without touching the network (URL
+// lists come from the cache `run` fills), printing each list warning to
+// warnOut: what `check` and `explain` share.
+func loadListsQuiet(args []string, stderr, warnOut io.Writer) (*runConfig, *filter.Set, error) {
+	c, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
 	var specs []listSpec
 	for _, r := range c.blocklists {
 		ls, err := parseListSpec(r)
@@ -412,7 +414,14 @@ func loadListsQuiet(c *runConfig) (*filter.Set, []filter.ListWarning, error) {
 		}
 		specs = append(specs, ls)
 	}
-	return buildSet(specs, c.rules, c.bypassSignals)
+	set, warnings, err := buildSet(specs, c.rules, c.bypassSignals)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(warnOut, "warning:", w)
+	}
+	return c, set, nil
 }
 
 func buildSet(specs []listSpec, inline []string, bypass bool) (*filter.Set, []filter.ListWarning, error) {

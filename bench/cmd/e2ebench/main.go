@@ -33,17 +33,7 @@ const pinnedEnv = "DNSTUN_BENCH_PINNED"
 func main() {
 	o := e2e.Defaults()
 	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs, 10k list, no 1M list, no dnsperf; no targets")
-	flag.IntVar(&o.Reps, "reps", o.Reps, "repetitions (median, min-max reported)")
-	flag.DurationVar(&o.Closed, "closed", o.Closed, "length of each closed-loop (saturation) run")
-	flag.DurationVar(&o.Open, "open", o.Open, "length of each open-loop (fixed-rate) run")
-	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "closed-loop queries in flight")
-	flag.Float64Var(&o.Rate, "rate", o.Rate, "open-loop rate (queries per second)")
-	flag.DurationVar(&o.Timeout, "timeout", o.Timeout, "a query unanswered this long is lost")
-	flag.IntVar(&o.ListSize, "list", o.ListSize, "block list size for the load runs")
-	flag.IntVar(&o.BigListSize, "big-list", o.BigListSize, "block list size for the RSS and start-up figures (0: skip)")
-	flag.IntVar(&o.ClientCPU, "client-cpu", o.ClientCPU, "core of the client and the upstream (-1: no pinning)")
-	flag.IntVar(&o.SUTCPU, "sut-cpu", o.SUTCPU, "core of the system under test (-1: no pinning)")
-	flag.BoolVar(&o.Dnsperf, "dnsperf", o.Dnsperf, "cross-check loadgen against dnsperf when installed")
+	optionFlags(flag.CommandLine, &o)
 	systems := flag.String("systems", "", "comma-separated systems to run (default all: "+strings.Join(e2e.SystemNames(), ",")+")")
 	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
 	dnstunBin := flag.String("dnstun", "", "prebuilt dnstun binary (default: go build ./cmd/dnstun)")
@@ -60,9 +50,15 @@ func main() {
 		*out = "" // a smoke run leaves the tree as it was
 	}
 	if *smoke {
+		// The smoke defaults, with the flags given explicitly over them.
 		s := e2e.Smoke()
-		// Explicit flags win over the smoke defaults.
-		flag.Visit(func(f *flag.Flag) { s = applyFlag(s, o, f.Name) })
+		sf := flag.NewFlagSet("smoke", flag.ContinueOnError)
+		optionFlags(sf, &s)
+		flag.Visit(func(f *flag.Flag) {
+			if sf.Lookup(f.Name) != nil {
+				check(sf.Set(f.Name, f.Value.String()))
+			}
+		})
 		o = s
 	}
 	if *systems != "" {
@@ -145,33 +141,20 @@ func notes(dir string) string {
 	return "\n" + string(b)
 }
 
-// applyFlag copies flag name's value from explicit into s.
-func applyFlag(s, explicit e2e.Options, name string) e2e.Options {
-	switch name {
-	case "reps":
-		s.Reps = explicit.Reps
-	case "closed":
-		s.Closed = explicit.Closed
-	case "open":
-		s.Open = explicit.Open
-	case "concurrency":
-		s.Concurrency = explicit.Concurrency
-	case "rate":
-		s.Rate = explicit.Rate
-	case "timeout":
-		s.Timeout = explicit.Timeout
-	case "list":
-		s.ListSize = explicit.ListSize
-	case "big-list":
-		s.BigListSize = explicit.BigListSize
-	case "client-cpu":
-		s.ClientCPU = explicit.ClientCPU
-	case "sut-cpu":
-		s.SUTCPU = explicit.SUTCPU
-	case "dnsperf":
-		s.Dnsperf = explicit.Dnsperf
-	}
-	return s
+// optionFlags defines the flags that set the benchmark's options on fs,
+// with o's values as defaults.
+func optionFlags(fs *flag.FlagSet, o *e2e.Options) {
+	fs.IntVar(&o.Reps, "reps", o.Reps, "repetitions (median, min-max reported)")
+	fs.DurationVar(&o.Closed, "closed", o.Closed, "length of each closed-loop (saturation) run")
+	fs.DurationVar(&o.Open, "open", o.Open, "length of each open-loop (fixed-rate) run")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "closed-loop queries in flight")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "open-loop rate (queries per second)")
+	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "a query unanswered this long is lost")
+	fs.IntVar(&o.ListSize, "list", o.ListSize, "block list size for the load runs")
+	fs.IntVar(&o.BigListSize, "big-list", o.BigListSize, "block list size for the RSS and start-up figures (0: skip)")
+	fs.IntVar(&o.ClientCPU, "client-cpu", o.ClientCPU, "core of the client and the upstream (-1: no pinning)")
+	fs.IntVar(&o.SUTCPU, "sut-cpu", o.SUTCPU, "core of the system under test (-1: no pinning)")
+	fs.BoolVar(&o.Dnsperf, "dnsperf", o.Dnsperf, "cross-check loadgen against dnsperf when installed")
 }
 
 // pin re-executes this program under `taskset -c cpu` once, so that every
