@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -433,5 +434,59 @@ func TestPeerRefusedMessage(t *testing.T) {
 		if !strings.HasPrefix(got, c.want) {
 			t.Errorf("got %q, want %q", got, c.want)
 		}
+	}
+}
+
+// TestQueryLogEntryMatchesProtocol: QueryLogEntry (querylog.Record) encodes
+// exactly the fields PROTOCOL.md documents, and omits only the optional one.
+func TestQueryLogEntryMatchesProtocol(t *testing.T) {
+	doc, err := os.ReadFile("PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "\nQueryLogEntry:\n")
+	if !ok {
+		t.Fatal("PROTOCOL.md has no QueryLogEntry table")
+	}
+	var documented, optional []string
+	for _, line := range strings.Split(strings.TrimLeft(table, "\n"), "\n") {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue // header or separator row
+		}
+		f := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		documented = append(documented, f)
+		if strings.Contains(cells[2], "optional") {
+			optional = append(optional, f)
+		}
+	}
+	keys := func(e QueryLogEntry) []string {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		var k []string
+		for f := range m {
+			k = append(k, f)
+		}
+		slices.Sort(k)
+		return k
+	}
+	full := QueryLogEntry{Time: fakeTime, Client: "198.19.53.1:40000", Name: "www.example.com", Type: "A",
+		Decision: "forward", Rcode: "NOERROR", Upstream: "192.0.2.1:53", LatencyMicros: 900}
+	want := slices.Sorted(slices.Values(documented))
+	if got := keys(full); !slices.Equal(got, want) {
+		t.Errorf("QueryLogEntry encodes %v; PROTOCOL.md documents %v", got, want)
+	}
+	want = slices.DeleteFunc(want, func(f string) bool { return slices.Contains(optional, f) })
+	if got := keys(QueryLogEntry{}); !slices.Equal(got, want) {
+		t.Errorf("empty QueryLogEntry encodes %v; want the required fields %v (optional: %v)", got, want, optional)
 	}
 }

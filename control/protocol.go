@@ -4,7 +4,8 @@ package control
 
 import (
 	"encoding/json"
-	"time"
+
+	"github.com/dnstun/dnstun/querylog"
 )
 
 // Version is the protocol version this package speaks.
@@ -86,17 +87,10 @@ type UpstreamStatus struct {
 	Healthy bool   `json:"healthy"`
 }
 
-// QueryLogEntry is one recent query.
-type QueryLogEntry struct {
-	Time          time.Time `json:"time"`
-	Client        string    `json:"client"` // IP:port of the asking socket
-	Name          string    `json:"name"`   // the question's name, as asked, without the final dot
-	Type          string    `json:"type"`   // A, AAAA, ... or TYPEn
-	Decision      string    `json:"decision"`
-	Rcode         string    `json:"rcode"`              // NOERROR, NXDOMAIN, ... or RCODEn
-	Upstream      string    `json:"upstream,omitempty"` // the upstream that answered, for forwarded queries
-	LatencyMicros uint32    `json:"latency_us"`
-}
+// QueryLogEntry is one recent query. The type is querylog.Record, defined
+// with the ring that records it so that the data path does not import the
+// control plane; its JSON form is the one PROTOCOL.md documents.
+type QueryLogEntry = querylog.Record
 
 // Handler is the daemon side: one method per verb. Methods may be called
 // concurrently. Errors are sent to the client as the response's error.

@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/dnstun/dnstun/internal/privtest"
+	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun/tuntest"
 	"github.com/miekg/dns"
@@ -105,38 +107,70 @@ func (h *harness) exchange(t testing.TB, pkt []byte, wait time.Duration) (*dns.M
 	return nil, nil
 }
 
+// TestEngineDecisions runs one query per row through the engine and checks
+// the answer and how many queries the fake upstream received for it:
+// wantUpstream is 1 for a forwarded query and 0 for one answered in place
+// (blocked, local, FORMERR, NOTIMP).
 func TestEngineDecisions(t *testing.T) {
 	up := startUpstream(t)
 	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}}, testList)
-	for _, tc := range []struct {
+	notimp := pkttest.Msg(0xbbbb, "www.example.com", dns.TypeA)
+	notimp.Opcode = dns.OpcodeStatus
+	rows := []struct {
 		name     string
 		client   netip.AddrPort
 		resolver netip.AddrPort
 		q        *dns.Msg
-		rcode    int
-		answers  []string
-		ede      bool
+		// mangle, if set, edits the packed query before it is sent.
+		mangle       func(msg []byte)
+		rcode        int
+		answers      []string
+		ede          bool
+		wantUpstream int // queries the upstream receives for this row
 	}{
-		{"forwarded A v4", client4, resolver4, pkttest.Msg(0x1111, "www.example.com", dns.TypeA), dns.RcodeSuccess, []string{"192.0.2.80"}, false},
-		{"forwarded AAAA v6", client6, resolver6, pkttest.Msg(0x2222, "WWW.Example.COM", dns.TypeAAAA), dns.RcodeSuccess, []string{"2001:db8::80"}, false},
-		{"upstream NXDOMAIN", client4, resolver4, pkttest.Msg(0x3333, "nope.example.com", dns.TypeA), dns.RcodeNameError, nil, false},
-		{"blocked plain domain", client4, resolver4, pkttest.Msg(0x4444, "ads.example", dns.TypeA), dns.RcodeNameError, nil, false},
-		{"blocked subdomain with EDNS gets EDE", client6, resolver6, pkttest.MsgEDNS(0x5555, "deep.sub.tracker.example", dns.TypeA, 1232, false), dns.RcodeNameError, nil, true},
-		{"exception forwards", client4, resolver4, pkttest.Msg(0x6666, "ok.ads.example", dns.TypeA), dns.RcodeNameError, nil, false},
-		{"local answer A", client4, resolver4, pkttest.Msg(0x7777, "printer.lan", dns.TypeA), dns.RcodeSuccess, []string{"192.0.2.7"}, false},
-		{"local answer AAAA", client6, resolver6, pkttest.Msg(0x8888, "printer.lan", dns.TypeAAAA), dns.RcodeSuccess, []string{"2001:db8::7"}, false},
-		{"local name other type is NODATA", client4, resolver4, pkttest.Msg(0x9999, "printer.lan", dns.TypeTXT), dns.RcodeSuccess, nil, false},
-	} {
+		{"forwarded A v4", client4, resolver4, pkttest.Msg(0x1111, "www.example.com", dns.TypeA), nil, dns.RcodeSuccess, []string{"192.0.2.80"}, false, 1},
+		{"forwarded AAAA v6", client6, resolver6, pkttest.Msg(0x2222, "WWW.Example.COM", dns.TypeAAAA), nil, dns.RcodeSuccess, []string{"2001:db8::80"}, false, 1},
+		{"upstream NXDOMAIN", client4, resolver4, pkttest.Msg(0x3333, "nope.example.com", dns.TypeA), nil, dns.RcodeNameError, nil, false, 1},
+		{"blocked plain domain", client4, resolver4, pkttest.Msg(0x4444, "ads.example", dns.TypeA), nil, dns.RcodeNameError, nil, false, 0},
+		{"blocked subdomain with EDNS gets EDE", client6, resolver6, pkttest.MsgEDNS(0x5555, "deep.sub.tracker.example", dns.TypeA, 1232, false), nil, dns.RcodeNameError, nil, true, 0},
+		{"exception forwards", client4, resolver4, pkttest.Msg(0x6666, "ok.ads.example", dns.TypeA), nil, dns.RcodeNameError, nil, false, 1},
+		{"local answer A", client4, resolver4, pkttest.Msg(0x7777, "printer.lan", dns.TypeA), nil, dns.RcodeSuccess, []string{"192.0.2.7"}, false, 0},
+		{"local answer AAAA", client6, resolver6, pkttest.Msg(0x8888, "printer.lan", dns.TypeAAAA), nil, dns.RcodeSuccess, []string{"2001:db8::7"}, false, 0},
+		{"local name other type is NODATA", client4, resolver4, pkttest.Msg(0x9999, "printer.lan", dns.TypeTXT), nil, dns.RcodeSuccess, nil, false, 0},
+		{"compression pointer in question is FORMERR", client4, resolver4, pkttest.Msg(0xaaaa, "www.example.com", dns.TypeA),
+			func(m []byte) { m[12], m[13] = 0xC0, 0x0C }, dns.RcodeFormatError, nil, false, 0},
+		{"opcode STATUS is NOTIMP", client6, resolver6, notimp, nil, dns.RcodeNotImplemented, nil, false, 0},
+	}
+	wantForwarded := 0
+	for _, tc := range rows {
+		wantForwarded += tc.wantUpstream
 		t.Run(tc.name, func(t *testing.T) {
 			before := up.Queries()
-			m, pkt := h.exchange(t, pkttest.Query(tc.client, tc.resolver, tc.q), 3*time.Second)
+			beforeName := up.QueriesFor(tc.q.Question[0].Name)
+			msg := pkttest.Pack(tc.q)
+			if tc.mangle != nil {
+				tc.mangle(msg)
+			}
+			var pkt []byte
+			if tc.client.Addr().Is4() {
+				pkt = pkttest.UDP4(tc.client, tc.resolver, msg, nil)
+			} else {
+				pkt = pkttest.UDP6(tc.client, tc.resolver, msg, nil)
+			}
+			m, out := h.exchange(t, pkt, 3*time.Second)
 			if m.Id != tc.q.Id || !m.Response {
 				t.Errorf("id %#x response %v, want %#x true", m.Id, m.Response, tc.q.Id)
 			}
 			if m.Rcode != tc.rcode {
 				t.Errorf("rcode %s, want %s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
 			}
-			if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, tc.q.Question[0].Name) {
+			// A rejected query is answered with the header only
+			// (packet.ReadQuestion); any other echoes the question.
+			if tc.rcode == dns.RcodeFormatError || tc.rcode == dns.RcodeNotImplemented {
+				if len(m.Question) != 0 {
+					t.Errorf("question %v in a %s answer, want none", m.Question, dns.RcodeToString[tc.rcode])
+				}
+			} else if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, tc.q.Question[0].Name) {
 				t.Errorf("question %v, want %v", m.Question, tc.q.Question)
 			}
 			var got []string
@@ -163,23 +197,40 @@ func TestEngineDecisions(t *testing.T) {
 				t.Errorf("EDE Blocked present = %v, want %v", hasEDE, tc.ede)
 			}
 			// The answer comes from the resolver the client asked, to the client.
-			src, dst := addrsOf(t, pkt)
+			src, dst := addrsOf(t, out)
 			if src != tc.resolver || dst != tc.client {
 				t.Errorf("answer %v -> %v, want %v -> %v", src, dst, tc.resolver, tc.client)
 			}
-			forwarded := up.Queries() - before
-			wantFwd := int64(0)
-			if tc.rcode == dns.RcodeNameError && !strings.Contains(tc.name, "blocked") || len(tc.answers) > 0 && !strings.Contains(tc.name, "local") {
-				wantFwd = 1
+			if got := up.Queries() - before; got != int64(tc.wantUpstream) {
+				t.Errorf("upstream received %d queries, want %d", got, tc.wantUpstream)
 			}
-			if forwarded != wantFwd {
-				t.Errorf("upstream saw %d queries, want %d", forwarded, wantFwd)
+			if got := up.QueriesFor(tc.q.Question[0].Name) - beforeName; got != tc.wantUpstream {
+				t.Errorf("upstream received %d queries for %s, want %d", got, tc.q.Question[0].Name, tc.wantUpstream)
 			}
 		})
 	}
 	st := h.e.Stats()
-	if st.Get(Blocked) != 2 || st.Get(Local) != 3 || st.Get(Replied) != 4 || st.Get(Forwarded) != 4 {
-		t.Errorf("stats %v", st.Map())
+	for _, c := range []struct {
+		c    Counter
+		want int
+	}{
+		{Packets, len(rows)},
+		{Blocked, 2},
+		{Local, 3},
+		{Forwarded, wantForwarded},
+		{Replied, wantForwarded},
+		{Retried, 0},
+		{ServFail, 0},
+		{Unmatched, 0},
+	} {
+		if got := st.Get(c.c); got != uint64(c.want) {
+			t.Errorf("counter %s = %d, want %d (all: %v)", c.c, got, c.want, st.Map())
+		}
+	}
+	var wantDrops [packet.NumReasons]uint64
+	wantDrops[packet.FormErr], wantDrops[packet.NotImp] = 1, 1
+	if st.Drops != wantDrops {
+		t.Errorf("drops %v, want %v", st.Drops, wantDrops)
 	}
 }
 
@@ -379,44 +430,111 @@ func TestEngineCloseAnswersPending(t *testing.T) {
 	}
 }
 
+// TestEngineDropsGarbageAndKeepsServing sends one malformed packet per row
+// and checks that each is counted under exactly its reason, that only
+// NOTIMP and FORMERR are answered (garbage never is), that nothing reaches
+// the upstream, and that a valid query is still answered afterwards.
 func TestEngineDropsGarbageAndKeepsServing(t *testing.T) {
 	up := startUpstream(t)
 	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}}, testList)
 	valid := pkttest.Query(client4, resolver4, pkttest.Msg(9, "ads.example", dns.TypeA))
-	garbage := [][]byte{
-		{},
-		{0x45},
-		valid[:30],
-		pkttest.UDP4(client4, resolver4, []byte{1, 2, 3}, nil), // DNS shorter than a header
-		pkttest.UDP4(client4, resolver4, pkttest.Pack(func() *dns.Msg { // a response: never answered
-			m := pkttest.Msg(9, "x.example", dns.TypeA)
-			m.Response = true
-			return m
-		}()), nil),
-		pkttest.UDP4(client4, netip.MustParseAddrPort("198.19.53.53:5353"), pkttest.Pack(pkttest.Msg(9, "x.example", dns.TypeA)), nil),
+	valid6 := pkttest.Query(client6, resolver6, pkttest.Msg(9, "ads.example", dns.TypeA))
+	// edit returns a copy of pkt with f applied.
+	edit := func(pkt []byte, f func(b []byte)) []byte {
+		b := bytes.Clone(pkt)
+		f(b)
+		return b
 	}
-	for _, g := range garbage {
-		h.pipe.Inject(g)
+	// query packs a query for x.example with id, changed by f if set.
+	query := func(id uint16, f func(m *dns.Msg)) []byte {
+		m := pkttest.Msg(id, "x.example", dns.TypeA)
+		if f != nil {
+			f(m)
+		}
+		return pkttest.Pack(m)
 	}
-	// A query with a compression pointer in the question gets FORMERR.
-	bad := pkttest.Pack(pkttest.Msg(77, "x.example", dns.TypeA))
-	bad[12] = 0xC0
-	bad[13] = 0x0C
-	m, _ := h.exchange(t, pkttest.UDP4(client4, resolver4, bad, nil), 3*time.Second)
-	if m.Rcode != dns.RcodeFormatError || m.Id != 77 {
-		t.Fatalf("answer to a bad question %v, want FORMERR id 77", m)
+	const drop = -1 // rcode of a row that must get no answer
+	rows := []struct {
+		name   string
+		pkt    []byte
+		reason packet.Reason
+		rcode  int // the answer's rcode, or drop
+		id     uint16
+	}{
+		{"empty", []byte{}, packet.DropShort, drop, 0},
+		{"one byte", []byte{0x45}, packet.DropShort, drop, 0},
+		{"truncated IPv4", valid[:30], packet.DropShort, drop, 0},
+		{"truncated IPv6", valid6[:50], packet.DropShort, drop, 0},
+		{"IP version 5", edit(valid, func(b []byte) { b[0] = 0x55 }), packet.DropVersion, drop, 0},
+		{"IPv4 IHL 4", edit(valid, func(b []byte) { b[0] = 0x44 }), packet.DropBadHeader, drop, 0},
+		{"UDP length differs from IP", edit(valid, func(b []byte) { b[25]-- }), packet.DropBadHeader, drop, 0},
+		{"IPv4 more fragments", edit(valid, func(b []byte) { b[6] |= 0x20 }), packet.DropFragment, drop, 0},
+		{"IPv6 fragment header", edit(valid6, func(b []byte) { b[6] = 44 }), packet.DropFragment, drop, 0},
+		{"IPv6 hop-by-hop header", edit(valid6, func(b []byte) { b[6] = 0 }), packet.DropIPv6Ext, drop, 0},
+		{"TCP", edit(valid, func(b []byte) { b[9] = 6 }), packet.DropNotUDP, drop, 0},
+		{"port 5353", pkttest.UDP4(client4, netip.MustParseAddrPort("198.19.53.53:5353"), query(9, nil), nil), packet.DropNotDNS, drop, 0},
+		{"DNS shorter than a header", pkttest.UDP4(client4, resolver4, []byte{1, 2, 3}, nil), packet.DropShortDNS, drop, 0},
+		{"a response", pkttest.UDP4(client4, resolver4, query(9, func(m *dns.Msg) { m.Response = true }), nil), packet.DropResponse, drop, 0},
+		{"compression pointer in question", pkttest.UDP4(client4, resolver4, edit(query(77, nil), func(b []byte) { b[12], b[13] = 0xC0, 0x0C }), nil),
+			packet.FormErr, dns.RcodeFormatError, 77},
+		{"two questions", pkttest.UDP6(client6, resolver6, edit(query(78, nil), func(b []byte) { b[5] = 2 }), nil), // QDCOUNT, bytes 4-5
+			packet.FormErr, dns.RcodeFormatError, 78},
+		{"opcode NOTIFY", pkttest.UDP4(client4, resolver4, query(79, func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), nil),
+			packet.NotImp, dns.RcodeNotImplemented, 79},
 	}
-	m, _ = h.exchange(t, valid, 3*time.Second)
+	var want [packet.NumReasons]uint64
+	for _, tc := range rows {
+		want[tc.reason]++
+	}
+	for r := packet.OK + 1; r < packet.NumReasons; r++ {
+		if want[r] == 0 {
+			t.Errorf("no row for reason %s: add one", r)
+		}
+	}
+	for _, tc := range rows {
+		if tc.rcode == drop {
+			// Nothing is written for it: the next answer read below
+			// must be the next answered row's.
+			if !h.pipe.Inject(tc.pkt) {
+				t.Fatalf("%s: inject failed", tc.name)
+			}
+			continue
+		}
+		m, _ := h.exchange(t, tc.pkt, 3*time.Second)
+		if m.Rcode != tc.rcode || m.Id != tc.id {
+			t.Errorf("%s: answer rcode %s id %d, want %s id %d", tc.name, dns.RcodeToString[m.Rcode], m.Id, dns.RcodeToString[tc.rcode], tc.id)
+		}
+	}
+	m, _ := h.exchange(t, valid, 3*time.Second)
 	if m.Rcode != dns.RcodeNameError || m.Id != 9 {
 		t.Fatalf("answer after garbage %v", m)
 	}
-	st := h.e.Stats()
-	var drops uint64
-	for _, d := range st.Drops {
-		drops += d
+	select {
+	case out := <-h.pipe.Written():
+		t.Errorf("unexpected packet written: % x", out)
+	default:
 	}
-	if drops != uint64(len(garbage))+1 {
-		t.Errorf("counted %d drops+rejects, want %d: %v", drops, len(garbage)+1, st.Map())
+	st := h.e.Stats()
+	for r := packet.Reason(0); r < packet.NumReasons; r++ {
+		if st.Drops[r] != want[r] {
+			t.Errorf("drops[%s] = %d, want %d", r, st.Drops[r], want[r])
+		}
+	}
+	for _, c := range []struct {
+		c    Counter
+		want uint64
+	}{
+		{Packets, uint64(len(rows)) + 1},
+		{Blocked, 1}, // the valid query
+		{Local, 0},
+		{Forwarded, 0},
+	} {
+		if got := st.Get(c.c); got != c.want {
+			t.Errorf("counter %s = %d, want %d", c.c, got, c.want)
+		}
+	}
+	if n := up.Queries(); n != 0 {
+		t.Errorf("upstream received %d queries, want 0", n)
 	}
 }
 

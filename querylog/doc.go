@@ -13,6 +13,11 @@
 //     mutex guards the ring: uncontended it costs about 25 ns on the 2-core dev VM (see
 //     BenchmarkAdd), and a reader holds it only to copy raw entries out.
 //   - Snapshot allocates on the read side only, converting entries to
-//     control.QueryLogEntry after the lock is released; it returns the
-//     most recent n entries, oldest first.
+//     Record after the lock is released; it returns the most recent n
+//     entries, oldest first.
+//   - querylog is on the data path (the engine writes it) and imports
+//     nothing of the control plane: Record, the form an entry takes on the
+//     control protocol, is defined here, and control refers to it
+//     (control.QueryLogEntry is an alias). internal/repotest enforces the
+//     direction.
 package querylog

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/dnstun/dnstun/control"
 )
 
 // Decision is what dnstun did with a query.
@@ -60,6 +58,23 @@ func (a Addr) AddrPort() netip.AddrPort {
 		ip = ip.Unmap()
 	}
 	return netip.AddrPortFrom(ip, a.Port)
+}
+
+// Record is one query as the control protocol carries it (the querylog
+// verb's entries; control.QueryLogEntry is this type). Its JSON form is part
+// of the protocol: control/PROTOCOL.md documents every field, so a tag
+// changes only together with that document and the protocol version. It is
+// defined here, not in control, so that the data path imports nothing of the
+// control plane.
+type Record struct {
+	Time          time.Time `json:"time"`
+	Client        string    `json:"client"` // IP:port of the asking socket
+	Name          string    `json:"name"`   // the question's name, as asked, without the final dot
+	Type          string    `json:"type"`   // A, AAAA, ... or TYPEn
+	Decision      string    `json:"decision"`
+	Rcode         string    `json:"rcode"`              // NOERROR, NXDOMAIN, ... or RCODEn
+	Upstream      string    `json:"upstream,omitempty"` // the upstream that answered, for forwarded queries
+	LatencyMicros uint32    `json:"latency_us"`
 }
 
 // Entry is one query, fixed size.
@@ -128,7 +143,7 @@ func (r *Ring) Added() uint64 {
 }
 
 // Snapshot returns up to n of the most recent entries, oldest first.
-func (r *Ring) Snapshot(n int) []control.QueryLogEntry {
+func (r *Ring) Snapshot(n int) []Record {
 	if n <= 0 {
 		return nil
 	}
@@ -143,7 +158,7 @@ func (r *Ring) Snapshot(n int) []control.QueryLogEntry {
 		raw[i] = r.buf[(start+uint64(i))%uint64(len(r.buf))]
 	}
 	r.mu.Unlock()
-	out := make([]control.QueryLogEntry, n)
+	out := make([]Record, n)
 	for i := range raw {
 		out[i] = raw[i].Export()
 	}
@@ -151,8 +166,8 @@ func (r *Ring) Snapshot(n int) []control.QueryLogEntry {
 }
 
 // Export converts e for the control protocol.
-func (e *Entry) Export() control.QueryLogEntry {
-	q := control.QueryLogEntry{
+func (e *Entry) Export() Record {
+	q := Record{
 		Time:          time.Unix(0, e.Time).UTC(),
 		Name:          string(e.Name[:e.NameLen]),
 		Type:          TypeString(e.QType),

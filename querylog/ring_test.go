@@ -3,6 +3,7 @@
 package querylog
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -10,8 +11,6 @@ import (
 	"testing"
 	"time"
 	"unsafe"
-
-	"github.com/dnstun/dnstun/control"
 )
 
 func entry(i int) Entry {
@@ -41,7 +40,7 @@ func TestSnapshot(t *testing.T) {
 	if len(got) != 3 || got[0].Name != "q0.example.com" || got[2].Name != "q2.example.com" {
 		t.Fatalf("got %+v", got)
 	}
-	want := control.QueryLogEntry{
+	want := Record{
 		Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Client: "198.19.53.1:40000", Name: "q0.example.com",
 		Type: "AAAA", Decision: "forward", Rcode: "NXDOMAIN", Upstream: "[2001:db8::1]:53", LatencyMicros: 0,
 	}
@@ -62,6 +61,40 @@ func TestSnapshot(t *testing.T) {
 	}
 	if r.Added() != 10 || r.Len() != 4 {
 		t.Errorf("Added %d Len %d", r.Added(), r.Len())
+	}
+}
+
+// TestRecordJSON pins the wire form of a Record: it is the control
+// protocol's QueryLogEntry (control/PROTOCOL.md), so a renamed field or tag
+// breaks every client.
+func TestRecordJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		e    Entry
+		want string
+	}{
+		{"forwarded", entry(7),
+			`{"time":"2026-01-02T03:04:05.000007Z","client":"198.19.53.1:40000","name":"q7.example.com","type":"AAAA","decision":"forward","rcode":"NXDOMAIN","upstream":"[2001:db8::1]:53","latency_us":7}`},
+		{"blocked, no upstream", func() Entry {
+			e := entry(0)
+			e.Upstream, e.Decision, e.QType, e.Rcode = Addr{}, Blocked, 1, 3
+			return e
+		}(),
+			`{"time":"2026-01-02T03:04:05Z","client":"198.19.53.1:40000","name":"q0.example.com","type":"A","decision":"block","rcode":"NXDOMAIN","latency_us":0}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(tc.e.Export())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("got  %s\nwant %s", b, tc.want)
+			}
+			var back Record
+			if err := json.Unmarshal(b, &back); err != nil || back != tc.e.Export() {
+				t.Errorf("round trip: %+v, %v", back, err)
+			}
+		})
 	}
 }
 

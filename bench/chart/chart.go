@@ -1,10 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-// Package chart draws the end-to-end benchmark's figure with
-// gonum.org/v1/plot: latency percentiles per system at the fixed rate
-// (blocked and forwarded names), and grouped bars of saturation qps and of
-// CPU per query. It only reads a finished e2e.Report.
-package chart
+package main
 
 import (
 	"fmt"
@@ -15,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dnstun/dnstun/bench/e2e"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -27,30 +22,35 @@ import (
 
 var percentiles = []struct {
 	label string
-	get   func(*e2e.PhaseResult) time.Duration
+	get   func(*phase) time.Duration
 }{
-	{"p50", func(p *e2e.PhaseResult) time.Duration { return p.Latency.P50 }},
-	{"p90", func(p *e2e.PhaseResult) time.Duration { return p.Latency.P90 }},
-	{"p99", func(p *e2e.PhaseResult) time.Duration { return p.Latency.P99 }},
-	{"p99.9", func(p *e2e.PhaseResult) time.Duration { return p.Latency.P999 }},
+	{"p50", func(p *phase) time.Duration { return p.Latency.P50 }},
+	{"p90", func(p *phase) time.Duration { return p.Latency.P90 }},
+	{"p99", func(p *phase) time.Duration { return p.Latency.P99 }},
+	{"p99.9", func(p *phase) time.Duration { return p.Latency.P999 }},
 }
 
-// Write draws the chart of r into path: SVG if it ends in .svg, else PNG.
-func Write(r *e2e.Report, path string) error {
-	var systems []*e2e.SystemReport
+// write draws the chart of r into path: SVG if it ends in .svg, else PNG.
+// Systems that did not run (not installed, failed) are left out. No
+// answered phase at all is an error: that is also what a results.json that
+// no longer matches report gives.
+func write(r *report, path string) error {
+	var systems []*system
+	answered := false
 	for _, s := range r.Systems {
 		if len(s.Reps) > 0 {
 			systems = append(systems, s)
+			answered = answered || s.hasResults()
 		}
 	}
-	if len(systems) == 0 {
-		return fmt.Errorf("chart: no system has results")
+	if !answered {
+		return fmt.Errorf("no system has results in phases %v (is the results.json from e2ebench?)", phases)
 	}
 	plots := [][]*plot.Plot{
-		{latency(systems, e2e.OpenBlocked, fmt.Sprintf("Blocked names at %.0f qps: latency", r.Options.Rate)),
-			latency(systems, e2e.OpenForward, fmt.Sprintf("Forwarded names at %.0f qps: latency", r.Options.Rate))},
-		{bars(systems, "Saturation (closed loop), queries/s", "qps", func(p *e2e.PhaseResult) float64 { return p.QPS }),
-			bars(systems, "CPU of the system under test per query", "µs", func(p *e2e.PhaseResult) float64 {
+		{latency(systems, openBlocked, fmt.Sprintf("Blocked names at %.0f qps: latency", r.Options.Rate)),
+			latency(systems, openForward, fmt.Sprintf("Forwarded names at %.0f qps: latency", r.Options.Rate))},
+		{bars(systems, "Saturation (closed loop), queries/s", "qps", func(p *phase) float64 { return p.QPS }),
+			bars(systems, "CPU of the system under test per query", "µs", func(p *phase) float64 {
 				return float64(p.CPUPerQuery) / float64(time.Microsecond)
 			})},
 	}
@@ -81,17 +81,8 @@ func Write(r *e2e.Report, path string) error {
 	return fh.Close()
 }
 
-// median of fn over the repetitions of s in phase (NaN when none).
-func median(s *e2e.SystemReport, phase string, fn func(*e2e.PhaseResult) float64) float64 {
-	st := s.PhaseMetric(phase, fn)
-	if st.N == 0 {
-		return math.NaN()
-	}
-	return st.Med
-}
-
 // latency draws one line per system over the percentiles, log scale, µs.
-func latency(systems []*e2e.SystemReport, phase, title string) *plot.Plot {
+func latency(systems []*system, ph, title string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = "µs (log scale)"
@@ -109,7 +100,7 @@ func latency(systems []*e2e.SystemReport, phase, title string) *plot.Plot {
 	for i, s := range systems {
 		var pts plotter.XYs
 		for x, pc := range percentiles {
-			v := median(s, phase, func(r *e2e.PhaseResult) float64 { return float64(pc.get(r)) / float64(time.Microsecond) })
+			v := s.median(ph, func(p *phase) float64 { return float64(pc.get(p)) / float64(time.Microsecond) })
 			if !math.IsNaN(v) && v > 0 {
 				pts = append(pts, plotter.XY{X: float64(x), Y: v})
 			}
@@ -132,7 +123,7 @@ func latency(systems []*e2e.SystemReport, phase, title string) *plot.Plot {
 }
 
 // bars draws blocked and forwarded bars per system.
-func bars(systems []*e2e.SystemReport, title, unit string, fn func(*e2e.PhaseResult) float64) *plot.Plot {
+func bars(systems []*system, title, unit string, fn func(*phase) float64) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = unit
@@ -141,8 +132,8 @@ func bars(systems []*e2e.SystemReport, title, unit string, fn func(*e2e.PhaseRes
 	forward := make(plotter.Values, len(systems))
 	for i, s := range systems {
 		names = append(names, s.Name)
-		blocked[i] = zeroNaN(median(s, e2e.ClosedBlocked, fn))
-		forward[i] = zeroNaN(median(s, e2e.ClosedForward, fn))
+		blocked[i] = zeroNaN(s.median(closedBlocked, fn))
+		forward[i] = zeroNaN(s.median(closedForward, fn))
 	}
 	w := vg.Points(9)
 	for k, set := range []struct {
