@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/bench/loadgen"
+	"github.com/dnstun/dnstun/internal/lab"
 )
 
 // crossCheck measures closed-loop saturation once with loadgen and once
@@ -31,7 +32,7 @@ func crossCheck(ctx context.Context, e *env, o Options, blocked, forward []loadg
 			continue
 		}
 		var s *system
-		var sp *proc
+		var sp *lab.Proc
 		for _, x := range allSystems() {
 			if x.name == c.sys {
 				s = x
@@ -45,10 +46,10 @@ func crossCheck(ctx context.Context, e *env, o Options, blocked, forward []loadg
 				continue
 			}
 			sp = p
-			defer p.stop()
-			if _, err := e.lab.firstAnswer(ctx, p, s.target, blocked[0].Name, rcodeNXDomain, 60*time.Second); err != nil {
+			defer p.Stop()
+			if _, err := e.firstAnswer(ctx, p, s.target, blocked[0].Name, lab.RcodeNXDomain, 60*time.Second); err != nil {
 				cc.Why = err.Error()
-				p.stop()
+				p.Stop()
 				continue
 			}
 		}
@@ -64,21 +65,21 @@ func crossCheck(ctx context.Context, e *env, o Options, blocked, forward []loadg
 			"-c", "8", "-q", strconv.Itoa(o.Concurrency), "-T", "1",
 			"-t", strconv.Itoa(max(1, int(o.Timeout.Seconds())))}
 		cc.DnsperfCommand = "dnsperf " + strings.Join(args, " ")
-		p, err := startProc(e.lab.sut, o.ClientCPU, bin, args...)
+		p, err := e.start(o.ClientCPU, bin, args...)
 		if err != nil {
 			cc.Why = err.Error()
 			continue
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(o.Closed + 30*time.Second):
-			p.stop()
+			p.Stop()
 		case <-ctx.Done():
-			p.stop()
+			p.Stop()
 			return out
 		}
 		if sp != nil {
-			sp.stop()
+			sp.Stop()
 		}
 		log := p.Log()
 		cc.DnsperfVersion = firstMatch(log, `(?m)^DNS Performance Testing Tool\s*\n\s*Version\s+(\S+)`)

@@ -9,12 +9,15 @@
 //
 // # Topology
 //
-//	┌─ SUT namespace ───────────────────────────────┐       ┌─ upstream ns ───────────┐
+// The lab is internal/lab's: two namespaces, dnb-SFX-host (the SUT
+// namespace) and dnb-SFX-up, joined by a veth pair, IPv4 only.
+//
+//	┌─ SUT namespace (dnb-SFX-host) ────────────────┐       ┌─ dnb-SFX-up ────────────┐
 //	│ client (loadgen, this process)     core C     │       │ bench/cmd/upstream      │
 //	│ system under test                  core S     │ veth  │ 192.0.2.1:53   core C   │
 //	│   dnstun/ceiling: TUN, 198.19.53.53           ├───────┤ A 192.0.2.80, TTL 0     │
 //	│   flow/dnsmasq/unbound/dnsdist: 198.51.100.53 │       │                         │
-//	│ bn-s 192.0.2.2/24                             │       │ bn-u 192.0.2.1/24       │
+//	│ dt-h 192.0.2.2/24                             │       │ dt-u 192.0.2.1/24       │
 //	└───────────────────────────────────────────────┘       └─────────────────────────┘
 //
 // The client runs in the same namespace as the system under test and

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/bench/loadgen"
+	"github.com/dnstun/dnstun/internal/lab"
 )
 
 // SystemNames lists every system in the order they are measured.
@@ -89,12 +90,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 
 	progress("building namespaces; client and upstream on cpu %d, system under test on cpu %d", o.ClientCPU, o.SUTCPU)
-	l, err := newLab(ctx, bins["upstream"], cpus{client: o.ClientCPU, sut: o.SUTCPU})
+	e.cpus = cpus{client: o.ClientCPU, sut: o.SUTCPU}
+	l, upstream, err := newLab(ctx, bins["upstream"], e.cpus)
 	if err != nil {
 		return nil, err
 	}
-	defer l.close()
-	e.lab = l
+	defer l.Close()
+	e.lab, e.upstream = l, upstream
 
 	var systems []*system
 	for _, s := range allSystems() {
@@ -179,18 +181,18 @@ func buildBins(ctx context.Context, o Options, dir string, progress func(string,
 // phases, stop; then the start-up and RSS measurement with the big list.
 func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forward []loadgen.Query, progress func(string, ...any)) (*RepResult, error) {
 	rr := &RepResult{Phases: map[string]*PhaseResult{}}
-	var p *proc
-	pid := e.lab.upstream.pid() // direct: the responder does the work
+	var p *lab.Proc
+	pid := e.upstream.Pid() // direct: the responder does the work
 	if s.start != nil {
 		var err error
 		if p, err = s.start(e, o.ListSize); err != nil {
 			return nil, err
 		}
-		defer p.stop()
-		if rr.Start, err = e.lab.firstAnswer(ctx, p, s.target, blocked[0].Name, rcodeNXDomain, 60*time.Second); err != nil {
+		defer p.Stop()
+		if rr.Start, err = e.firstAnswer(ctx, p, s.target, blocked[0].Name, lab.RcodeNXDomain, 60*time.Second); err != nil {
 			return nil, fmt.Errorf("start: %w\n%s", err, p.Log())
 		}
-		pid = p.pid()
+		pid = p.Pid()
 		if err := checkPinned(pid, o.SUTCPU); err != nil {
 			return nil, err
 		}
@@ -238,21 +240,21 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  cpu/q %6v  core/q %6v",
 			ph, pr.QPS, pr.Lost, pr.Latency.P50.Round(time.Microsecond/10), pr.Latency.P99.Round(time.Microsecond/10),
 			pr.CPUPerQuery, pr.CorePerQuery)
-		if p != nil && p.exited() {
-			return nil, fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.err(), p.Log())
+		if p != nil && p.Exited() {
+			return nil, fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.Err(), p.Log())
 		}
 	}
 	if p != nil {
-		rr.RSS, rr.HWM = memKiB(p.pid())
-		p.stop()
+		rr.RSS, rr.HWM = memKiB(p.Pid())
+		p.Stop()
 	}
 	if s.start != nil && o.BigListSize > 0 && s.blocks {
 		bp, err := s.start(e, o.BigListSize)
 		if err != nil {
 			return nil, err
 		}
-		defer bp.stop()
-		if rr.StartBig, err = e.lab.firstAnswer(ctx, bp, s.target, blocked[0].Name, rcodeNXDomain, 120*time.Second); err != nil {
+		defer bp.Stop()
+		if rr.StartBig, err = e.firstAnswer(ctx, bp, s.target, blocked[0].Name, lab.RcodeNXDomain, 120*time.Second); err != nil {
 			return nil, fmt.Errorf("start with %d names: %w\n%s", o.BigListSize, err, bp.Log())
 		}
 		// Settle, then answer a few queries: RSS of a serving process.
@@ -261,17 +263,17 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 			return nil, err
 		}
 		time.Sleep(500 * time.Millisecond)
-		rr.RSSBig, rr.HWMBig = memKiB(bp.pid())
+		rr.RSSBig, rr.HWMBig = memKiB(bp.Pid())
 		progress("  start-up with %d names %v, RSS %d MiB (with %d names: start %v, RSS %d MiB)",
 			o.BigListSize, rr.StartBig.Round(time.Millisecond), rr.RSSBig/1024, o.ListSize, rr.Start.Round(time.Millisecond), rr.RSS/1024)
 		if s.reloads {
-			if rr.ReloadPeak, rr.Reload, err = e.lab.measureReload(ctx, bp, s.target, e.lists[o.BigListSize][fmtPlain], reloadReps); err != nil {
+			if rr.ReloadPeak, rr.Reload, err = e.measureReload(ctx, bp, s.target, e.lists[o.BigListSize][fmtPlain], reloadReps); err != nil {
 				return nil, fmt.Errorf("reload with %d names: %w\n%s", o.BigListSize, err, bp.Log())
 			}
 			progress("  reload of %d names: %v, peak RSS %d MiB (%.2fx the steady %d MiB)", o.BigListSize,
 				rr.Reload.Round(time.Millisecond), rr.ReloadPeak/1024, float64(rr.ReloadPeak)/float64(rr.RSSBig), rr.RSSBig/1024)
 		}
-		bp.stop()
+		bp.Stop()
 	}
 	return rr, nil
 }
@@ -285,7 +287,7 @@ func load(ctx context.Context, e *env, s *system, o Options, qs []loadgen.Query,
 		Mode:     mode,
 		Duration: d,
 		Timeout:  o.Timeout,
-		Dial:     e.lab.dial,
+		Dial:     e.lab.Host.Dial,
 	}
 	if mode == loadgen.ClosedLoop {
 		cfg.Concurrency = o.Concurrency

@@ -5,14 +5,12 @@ package e2e_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/dnstun/dnstun/bench/chart"
 	"github.com/dnstun/dnstun/bench/e2e"
 	"github.com/dnstun/dnstun/internal/privtest"
 )
@@ -94,11 +92,6 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("markdown lacks %q", want)
 		}
 	}
-	png := filepath.Join(t.TempDir(), "chart.png")
-	if err := chart.Write(rep, png); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
-		t.Errorf("chart: %v %v", st, err)
-	}
+	// The chart is drawn by the bench/chart module from results.json; its
+	// own tests draw the committed one.
 }

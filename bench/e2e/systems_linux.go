@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/dnstun/dnstun/internal/lab"
 )
 
 // system is one system under test.
@@ -22,21 +26,84 @@ type system struct {
 	// avail returns why the system cannot run here, or "".
 	avail func(e *env) string
 	// start starts it with the block list of n names; nil for direct.
-	start func(e *env, n int) (*proc, error)
+	start func(e *env, n int) (*lab.Proc, error)
 	// reloads: SIGHUP re-reads the block list (measured for dnstun).
 	reloads bool
 	// version describes the build under test.
 	version func(e *env) string
 }
 
+// Addresses of the lab (internal/lab: documentation and benchmarking
+// ranges only).
+var (
+	upstreamAddr = lab.Upstream4 // bench/cmd/upstream, in the upstream namespace
+	localAddr    = lab.Loopback4 // socket resolvers, on the SUT namespace's loopback
+	tunResolver  = lab.Resolver4 // dnstun's and the ceiling's TUN
+)
+
+// cpus says where the client (and the upstream) and the system under test
+// run; -1 means not pinned.
+type cpus struct{ client, sut int }
+
 // env is what systems need to start.
 type env struct {
-	lab       *lab
+	// lab is the two namespaces: the system under test and the client
+	// run in lab.Host (the SUT namespace), the upstream in lab.Up.
+	lab       *lab.Lab
+	upstream  *lab.Proc // bench/cmd/upstream on upstreamAddr
+	cpus      cpus
 	dir       string
 	moduleDir string
 	bins      map[string]string // dnstun, ceiling, upstream
 	// lists[n][format] is the path of the list of n names in format.
 	lists map[int]map[listFormat]string
+}
+
+// newLab builds the namespaces (no IPv6, no default route: the SUT
+// namespace reaches only the veth's 192.0.2.0/24 and its own loopback) and
+// starts the upstream responder on the client's core.
+func newLab(ctx context.Context, upstreamBin string, c cpus) (_ *lab.Lab, _ *lab.Proc, err error) {
+	l, err := lab.New(lab.Config{Prefix: "dnb", HostLoopback: []netip.Addr{localAddr.Addr()}})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	upstream, err := l.Start(l.Up, lab.Cmd{Args: []string{upstreamBin, "-listen", upstreamAddr.String()}, CPUs: cpuList(c.client), LogLimit: logLimit})
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &env{lab: l}
+	if _, err = e.firstAnswer(ctx, upstream, upstreamAddr, "ready.allowed.example", lab.RcodeNoError, 10*time.Second); err != nil {
+		return nil, nil, fmt.Errorf("upstream responder: %w\n%s", err, upstream.Log())
+	}
+	return l, upstream, nil
+}
+
+// logLimit is how much of each process's output is kept.
+const logLimit = 1 << 20
+
+// cpuList is cpu for taskset, "" for -1 (not pinned).
+func cpuList(cpu int) string {
+	if cpu < 0 {
+		return ""
+	}
+	return strconv.Itoa(cpu)
+}
+
+// start runs bin in the SUT namespace, pinned to cpu (-1: not pinned).
+func (e *env) start(cpu int, bin string, args ...string) (*lab.Proc, error) {
+	return e.lab.Start(e.lab.Host, lab.Cmd{Args: append([]string{bin}, args...), CPUs: cpuList(cpu), LogLimit: logLimit})
+}
+
+// firstAnswer polls target from the SUT namespace for name (type A) until
+// an answer with rcode arrives, and returns the time from p's start (or
+// from the call, p nil) to it; see lab.NS.FirstAnswer.
+func (e *env) firstAnswer(ctx context.Context, p *lab.Proc, target netip.AddrPort, name string, rcode int, limit time.Duration) (time.Duration, error) {
+	return e.lab.Host.FirstAnswer(ctx, lab.Probe{Target: target, Name: name, Rcode: rcode, Limit: limit, Proc: p})
 }
 
 // lookPeer finds a peer's binary in PATH or /usr/sbin.
@@ -88,8 +155,8 @@ func allSystems() []*system {
 			name: "dnstun", label: "dnstun, packet path (TUN)", target: tunResolver,
 			blocks: true, fwd: true, reloads: true,
 			avail: func(*env) string { return "" },
-			start: func(e *env, n int) (*proc, error) {
-				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["dnstun"], "run",
+			start: func(e *env, n int) (*lab.Proc, error) {
+				return e.start(e.cpus.sut, e.bins["dnstun"], "run",
 					"--upstream", upstreamAddr.String(),
 					"--blocklist", e.lists[n][fmtPlain],
 					"--resolver", tunResolver.Addr().String(),
@@ -107,8 +174,8 @@ func allSystems() []*system {
 				}
 				return ""
 			},
-			start: func(e *env, n int) (*proc, error) {
-				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["dnstun"], "run",
+			start: func(e *env, n int) (*lab.Proc, error) {
+				return e.start(e.cpus.sut, e.bins["dnstun"], "run",
 					"--mode", "flow", "--listen", localAddr.String(),
 					"--upstream", upstreamAddr.String(),
 					"--blocklist", e.lists[n][fmtPlain],
@@ -121,7 +188,7 @@ func allSystems() []*system {
 			name: "dnsmasq", label: "dnsmasq (address=/d/, cache-size=0)", target: localAddr,
 			blocks: true, fwd: true,
 			avail: peerAvail("dnsmasq", "dnsmasq-base"),
-			start: func(e *env, n int) (*proc, error) {
+			start: func(e *env, n int) (*lab.Proc, error) {
 				conf := filepath.Join(e.dir, "dnsmasq-"+strconv.Itoa(n)+".conf")
 				err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder, no cache
 no-resolv
@@ -142,7 +209,7 @@ conf-file=%s
 				if err != nil {
 					return nil, err
 				}
-				return startProc(e.lab.sut, e.lab.cpus.sut, lookPeer("dnsmasq"), "--keep-in-foreground", "--conf-file="+conf)
+				return e.start(e.cpus.sut, lookPeer("dnsmasq"), "--keep-in-foreground", "--conf-file="+conf)
 			},
 			version: func(*env) string { return firstLine(lookPeer("dnsmasq"), "--version") },
 		},
@@ -150,7 +217,7 @@ conf-file=%s
 			name: "unbound", label: "unbound (local-zone always_nxdomain, forward-zone)", target: localAddr,
 			blocks: true, fwd: true,
 			avail: peerAvail("unbound", "unbound"),
-			start: func(e *env, n int) (*proc, error) {
+			start: func(e *env, n int) (*lab.Proc, error) {
 				conf := filepath.Join(e.dir, "unbound-"+strconv.Itoa(n)+".conf")
 				err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder; caches minimal, upstream TTL 0
 server:
@@ -189,7 +256,7 @@ forward-zone:
 				if err != nil {
 					return nil, err
 				}
-				return startProc(e.lab.sut, e.lab.cpus.sut, lookPeer("unbound"), "-d", "-c", conf)
+				return e.start(e.cpus.sut, lookPeer("unbound"), "-d", "-c", conf)
 			},
 			version: func(*env) string {
 				for _, l := range strings.Split(firstLineAll(lookPeer("unbound"), "-V"), "\n") {
@@ -204,7 +271,7 @@ forward-zone:
 			name: "dnsdist", label: "dnsdist (SuffixMatchNodeRule + RCodeAction, no packet cache)", target: localAddr,
 			blocks: true, fwd: true,
 			avail: peerAvail("dnsdist", "dnsdist"),
-			start: func(e *env, n int) (*proc, error) {
+			start: func(e *env, n int) (*lab.Proc, error) {
 				conf := filepath.Join(e.dir, "dnsdist-"+strconv.Itoa(n)+".lua")
 				err := os.WriteFile(conf, []byte(fmt.Sprintf(`-- dnstun benchmark: blocking forwarder, no packet cache
 setSecurityPollSuffix("")
@@ -219,7 +286,7 @@ addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
 				if err != nil {
 					return nil, err
 				}
-				return startProc(e.lab.sut, e.lab.cpus.sut, lookPeer("dnsdist"), "--supervised", "--disable-syslog", "-C", conf)
+				return e.start(e.cpus.sut, lookPeer("dnsdist"), "--supervised", "--disable-syslog", "-C", conf)
 			},
 			version: func(*env) string { return firstLine(lookPeer("dnsdist"), "--version") },
 		},
@@ -227,8 +294,8 @@ addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
 			name: "ceiling", label: "ceiling (TUN, NXDOMAIN in place, nothing else)", target: tunResolver,
 			blocks: true,
 			avail:  func(*env) string { return "" },
-			start: func(e *env, n int) (*proc, error) {
-				return startProc(e.lab.sut, e.lab.cpus.sut, e.bins["ceiling"], "-resolver", tunResolver.Addr().String())
+			start: func(e *env, n int) (*lab.Proc, error) {
+				return e.start(e.cpus.sut, e.bins["ceiling"], "-resolver", tunResolver.Addr().String())
 			},
 			version: func(*env) string { return "bench/cmd/ceiling" },
 		},

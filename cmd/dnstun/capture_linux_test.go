@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/lab"
 	"github.com/dnstun/dnstun/internal/privtest"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -26,31 +27,31 @@ type syscallRawConn = syscall.RawConn
 
 // captureLab builds the lab without starting dnstun; the state directory
 // and the resolv.conf dnstun reads live in the lab's folder.
-func captureLab(t *testing.T) *lab {
+func captureLab(t *testing.T) *demoLab {
 	t.Helper()
 	privtest.RequirePriv(t)
-	l, err := newLab("dnstun-cap")
+	l, err := newDemoLab("dnstun-cap")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l.close)
-	if err := os.WriteFile(filepath.Join(l.dir, "resolv.conf"), []byte("nameserver "+labOffLink4.Addr().String()+"\nnameserver 127.0.0.53\n"), 0o644); err != nil {
+	t.Cleanup(l.Close)
+	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+labOffLink4.Addr().String()+"\nnameserver 127.0.0.53\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-func (l *lab) stateDir() string { return filepath.Join(l.dir, "state") }
+func (l *demoLab) stateDir() string { return filepath.Join(l.Dir, "state") }
 
 // startCapture runs `dnstun run --capture` in the lab and waits until the
 // steering is in place.
-func startCapture(t *testing.T, l *lab, args ...string) {
+func startCapture(t *testing.T, l *demoLab, args ...string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.dir, "resolv.conf"), "--log-level", "info"}, args...)
+	full := append([]string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.Dir, "resolv.conf"), "--log-level", "info"}, args...)
 	lists := map[string]string{"list.txt": demoBlocklist}
 	if slices.Contains(args, "--config") {
 		lists = nil // the file names its lists; a --blocklist flag would override them
@@ -70,7 +71,7 @@ func startCapture(t *testing.T, l *lab, args ...string) {
 // snapshot is the host namespace's routing and filtering state: rules,
 // routes of every table, the nftables ruleset and the per-device and
 // global sysctls of net.ipv4/ipv6.conf.
-func snapshot(t *testing.T, l *lab) string {
+func snapshot(t *testing.T, l *demoLab) string {
 	t.Helper()
 	var b strings.Builder
 	for _, c := range [][]string{
@@ -86,7 +87,7 @@ func snapshot(t *testing.T, l *lab) string {
 				continue
 			}
 		}
-		out, err := l.host.Command(context.Background(), c[0], c[1:]...).Output()
+		out, err := l.Host.Command(context.Background(), c[0], c[1:]...).Output()
 		if err != nil {
 			t.Fatalf("%v: %v", c, err)
 		}
@@ -110,13 +111,9 @@ func sameSnapshot(t *testing.T, when, before, after string) {
 }
 
 // ask queries server from the host namespace, over udp or tcp.
-func ask(t *testing.T, l *lab, network string, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
+func ask(t *testing.T, l *demoLab, network string, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
 	t.Helper()
-	var c net.Conn
-	err := l.host.Do(func() (err error) {
-		c, err = net.Dial(network, server.String())
-		return err
-	})
+	c, err := l.Host.Dial(network, server.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +192,7 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Fatalf("not captured before the kill: %s", got)
 	}
-	l.proc.Process.Kill()
-	<-l.exited
-	l.proc = nil
+	l.dnstun.Kill()
 	start := time.Now()
 	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
 		t.Errorf("right after kill -9: %s, want the upstream's own answer", got)
@@ -207,7 +202,7 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 	}
 	t.Logf("DNS answered directly %v after kill -9, before any cleanup", time.Since(start))
 	exe, _ := os.Executable()
-	cmd := l.host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
+	cmd := l.Host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -224,7 +219,7 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 		t.Errorf("after restart: %s", got)
 	}
 	// A running instance holds the lock: cleanup refuses.
-	cmd = l.host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
+	cmd = l.Host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "another dnstun instance") {
 		t.Errorf("cleanup next to a live instance: %v\n%s", err, out)
@@ -234,12 +229,12 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 func TestCaptureRuleDeletedFromOutsideIsRestored(t *testing.T) {
 	l := captureLab(t)
 	startCapture(t, l)
-	if err := l.host.IP("-4", "rule", "del", "pref", "5101"); err != nil {
+	if err := l.Host.IP("-4", "rule", "del", "pref", "5101"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Second)
 	for {
-		out, _ := l.host.Command(context.Background(), "ip", "-4", "rule", "show", "pref", "5101").Output()
+		out, _ := l.Host.Command(context.Background(), "ip", "-4", "rule", "show", "pref", "5101").Output()
 		if strings.Contains(string(out), "lookup 53053") {
 			break
 		}
@@ -255,8 +250,8 @@ func TestCaptureRuleDeletedFromOutsideIsRestored(t *testing.T) {
 
 func TestCaptureWithStrictReversePathFilter(t *testing.T) {
 	l := captureLab(t)
-	for _, k := range []string{"net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1", "net.ipv4.conf.dt-h.rp_filter=1"} {
-		if out, err := l.host.Command(context.Background(), "sysctl", "-w", k).CombinedOutput(); err != nil {
+	for _, k := range []string{"net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1", "net.ipv4.conf." + lab.HostIf + ".rp_filter=1"} {
+		if out, err := l.Host.Command(context.Background(), "sysctl", "-w", k).CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v %s", k, err, out)
 		}
 	}
@@ -269,14 +264,14 @@ func TestCaptureWithStrictReversePathFilter(t *testing.T) {
 	}
 }
 
-// askUnicastIf sends a query from a socket pinned to dt-h with
+// askUnicastIf sends a query from a socket pinned to lab.HostIf with
 // IP_UNICAST_IF, as systemd-resolved's per-link sockets are: policy rules
 // cannot see such sockets; only the nftables table catches them.
-func askUnicastIf(t *testing.T, l *lab, name string) string {
+func askUnicastIf(t *testing.T, l *demoLab, name string) string {
 	t.Helper()
 	var c net.Conn
-	err := l.host.Do(func() error {
-		ifi, err := net.InterfaceByName("dt-h")
+	err := l.Host.Do(func() error {
+		ifi, err := net.InterfaceByName(lab.HostIf)
 		if err != nil {
 			return err
 		}
@@ -340,7 +335,7 @@ func TestCaptureFollowsResolverAndRouteChanges(t *testing.T) {
 	if got := answerText(ask(t, l, "udp", labResolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.offlink4.QueriesFor("mail.example.com") != 1 {
 		t.Fatalf("before: %s, off-link server saw %d", got, l.offlink4.QueriesFor("mail.example.com"))
 	}
-	if err := os.WriteFile(filepath.Join(l.dir, "resolv.conf"), []byte("nameserver "+labPrimary.Addr().String()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+labPrimary.Addr().String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -354,10 +349,10 @@ func TestCaptureFollowsResolverAndRouteChanges(t *testing.T) {
 		t.Errorf("after: %s, the new resolver saw %d", got, l.primary.QueriesFor("mail.example.com"))
 	}
 	// A new default route: steering does not depend on it.
-	if err := l.host.IP("route", "replace", "default", "via", labPrimary.Addr().String(), "dev", "dt-h", "metric", "7"); err != nil {
+	if err := l.Host.IP("route", "replace", "default", "via", labPrimary.Addr().String(), "dev", lab.HostIf, "metric", "7"); err != nil {
 		t.Fatal(err)
 	}
-	l.host.IP("route", "del", "default", "via", labPrimary.Addr().String(), "dev", "dt-h", "metric", "0")
+	l.Host.IP("route", "del", "default", "via", labPrimary.Addr().String(), "dev", lab.HostIf, "metric", "0")
 	if got := answerText(ask(t, l, "udp", labOffLink4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("after the default route changed: %s", got)
 	}

@@ -8,26 +8,189 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/lab"
 	"github.com/miekg/dns"
 )
 
 //go:embed demo-blocklist.txt
 var demoBlocklist string
 
+// The demo runs in the lab of internal/lab, set up with IPv6, default
+// routes and four in-process upstream servers:
+//
+//	┌─ host ──────────────────────────────┐        ┌─ upstream ──────────────────────────┐
+//	│ dnstun run (subprocess), dnstun0:   │        │ on-link (the gateway, dt-u):        │
+//	│   198.19.53.53, fd64:6e73:7475::53  │  veth  │   primary   192.0.2.1:53 udp        │
+//	│ clients (miekg, Go, glibc, dig)     ├────────┤   secondary [2001:db8:53::1]:53     │
+//	│ dt-h 192.0.2.2/24 2001:db8:53::2/64 │        │ off-link (on lo, routed via dt-u):  │
+//	│ default via 192.0.2.1 / ...53::1    │        │   198.51.100.53 udp+tcp,            │
+//	└─────────────────────────────────────┘        │   [2001:db8:5353::53] udp           │
+//	                                               └─────────────────────────────────────┘
+//
+// All servers are miekg/dns (internal/dnstest) answering labZone; each
+// counts what it saw. The tests in this package use the same lab.
+var (
+	labPrimary   = lab.Upstream4
+	labSecondary = lab.Upstream6
+	labResolver4 = lab.Resolver4
+	labResolver6 = lab.Resolver6
+	labOffLink4  = lab.Loopback4
+	labOffLink6  = lab.Loopback6
+)
+
+// labUpstreamArgs point dnstun at the lab's on-link servers.
+var labUpstreamArgs = []string{"--upstream", labPrimary.String(), "--upstream", labSecondary.String()}
+
+// labZone is what the upstream servers hold; other names are NXDOMAIN.
+var labZone = []string{
+	"www.example.com. 300 IN A 192.0.2.80",
+	"www.example.com. 300 IN AAAA 2001:db8::80",
+	"mail.example.com. 300 IN A 192.0.2.25",
+	"example.com. 300 IN TXT \"dnstun demo zone\"",
+	"ready.example.com. 0 IN A 192.0.2.1",
+	"ads.doubleclick.net. 300 IN A 192.0.2.66",
+	"pixel.tracker.example. 300 IN A 192.0.2.66",
+	"ads.example.com. 300 IN A 192.0.2.66",
+	"cdn.ads.example.com. 300 IN A 192.0.2.67",
+}
+
+// demoLab is the lab with the demo's servers and the dnstun it runs.
+type demoLab struct {
+	*lab.Lab
+	primary   *dnstest.Server
+	secondary *dnstest.Server
+	offlink4  *dnstest.Server
+	offlink6  *dnstest.Server
+	tcp       *dnstest.Server // TCP on the off-link IPv4 address
+	dnstun    *lab.Proc       // the latest `dnstun run`; nil before the first
+}
+
+// newDemoLab builds the namespaces (named PREFIX-SFX-host and -up) and
+// starts the upstream servers. On error, everything built so far is
+// removed; otherwise Close removes it.
+func newDemoLab(prefix string) (_ *demoLab, err error) {
+	l, err := lab.New(lab.Config{Prefix: prefix, IPv6: true, DefaultRoute: true,
+		UpLoopback: []netip.Addr{labOffLink4.Addr(), labOffLink6.Addr()}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	d := &demoLab{Lab: l}
+	zone, err := dnstest.ParseZone(labZone...)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range []struct {
+		network string
+		addr    netip.AddrPort
+		srv     **dnstest.Server
+	}{
+		{"udp", labPrimary, &d.primary}, {"udp", labSecondary, &d.secondary},
+		{"udp", labOffLink4, &d.offlink4}, {"udp", labOffLink6, &d.offlink6},
+		{"tcp", labOffLink4, &d.tcp},
+	} {
+		if *s.srv, err = l.Serve(l.Up, s.network, s.addr, zone); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// startDnstun runs `dnstun run` inside the host namespace as a subprocess
+// and waits until its virtual resolver answers. exe is the command prefix
+// that runs dnstun (the binary, or a test binary that behaves as dnstun),
+// env its extra environment, lists the block lists to write into the lab's
+// folder and pass with --blocklist.
+func (l *demoLab) startDnstun(ctx context.Context, exe []string, env []string, lists map[string]string, args ...string) error {
+	full := append([]string{}, exe...)
+	full = append(full, "run")
+	for _, name := range slices.Sorted(maps.Keys(lists)) {
+		p := filepath.Join(l.Dir, name)
+		if err := os.WriteFile(p, []byte(lists[name]), 0o644); err != nil {
+			return err
+		}
+		full = append(full, "--blocklist", p)
+	}
+	// Each run gets its own control socket and persisted state, in the
+	// lab's folder: never the machine's /run/dnstun or /var/lib/dnstun.
+	if !slices.Contains(args, "--control") {
+		full = append(full, "--control", l.controlPath())
+	}
+	if !slices.Contains(args, "--state-file") {
+		full = append(full, "--state-file", filepath.Join(l.Dir, "state.json"))
+	}
+	full = append(full, args...)
+	p, err := l.Start(l.Host, lab.Cmd{Args: full, Env: env})
+	if err != nil {
+		return fmt.Errorf("start dnstun: %w", err)
+	}
+	l.dnstun = p
+	// Ready when the virtual resolver answers; one query at a time, each
+	// given 200 ms, so that few probes are still in flight afterwards.
+	if _, err := l.Host.FirstAnswer(ctx, lab.Probe{Target: labResolver4, Name: "ready.example.com",
+		Limit: 15 * time.Second, Every: 200 * time.Millisecond, Proc: p}); err != nil {
+		return fmt.Errorf("dnstun: %w\n%s", err, p.Log())
+	}
+	return nil
+}
+
+// controlPath is the control socket of dnstun in the lab.
+func (l *demoLab) controlPath() string { return filepath.Join(l.Dir, "control.sock") }
+
+// Log returns what the latest dnstun printed so far.
+func (l *demoLab) Log() string {
+	if l.dnstun == nil {
+		return ""
+	}
+	return l.dnstun.Log()
+}
+
+// stopDnstun sends SIGTERM to dnstun (by PID) and waits for it to exit,
+// killing it after 5 s. It returns its exit error.
+func (l *demoLab) stopDnstun() error {
+	if l.dnstun == nil {
+		return nil
+	}
+	return l.dnstun.Stop()
+}
+
+// query sends one query from the host namespace with miekg/dns.
+func (l *demoLab) query(server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (*dns.Msg, time.Duration, error) {
+	c, err := l.Host.Dial("udp", server.String())
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	cl := &dns.Client{Timeout: timeout}
+	r, rtt, err := cl.ExchangeWithConn(m, &dns.Conn{Conn: c})
+	return r, rtt, err
+}
+
 // demoStep is one query of the demo.
 type demoStep struct {
 	name     string
 	qtype    uint16
 	via      string // "v4" or "v6" resolver address
-	before   func(l *lab)
+	before   func(l *demoLab)
+	note     string // what before does
 	expected string
 }
 
@@ -43,7 +206,21 @@ var demoSteps = []demoStep{
 	{name: "printer.lan", qtype: dns.TypeAAAA, via: "v6", expected: "local"},
 	{name: "nonexistent.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded"},
 	{name: "mail.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded",
-		before: func(l *lab) { l.primary.Close() }},
+		before: func(l *demoLab) { l.primary.Close() }, note: "primary upstream stopped first"},
+}
+
+// demoRow is one row of the demo's table: a query and what happened to it.
+type demoRow struct {
+	Name     string
+	Type     uint16
+	Resolver netip.AddrPort
+	Expected string        // the decision the demo expects
+	Decision string        // forwarded, blocked, local, or "no answer"
+	Upstream string        // primary or secondary for a forwarded query, else "-"
+	Rcode    int           // the answer's rcode; -1 without an answer
+	Answer   string        // answerText of the answer, or "error: ..."
+	RTT      time.Duration // the client's round trip
+	Note     string
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
@@ -65,61 +242,66 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runDemo(ctx, []string{exe}, nil, stdout)
+	_, err = runDemo(ctx, []string{exe}, nil, stdout)
+	return err
 }
 
-// runDemo builds the lab, runs dnstun in it, sends demoSteps and prints
-// the table. Everything is removed when it returns, also on error or
-// Ctrl-C (ctx).
-func runDemo(ctx context.Context, exe, env []string, out io.Writer) error {
+// runDemo builds the lab, runs dnstun in it, sends demoSteps, prints the
+// table and returns its rows (those done so far, also with an error).
+// Everything is removed when it returns, also on error or Ctrl-C (ctx).
+func runDemo(ctx context.Context, exe, env []string, out io.Writer) (rows []demoRow, err error) {
 	fmt.Fprintln(out, "dnstun demo: building two network namespaces (host, upstream) joined by a veth pair ...")
-	l, err := newLab("dnstun-demo")
+	l, err := newDemoLab("dnstun-demo")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
-		l.close()
+		l.Close()
 		fmt.Fprintln(out, "dnstun demo: namespaces, TUN and processes removed.")
 	}()
-	fmt.Fprintf(out, "dnstun demo: upstream DNS servers %v (primary) and %v (secondary) in %s\n", labPrimary, labSecondary, l.up.Name)
-	fmt.Fprintf(out, "dnstun demo: starting `dnstun run` in %s with the bundled block list ...\n", l.host.Name)
+	fmt.Fprintf(out, "dnstun demo: upstream DNS servers %v (primary) and %v (secondary) in %s\n", labPrimary, labSecondary, l.Up.Name)
+	fmt.Fprintf(out, "dnstun demo: starting `dnstun run` in %s with the bundled block list ...\n", l.Host.Name)
 	args := append([]string{"--upstream-timeout", "1s", "--timeout", "3s", "--log-level", "warn"}, labUpstreamArgs...)
 	if err := l.startDnstun(ctx, exe, env, map[string]string{"demo-blocklist.txt": demoBlocklist}, args...); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Fprintf(out, "dnstun demo: dnstun serves %v and %v on its TUN; querying them from %s\n\n", labResolver4.Addr(), labResolver6.Addr(), l.host.Name)
-	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tRESOLVER\tDECISION\tUPSTREAM\tANSWER\tLATENCY\tNOTE")
-	var failures []string
+	fmt.Fprintf(out, "dnstun demo: dnstun serves %v and %v on its TUN; querying them from %s\n\n", labResolver4.Addr(), labResolver6.Addr(), l.Host.Name)
 	for _, st := range demoSteps {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return rows, ctx.Err()
 		}
-		note := ""
 		if st.before != nil {
 			st.before(l)
-			note = "primary upstream stopped first"
 		}
-		res, decision, upstream, rtt, err := l.observe(st.name, st.qtype, st.via)
-		answer := answerText(res)
-		if err != nil {
-			answer = "error: " + err.Error()
-		}
-		if decision != st.expected {
-			failures = append(failures, fmt.Sprintf("%s %s: %s, expected %s", st.name, dns.TypeToString[st.qtype], decision, st.expected))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.name, dns.TypeToString[st.qtype], resolverFor(st.via).Addr(), decision, upstream, answer, rtt.Round(10*time.Microsecond), note)
+		rows = append(rows, l.observe(st))
 	}
-	tw.Flush()
+	printDemoTable(out, rows)
 	fmt.Fprintln(out)
 	if err := l.stopDnstun(); err != nil {
-		return fmt.Errorf("dnstun did not stop cleanly: %v\n%s", err, l.Log())
+		return rows, fmt.Errorf("dnstun did not stop cleanly: %v\n%s", err, l.Log())
+	}
+	var failures []string
+	for _, r := range rows {
+		if r.Decision != r.Expected {
+			failures = append(failures, fmt.Sprintf("%s %s: %s, expected %s", r.Name, dns.TypeToString[r.Type], r.Decision, r.Expected))
+		}
 	}
 	if len(failures) > 0 {
-		return fmt.Errorf("unexpected decisions:\n  %s\ndnstun's log:\n%s", strings.Join(failures, "\n  "), l.Log())
+		return rows, fmt.Errorf("unexpected decisions:\n  %s\ndnstun's log:\n%s", strings.Join(failures, "\n  "), l.Log())
 	}
 	fmt.Fprintln(out, "dnstun demo: every query got the expected decision; dnstun stopped cleanly on SIGTERM.")
-	return nil
+	return rows, nil
+}
+
+// printDemoTable prints rows as an aligned table, one line per row, with
+// the columns NAME TYPE RESOLVER DECISION UPSTREAM ANSWER LATENCY NOTE.
+func printDemoTable(out io.Writer, rows []demoRow) {
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tRESOLVER\tDECISION\tUPSTREAM\tANSWER\tLATENCY\tNOTE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dns.TypeToString[r.Type], r.Resolver.Addr(), r.Decision, r.Upstream, r.Answer, r.RTT.Round(10*time.Microsecond), r.Note)
+	}
+	tw.Flush()
 }
 
 func resolverFor(via string) netip.AddrPort {
@@ -129,26 +311,31 @@ func resolverFor(via string) netip.AddrPort {
 	return labResolver4
 }
 
-// observe sends one query and names the decision from what the upstream
+// observe sends st's query and names the decision from what the upstream
 // servers saw: a query they saw was forwarded (and which one answered);
 // one they did not see was blocked or answered locally by dnstun.
-func (l *lab) observe(name string, qtype uint16, via string) (*dns.Msg, string, string, time.Duration, error) {
-	p0, s0 := l.primary.QueriesFor(name), l.secondary.QueriesFor(name)
-	res, rtt, err := l.query(resolverFor(via), name, qtype, 5*time.Second)
+func (l *demoLab) observe(st demoStep) demoRow {
+	r := demoRow{Name: st.name, Type: st.qtype, Resolver: resolverFor(st.via), Expected: st.expected, Upstream: "-", Rcode: -1, Note: st.note}
+	p0, s0 := l.primary.QueriesFor(st.name), l.secondary.QueriesFor(st.name)
+	res, rtt, err := l.query(r.Resolver, st.name, st.qtype, 5*time.Second)
+	r.RTT = rtt
 	if err != nil {
-		return nil, "no answer", "", rtt, err
+		r.Decision, r.Answer = "no answer", "error: "+err.Error()
+		return r
 	}
-	p1, s1 := l.primary.QueriesFor(name), l.secondary.QueriesFor(name)
+	r.Rcode, r.Answer = res.Rcode, answerText(res)
+	p1, s1 := l.primary.QueriesFor(st.name), l.secondary.QueriesFor(st.name)
 	switch {
 	case s1 > s0:
-		return res, "forwarded", "secondary", rtt, nil
+		r.Decision, r.Upstream = "forwarded", "secondary"
 	case p1 > p0:
-		return res, "forwarded", "primary", rtt, nil
+		r.Decision, r.Upstream = "forwarded", "primary"
 	case res.Rcode == dns.RcodeSuccess && len(res.Answer) > 0 && !isNullAnswer(res):
-		return res, "local", "-", rtt, nil
+		r.Decision = "local"
 	default:
-		return res, "blocked", "-", rtt, nil
+		r.Decision = "blocked"
 	}
+	return r
 }
 
 func isNullAnswer(m *dns.Msg) bool {
@@ -165,4 +352,32 @@ func isNullAnswer(m *dns.Msg) bool {
 		}
 	}
 	return true
+}
+
+// answerText renders a response for the table: its rcode when not
+// NOERROR, else its records (addresses, quoted TXT, other types by name).
+func answerText(m *dns.Msg) string {
+	if m == nil {
+		return "-"
+	}
+	if m.Rcode != dns.RcodeSuccess {
+		return dns.RcodeToString[m.Rcode]
+	}
+	var parts []string
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			parts = append(parts, rr.A.String())
+		case *dns.AAAA:
+			parts = append(parts, rr.AAAA.String())
+		case *dns.TXT:
+			parts = append(parts, fmt.Sprintf("%q", strings.Join(rr.Txt, "")))
+		default:
+			parts = append(parts, dns.TypeToString[rr.Header().Rrtype])
+		}
+	}
+	if len(parts) == 0 {
+		return "NOERROR (no records)"
+	}
+	return strings.Join(parts, " ")
 }

@@ -6,7 +6,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -24,14 +27,14 @@ import (
 
 // startLab builds the namespaces and runs the test binary as `dnstun run`
 // in the host namespace with args; everything is removed at the end.
-func startLab(t *testing.T, args ...string) *lab {
+func startLab(t *testing.T, args ...string) *demoLab {
 	t.Helper()
 	privtest.RequirePriv(t)
-	l, err := newLab("dnstun-test")
+	l, err := newDemoLab("dnstun-test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l.close)
+	t.Cleanup(l.Close)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +47,7 @@ func startLab(t *testing.T, args ...string) *lab {
 }
 
 // mustQuery sends one query through dnstun with miekg/dns.
-func mustQuery(t *testing.T, l *lab, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
+func mustQuery(t *testing.T, l *demoLab, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
 	t.Helper()
 	m, _, err := l.query(server, name, qtype, 3*time.Second)
 	if err != nil {
@@ -53,6 +56,10 @@ func mustQuery(t *testing.T, l *lab, server netip.AddrPort, name string, qtype u
 	return m
 }
 
+// TestDemo runs the demo and checks every row it reports against this
+// table: the decision (from what the upstream servers saw), which upstream
+// answered, the rcode and the records; and that the printed table has the
+// same rows in the same order.
 func TestDemo(t *testing.T) {
 	privtest.RequirePriv(t)
 	exe, err := os.Executable()
@@ -60,15 +67,58 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := runDemo(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, &out); err != nil {
-		t.Fatalf("demo: %v\n%s", err, out.String())
+	rows, err := runDemo(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Errorf("demo: %v", err) // and the rows it got, below
 	}
-	for _, want := range []string{"ads.doubleclick.net", "blocked", "local", "secondary", "removed"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+	want := []demoRow{
+		{Name: "www.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.80"},
+		{Name: "www.example.com", Type: dns.TypeAAAA, Resolver: labResolver6, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "2001:db8::80"},
+		{Name: "example.com", Type: dns.TypeTXT, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: `"dnstun demo zone"`},
+		{Name: "ads.doubleclick.net", Type: dns.TypeA, Resolver: labResolver4, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "pixel.tracker.example", Type: dns.TypeAAAA, Resolver: labResolver6, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "ads.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "cdn.ads.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.67"},
+		{Name: "printer.lan", Type: dns.TypeA, Resolver: labResolver4, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "192.0.2.10"},
+		{Name: "printer.lan", Type: dns.TypeAAAA, Resolver: labResolver6, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "2001:db8::10"},
+		{Name: "nonexistent.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "mail.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "secondary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.25"},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("demo reported %d rows, want %d: %+v", len(rows), len(want), rows)
+	}
+	for i, w := range want {
+		g := rows[i]
+		if g.Name != w.Name || g.Type != w.Type || g.Resolver != w.Resolver || g.Decision != w.Decision ||
+			g.Upstream != w.Upstream || g.Rcode != w.Rcode || g.Answer != w.Answer {
+			t.Errorf("row %d: %s %s via %v: %s by %s, %s %q; want %s by %s, %s %q", i+1,
+				g.Name, dns.TypeToString[g.Type], g.Resolver, g.Decision, g.Upstream, dns.RcodeToString[g.Rcode], g.Answer,
+				w.Decision, w.Upstream, dns.RcodeToString[w.Rcode], w.Answer)
+		}
+		if g.Expected != g.Decision {
+			t.Errorf("row %d: the demo expected %s but reported %s without failing", i+1, g.Expected, g.Decision)
 		}
 	}
-	t.Log("\n" + out.String())
+	// The printed table: a header, then one line per row in order, each
+	// starting with the row's name, type, resolver and decision.
+	lines := strings.Split(out.String(), "\n")
+	h := slices.IndexFunc(lines, func(s string) bool { return strings.HasPrefix(s, "NAME ") })
+	if h < 0 || len(lines) < h+1+len(want) {
+		t.Fatalf("no table in the output:\n%s", out.String())
+	}
+	for i, w := range want {
+		f := strings.Fields(lines[h+1+i])
+		if len(f) < 4 || f[0] != w.Name || f[1] != dns.TypeToString[w.Type] || f[2] != w.Resolver.Addr().String() || f[3] != w.Decision {
+			t.Errorf("table line %d: %q, want %s %s %v %s ...", i+1, lines[h+1+i], w.Name, dns.TypeToString[w.Type], w.Resolver.Addr(), w.Decision)
+		}
+	}
+	if next := lines[h+1+len(want)]; next != "" {
+		t.Errorf("table has more lines than rows: %q", next)
+	}
+	if !strings.Contains(out.String(), "namespaces, TUN and processes removed.") {
+		t.Errorf("the demo did not report its clean-up:\n%s", out.String())
+	}
 }
 
 func TestE2EMiekgClientsV4V6(t *testing.T) {
@@ -112,7 +162,7 @@ func TestE2EMiekgClientsV4V6(t *testing.T) {
 func TestE2EGoAndGlibcResolvers(t *testing.T) {
 	l := startLab(t)
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-		return l.dial(labResolver4)
+		return l.Host.Dial("udp", labResolver4.String())
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -129,18 +179,18 @@ func TestE2EGoAndGlibcResolvers(t *testing.T) {
 
 	// glibc through `ip netns exec`, which mounts /etc/netns/NAME/resolv.conf
 	// over /etc/resolv.conf for the command only.
-	dir := "/etc/netns/" + l.host.Name
+	dir := "/etc/netns/" + l.Host.Name
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(dir+"/resolv.conf", []byte("nameserver 198.19.53.53\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := l.host.Command(ctx, "getent", "ahostsv4", "www.example.com").CombinedOutput()
+	out, err := l.Host.Command(ctx, "getent", "ahostsv4", "www.example.com").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "192.0.2.80") {
 		t.Errorf("getent www.example.com: %v %s", err, out)
 	}
-	out, err = l.host.Command(ctx, "getent", "ahostsv4", "ads.doubleclick.net").CombinedOutput()
+	out, err = l.Host.Command(ctx, "getent", "ahostsv4", "ads.doubleclick.net").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Errorf("getent blocked name: %v %s, want exit status 2 (not found)", err, out)
@@ -149,11 +199,11 @@ func TestE2EGoAndGlibcResolvers(t *testing.T) {
 		t.Log("dig not installed (Debian package dnsutils): dig check not run")
 		return
 	}
-	out, err = l.host.Command(ctx, "dig", "+short", "+time=2", "+tries=1", "@fd64:6e73:7475::53", "www.example.com", "AAAA").CombinedOutput()
+	out, err = l.Host.Command(ctx, "dig", "+short", "+time=2", "+tries=1", "@fd64:6e73:7475::53", "www.example.com", "AAAA").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "2001:db8::80" {
 		t.Errorf("dig AAAA: %v %q", err, out)
 	}
-	out, err = l.host.Command(ctx, "dig", "+time=2", "+tries=1", "@198.19.53.53", "pixel.tracker.example").CombinedOutput()
+	out, err = l.Host.Command(ctx, "dig", "+time=2", "+tries=1", "@198.19.53.53", "pixel.tracker.example").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "status: NXDOMAIN") || !strings.Contains(string(out), "EDE: 15 (Blocked)") {
 		t.Errorf("dig blocked: %v\n%s", err, out)
 	}
@@ -224,12 +274,39 @@ func TestE2ESecondUpstreamTakesOver(t *testing.T) {
 }
 
 // TestE2EMalformedPacketsAreDroppedAndCounted writes bad packets into the
-// TUN through the host's stack (garbage DNS over UDP, raw IP packets, a
-// fragmented datagram, TCP) and checks that dnstun keeps serving and counts
-// each kind.
+// TUN through the host's stack (garbage DNS over UDP, a datagram larger
+// than the TUN's MTU, which arrives as IP fragments) and as raw IP packets
+// (a lying UDP length, TCP), and checks through the control socket's stats
+// verb that every counter moved by exactly what was sent: each drop
+// reason by its packets, nothing else, and that dnstun keeps serving.
 func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	l := startLab(t)
-	c, err := l.dial(labResolver4)
+	ctl := client(t, l)
+	stats := func() map[string]uint64 {
+		t.Helper()
+		m, err := ctl.Stats(context.Background())
+		if err != nil {
+			t.Fatalf("stats: %v", err)
+		}
+		delete(m, "pending") // a gauge, not a counter
+		return m
+	}
+	// The datagram of 3000 bytes leaves in fragments of the TUN's MTU
+	// (RFC 791: each but the last carries a multiple of 8 bytes).
+	out, err := l.Host.Command(context.Background(), "ip", "-j", "link", "show", "dnstun0").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []struct{ MTU int }
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 || links[0].MTU < 576 {
+		t.Fatalf("dnstun0's MTU: %v %s", err, out)
+	}
+	const big = 3000
+	perFrag := (links[0].MTU - 20) / 8 * 8
+	frags := uint64((big + 8 + perFrag - 1) / perFrag)
+
+	before := stats()
+	c, err := l.Host.Dial("udp", labResolver4.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +316,10 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	resp := pkttest.Pack(pkttest.Msg(78, "x.example", dns.TypeA))
 	resp[2] |= 0x80 // QR=1: a response sent to a resolver is never answered
 	for _, payload := range [][]byte{
-		{}, {1, 2, 3}, bytes.Repeat([]byte{0xff}, 12), resp, bad,
-		make([]byte, 3000), // more than the MTU: arrives as IP fragments
+		{}, {1, 2, 3}, // short_dns: under the 12-byte header
+		bytes.Repeat([]byte{0xff}, 12), resp, // response: QR=1
+		bad,               // formerr, answered
+		make([]byte, big), // fragment, each one
 	} {
 		if _, err := c.Write(payload); err != nil {
 			t.Fatal(err)
@@ -257,8 +336,8 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	if m.Id != 77 || m.Rcode != dns.RcodeFormatError {
 		t.Errorf("answer to the bad question: %v", m)
 	}
-	// Raw packets: TCP to port 53, and UDP with a lying length field.
-	err = l.host.Do(func() error {
+	// Raw packets: UDP with a lying length field, and TCP to port 53.
+	err = l.Host.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
 			return err
@@ -268,9 +347,9 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		src := netip.MustParseAddrPort("198.19.53.1:4000")
 		udp := pkttest.UDP4(src, labResolver4, pkttest.Pack(pkttest.Msg(1, "a.example", dns.TypeA)), nil)
 		liar := bytes.Clone(udp)
-		binary.BigEndian.PutUint16(liar[24:], 200) // UDP length beyond the packet
+		binary.BigEndian.PutUint16(liar[24:], 200) // UDP length beyond the packet: bad_header
 		tcp := bytes.Clone(udp)
-		tcp[9] = unix.IPPROTO_TCP
+		tcp[9] = unix.IPPROTO_TCP // not_udp
 		for _, p := range [][]byte{liar, tcp} {
 			if err := unix.Sendto(fd, p, 0, dst); err != nil {
 				return err
@@ -285,13 +364,58 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	if got := answerText(mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("after garbage: %s", got)
 	}
+	sent := 6 - 1 + frags + 2 + 1 // the UDP payloads (the big one as frags), raw packets, the query
+	want := map[string]uint64{
+		"packets":         sent,
+		"drop_short_dns":  2,
+		"drop_response":   2,
+		"drop_formerr":    1,
+		"drop_fragment":   frags,
+		"drop_bad_header": 1,
+		"drop_not_udp":    1,
+		"forwarded":       1, // the query after the garbage
+		"replied":         1,
+	}
+	diff := func(after map[string]uint64) []string {
+		var bad []string
+		keys := map[string]bool{}
+		for _, m := range []map[string]uint64{before, after, want} {
+			for k := range m {
+				keys[k] = true
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			if got := after[k] - before[k]; got != want[k] {
+				bad = append(bad, fmt.Sprintf("%s %+d, want %+d", k, int64(got), int64(want[k])))
+			}
+		}
+		return bad
+	}
+	// Packets are counted as they are read: wait until every one is.
+	var after map[string]uint64
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		after = stats()
+		if diff(after) == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := diff(after); d != nil {
+		t.Errorf("counters moved by other than what was sent (%d fragments of %d bytes at MTU %d):\n  %s\nbefore: %v\nafter:  %v",
+			frags, big, links[0].MTU, strings.Join(d, "\n  "), before, after)
+	}
 	if err := l.stopDnstun(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, l.Log())
 	}
+	// The final stats in the log carry the same values.
 	log := l.Log()
-	for _, counter := range []string{"drop_short_dns:", "drop_response:", "drop_formerr:", "drop_fragment:", "drop_not_udp:", "drop_bad_header:"} {
-		if !strings.Contains(log, counter) {
-			t.Errorf("dnstun's final stats lack %s:\n%s", counter, log)
+	for k := range want {
+		if !strings.HasPrefix(k, "drop_") {
+			continue
+		}
+		if s := fmt.Sprintf("%s:%d", k, after[k]); !strings.Contains(log, s) {
+			t.Errorf("dnstun's final stats lack %s:\n%s", s, log)
 		}
 	}
 	if strings.Contains(log, "panic") {
@@ -303,16 +427,16 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 // that its TUN, addresses and routes are gone with it.
 func TestE2EStopRemovesTUN(t *testing.T) {
 	l := startLab(t)
-	if out, err := l.host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err != nil {
+	if out, err := l.Host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err != nil {
 		t.Fatalf("dnstun0 missing while running: %v %s", err, out)
 	}
 	if err := l.stopDnstun(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, l.Log())
 	}
-	if out, err := l.host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err == nil {
+	if out, err := l.Host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err == nil {
 		t.Errorf("dnstun0 still exists after stop: %s", out)
 	}
-	out, _ := l.host.Command(context.Background(), "ip", "route", "get", "198.19.53.53").CombinedOutput()
+	out, _ := l.Host.Command(context.Background(), "ip", "route", "get", "198.19.53.53").CombinedOutput()
 	if strings.Contains(string(out), "dnstun0") {
 		t.Errorf("route to the resolver still points at dnstun0: %s", out)
 	}

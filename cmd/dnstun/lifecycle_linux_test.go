@@ -5,7 +5,7 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dnstun/dnstun/bench/loadgen"
 	"github.com/dnstun/dnstun/control"
 	"github.com/dnstun/dnstun/service"
 	"github.com/miekg/dns"
@@ -23,7 +22,7 @@ import (
 
 // ctl runs a control verb of the test binary (as `dnstun VERB`) against the
 // lab's daemon and returns its output.
-func ctl(t *testing.T, l *lab, verb string, args ...string) (string, error) {
+func ctl(t *testing.T, l *demoLab, verb string, args ...string) (string, error) {
 	t.Helper()
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, append([]string{verb, "--control", l.controlPath()}, args...)...)
@@ -32,7 +31,7 @@ func ctl(t *testing.T, l *lab, verb string, args ...string) (string, error) {
 	return string(out), err
 }
 
-func client(t *testing.T, l *lab) *control.Client {
+func client(t *testing.T, l *demoLab) *control.Client {
 	t.Helper()
 	c, err := control.Dial(l.controlPath())
 	if err != nil {
@@ -42,8 +41,8 @@ func client(t *testing.T, l *lab) *control.Client {
 	return c
 }
 
-func tunExists(l *lab) bool {
-	return l.host.Command(context.Background(), "ip", "link", "show", "dnstun0").Run() == nil
+func tunExists(l *demoLab) bool {
+	return l.Host.Command(context.Background(), "ip", "link", "show", "dnstun0").Run() == nil
 }
 
 // TestLifecycleEnableDisableEnable toggles filtering through the control
@@ -53,7 +52,7 @@ func tunExists(l *lab) bool {
 func TestLifecycleEnableDisableEnable(t *testing.T) {
 	l := captureLab(t)
 	startCapture(t, l)
-	pid := l.proc.Process.Pid
+	pid := l.dnstun.Pid()
 	var answered, failed atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -88,7 +87,7 @@ func TestLifecycleEnableDisableEnable(t *testing.T) {
 		if tunExists(l) {
 			t.Error("disabled, but dnstun0 exists")
 		}
-		if rules, _ := l.host.Command(context.Background(), "ip", "rule").Output(); strings.Contains(string(rules), "53053") {
+		if rules, _ := l.Host.Command(context.Background(), "ip", "rule").Output(); strings.Contains(string(rules), "53053") {
 			t.Errorf("disabled, but rules remain:\n%s", rules)
 		}
 		if got := blocked(); got != "192.0.2.66" {
@@ -114,7 +113,7 @@ func TestLifecycleEnableDisableEnable(t *testing.T) {
 	if failed.Load() != 0 || answered.Load() == 0 {
 		t.Errorf("the client's queries during the toggles: %d answered, %d failed", answered.Load(), failed.Load())
 	}
-	if l.proc.Process.Pid != pid {
+	if l.dnstun.Pid() != pid {
 		t.Error("the process changed")
 	}
 }
@@ -134,8 +133,8 @@ func TestLifecyclePersistedState(t *testing.T) {
 	// Started again, it stays disabled: it comes up with the control
 	// socket and no TUN.
 	exe, _ := os.Executable()
-	args := []string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.dir, "resolv.conf")}
-	cmd := l.host.Command(context.Background(), exe, append([]string{"run", "--control", l.controlPath(), "--state-file", filepath.Join(l.dir, "state.json")}, args...)...)
+	args := []string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.Dir, "resolv.conf")}
+	cmd := l.Host.Command(context.Background(), exe, append([]string{"run", "--control", l.controlPath(), "--state-file", filepath.Join(l.Dir, "state.json")}, args...)...)
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -179,7 +178,7 @@ func TestLifecyclePersistedState(t *testing.T) {
 	l.stopDnstun()
 	// --exit-when-disabled: a disabled dnstun exits with the status the
 	// service manager is told not to restart on.
-	cmd = l.host.Command(context.Background(), exe, append([]string{"run", "--exit-when-disabled", "--control", l.controlPath(), "--state-file", filepath.Join(l.dir, "state.json")}, args...)...)
+	cmd = l.Host.Command(context.Background(), exe, append([]string{"run", "--exit-when-disabled", "--control", l.controlPath(), "--state-file", filepath.Join(l.Dir, "state.json")}, args...)...)
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	err := cmd.Run()
 	var ee *exec.ExitError
@@ -193,8 +192,8 @@ func TestLifecyclePersistedState(t *testing.T) {
 // a list leaves the old set serving.
 func TestListWatch(t *testing.T) {
 	l := captureLab(t)
-	cfg := filepath.Join(l.dir, "dnstun.yaml")
-	list := filepath.Join(l.dir, "watched.txt")
+	cfg := filepath.Join(l.Dir, "dnstun.yaml")
+	list := filepath.Join(l.Dir, "watched.txt")
 	if err := os.WriteFile(list, []byte("doubleclick.net\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,14 +246,17 @@ func TestListWatch(t *testing.T) {
 
 // TestLifecycleReload reloads a configuration file: a broken one is
 // refused and the old one keeps answering; good ones take effect, and 20
-// reloads under load lose no query.
+// reloads under load, swapping lists that decide two names the opposite
+// way, lose no query and never give a wrong answer.
 func TestLifecycleReload(t *testing.T) {
 	l := captureLab(t)
-	cfg := filepath.Join(l.dir, "dnstun.yaml")
-	listA := filepath.Join(l.dir, "a.txt")
-	listB := filepath.Join(l.dir, "b.txt")
-	os.WriteFile(listA, []byte("doubleclick.net\n"), 0o644)
-	os.WriteFile(listB, []byte("doubleclick.net\nnewblock.example\n"), 0o644)
+	cfg := filepath.Join(l.Dir, "dnstun.yaml")
+	listA := filepath.Join(l.Dir, "a.txt")
+	listB := filepath.Join(l.Dir, "b.txt")
+	// A blocks mail.example.com, B blocks www.example.com (and
+	// newblock.example); both block doubleclick.net.
+	os.WriteFile(listA, []byte("doubleclick.net\nmail.example.com\n"), 0o644)
+	os.WriteFile(listB, []byte("doubleclick.net\nnewblock.example\nwww.example.com\n"), 0o644)
 	write := func(body string) {
 		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -274,46 +276,145 @@ func TestLifecycleReload(t *testing.T) {
 		t.Errorf("after a refused reload the old config should serve: %s", got)
 	}
 
-	// 20 reloads, alternating lists, under a closed-loop load.
-	names := []loadgen.Query{{Name: "www.example.com", Type: dns.TypeA}, {Name: "ads.doubleclick.net", Type: dns.TypeA}}
-	var res *loadgen.Result
-	var lerr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		res, lerr = loadgen.Run(context.Background(), loadgen.Config{
-			Target: labPrimary, Names: names, Mode: loadgen.ClosedLoop, Concurrency: 8, Sockets: 2,
-			Duration: 3 * time.Second, Timeout: time.Second,
-			Dial: func(network, address string) (net.Conn, error) {
-				var c net.Conn
-				err := l.host.Do(func() (err error) { c, err = net.Dial(network, address); return err })
-				return c, err
-			},
-		})
-	}()
+	// What each list version answers for each name under load: forwarded
+	// is the upstream's own record, blocked is NXDOMAIN without records.
+	forwarded := map[string]string{"www.example.com": "192.0.2.80", "mail.example.com": "192.0.2.25"}
+	decides := map[string]map[string]string{
+		listA: {"www.example.com": "forwarded", "mail.example.com": "blocked", "ads.doubleclick.net": "blocked"},
+		listB: {"www.example.com": "blocked", "mail.example.com": "forwarded", "ads.doubleclick.net": "blocked"},
+	}
+	names := []string{"www.example.com", "mail.example.com", "ads.doubleclick.net"}
+	classify := func(name string, m *dns.Msg) string {
+		switch {
+		case m.Rcode == dns.RcodeNameError && len(m.Answer) == 0:
+			return "blocked"
+		case m.Rcode == dns.RcodeSuccess && forwarded[name] != "" && answerText(m) == forwarded[name]:
+			return "forwarded"
+		}
+		return "wrong answer " + answerText(m)
+	}
+	type result struct {
+		name       string
+		sent, recv time.Time
+		got        string // blocked, forwarded, wrong answer ..., or error ...
+	}
+
+	// 20 reloads, alternating lists, under a closed-loop load of 8
+	// clients that runs until the last reload has settled. windows[i] is
+	// a time in which only one list was live: from the return of its
+	// reload to the start of the next.
+	type window struct {
+		from, to time.Time
+		list     string
+	}
+	windows := []window{{from: time.Now(), list: listA}}
+	stop := make(chan struct{})
+	results := make([][]result, 8)
+	var answered atomic.Int64
+	var wg sync.WaitGroup
+	for w := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := l.Host.Dial("udp", labPrimary.String())
+			if err != nil {
+				results[w] = append(results[w], result{got: "error " + err.Error()})
+				return
+			}
+			defer c.Close()
+			cl := &dns.Client{Timeout: time.Second}
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := names[i%len(names)]
+				m := new(dns.Msg)
+				m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+				r := result{name: name, sent: time.Now()}
+				resp, _, err := cl.ExchangeWithConn(m, &dns.Conn{Conn: c})
+				r.recv = time.Now()
+				if err != nil {
+					r.got = "error " + err.Error()
+				} else {
+					r.got = classify(name, resp)
+				}
+				results[w] = append(results[w], r)
+				answered.Add(1)
+			}
+		}()
+	}
+	// The first window, too, gets answers before the first reload.
+	for deadline := time.Now().Add(5 * time.Second); answered.Load() < 100 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for i := range 20 {
 		list := listA
 		if i%2 == 0 {
 			list = listB
 		}
+		windows[len(windows)-1].to = time.Now()
 		write("blocklists: [" + list + "]\n")
 		if out, err := ctl(t, l, "reload"); err != nil {
+			close(stop)
+			wg.Wait()
 			t.Fatalf("reload %d: %v %s", i, err, out)
 		}
+		windows = append(windows, window{from: time.Now(), list: list})
 		time.Sleep(100 * time.Millisecond)
 	}
-	<-done
-	if lerr != nil {
-		t.Fatal(lerr)
+	windows[len(windows)-1].to = time.Now()
+	close(stop)
+	wg.Wait()
+
+	var total, strict int
+	bad := map[string]int{}
+	inWindow := make([]int, len(windows))
+	for _, rs := range results {
+		for _, r := range rs {
+			total++
+			if strings.HasPrefix(r.got, "error") || strings.HasPrefix(r.got, "wrong") {
+				bad[r.name+": "+r.got]++
+				continue
+			}
+			if r.got != decides[listA][r.name] && r.got != decides[listB][r.name] {
+				bad[r.name+": "+r.got+" (neither list decides so)"]++
+				continue
+			}
+			for i, w := range windows {
+				if r.sent.After(w.from) && r.recv.Before(w.to) {
+					strict++
+					inWindow[i]++
+					if want := decides[w.list][r.name]; r.got != want {
+						bad[fmt.Sprintf("%s: %s while only %s was live (window %d), want %s", r.name, r.got, filepath.Base(w.list), i, want)]++
+					}
+				}
+			}
+		}
 	}
-	if res.Lost != 0 || res.Errors != 0 || res.Answered == 0 {
-		t.Errorf("load during 20 reloads: %d answered, %d lost, %d errors", res.Answered, res.Lost, res.Errors)
+	for what, n := range bad {
+		t.Errorf("during 20 reloads, %d times %s", n, what)
 	}
-	t.Logf("during 20 reloads: %d answered at %.0f qps, %d lost", res.Answered, res.QPS, res.Lost)
-	// The last reload (i=19) used list A; one more with B: the new rule works.
+	for i, n := range inWindow {
+		if n == 0 {
+			t.Errorf("no query answered within window %d (%s live from %v for %v): the load did not cover it",
+				i, filepath.Base(windows[i].list), windows[i].from.Format("15:04:05.000"), windows[i].to.Sub(windows[i].from))
+		}
+	}
+	t.Logf("during 20 reloads: %d queries, %d of them checked against the single live list", total, strict)
+
+	// The last reload (i=19) used list A; one more with B: the new rules
+	// answer at once.
 	write("blocklists: [" + listB + "]\n")
 	if out, err := ctl(t, l, "reload"); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
+	}
+	for _, name := range names {
+		want := decides[listB][name]
+		if got := classify(name, ask(t, l, "udp", labPrimary, name, dns.TypeA)); got != want {
+			t.Errorf("right after the last reload, %s: %s, want %s", name, got, want)
+		}
 	}
 	if got := answerText(ask(t, l, "udp", labPrimary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.primary.QueriesFor("newblock.example") != 1 {
 		t.Errorf("after reload, newblock.example should be blocked: %s (upstream saw %d)", got, l.primary.QueriesFor("newblock.example"))

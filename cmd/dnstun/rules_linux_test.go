@@ -85,7 +85,7 @@ func TestE2EBlockModeCustomAndNoData(t *testing.T) {
 // TestE2EPerListBlockModes: each list answers its blocks its own way.
 func TestE2EPerListBlockModes(t *testing.T) {
 	l := captureLab(t)
-	dir := l.dir
+	dir := l.Dir
 	os.WriteFile(filepath.Join(dir, "null.txt"), []byte("nulled.example\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "refused.txt"), []byte("refused.example\n"), 0o644)
 	exe, _ := os.Executable()
@@ -108,7 +108,7 @@ func TestE2EPerListBlockModes(t *testing.T) {
 }
 
 // startLabLists is startLab with the given lists instead of the demo's.
-func startLabLists(t *testing.T, lists map[string]string, args ...string) *lab {
+func startLabLists(t *testing.T, lists map[string]string, args ...string) *demoLab {
 	t.Helper()
 	l := captureLab(t) // the lab, without dnstun yet
 	exe, _ := os.Executable()
@@ -165,7 +165,7 @@ func TestExplainCommand(t *testing.T) {
 // records, a CNAME rewrite, an exception), and the bypass signals off.
 func TestE2EInlineRulesAndBypassSwitch(t *testing.T) {
 	l := captureLab(t)
-	cfg := filepath.Join(l.dir, "dnstun.yaml")
+	cfg := filepath.Join(l.Dir, "dnstun.yaml")
 	os.WriteFile(cfg, []byte(`rules:
   - 192.0.2.10 printer.lan
   - "||nas.lan^$dnsrewrite=www.example.com"

@@ -6,6 +6,11 @@
 //
 //	go run ./bench/cmd/e2ebench [flags]     (scripts/bench.sh wraps it)
 //
+// The chart is drawn from results.json by bench/chart, a module of its own
+// (so the plotting library stays out of the daemon's go.mod), which
+// e2ebench runs with `go run`; a chart that cannot be drawn is reported and
+// leaves the results and RESULTS.md in place.
+//
 // It pins itself (the client) to -client-cpu by re-executing under
 // taskset, and every system under test to -sut-cpu.
 package main
@@ -19,12 +24,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/dnstun/dnstun/bench/chart"
 	"github.com/dnstun/dnstun/bench/e2e"
 )
 
@@ -100,7 +105,8 @@ func main() {
 		b, jerr := json.MarshalIndent(rep, "", "  ")
 		check(jerr)
 		check(os.WriteFile(jsonPath, append(b, '\n'), 0o644))
-		if cerr := chart.Write(rep, chartPath); cerr != nil {
+		o.Progress("chart (go run in bench/chart)")
+		if cerr := drawChart(ctx, o.ModuleDir, jsonPath, chartPath); cerr != nil {
 			fmt.Fprintln(os.Stderr, "e2ebench: chart:", cerr)
 		} else {
 			md = strings.Replace(md, "CHART", filepath.Base(chartPath), 1)
@@ -125,10 +131,42 @@ func render(from, out string) {
 	check(json.Unmarshal(b, &rep))
 	md := e2e.Markdown(&rep, false)
 	chartPath := filepath.Join(out, "chart.png")
-	check(chart.Write(&rep, chartPath))
+	wd, _ := os.Getwd()
+	check(drawChart(context.Background(), moduleRoot(wd), from, chartPath))
 	md = strings.Replace(md, "CHART", filepath.Base(chartPath), 1) + notes(out)
 	check(os.WriteFile(filepath.Join(out, "RESULTS.md"), []byte(md), 0o644))
 	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", filepath.Join(out, "RESULTS.md"), chartPath)
+}
+
+// drawChart draws the chart of the results.json at jsonPath into chartPath
+// by running the bench/chart module (`go run .` in its directory) of the
+// dnstun checkout at moduleDir. Its output goes to stderr.
+func drawChart(ctx context.Context, moduleDir, jsonPath, chartPath string) error {
+	in, err := filepath.Abs(jsonPath)
+	if err != nil {
+		return err
+	}
+	out, err := filepath.Abs(chartPath)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(moduleDir, "bench", "chart")
+	args := []string{"run", ".", "-in", in, "-out", out}
+	cmd := exec.CommandContext(ctx, goTool(), args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s (in %s): %w", strings.Join(args, " "), dir, err)
+	}
+	return nil
+}
+
+// goTool is the go command: the one on PATH, else this toolchain's.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // notes returns the hand-written analysis kept in DIR/NOTES.md (what a

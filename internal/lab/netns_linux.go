@@ -1,28 +1,24 @@
 // SPDX-License-Identifier: MIT
 
-//go:build linux
-
-// Package netns builds throw-away network namespaces for dnstun's demo and
-// end-to-end tests: named namespaces (ip netns add), veth pairs between
-// them, commands run inside them, and sockets opened inside them from this
-// process. Everything is removed by Delete; names carry a random suffix so
-// that parallel runs never collide.
-package netns
+package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// NS is a named network namespace.
+// NS is a named network namespace (ip netns add).
 type NS struct{ Name string }
 
 // Suffix returns a short random string for unique names.
@@ -32,22 +28,23 @@ func Suffix() string {
 	return hex.EncodeToString(b)
 }
 
-// New creates the namespace name with its loopback up.
-func New(name string) (*NS, error) {
+// newNS creates the namespace name with its loopback up.
+func newNS(name string) (*NS, error) {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	n := &NS{Name: name}
 	if err := n.IP("link", "set", "lo", "up"); err != nil {
-		n.Delete()
+		n.delete()
 		return nil, err
 	}
 	return n, nil
 }
 
-// Delete removes the namespace; interfaces inside it go with it. Processes
-// still running inside are not killed: stop them first.
-func (n *NS) Delete() error {
+// delete removes the namespace (interfaces inside it go with it) and the
+// /etc/netns/NAME folder a test may have written for `ip netns exec`.
+// Processes still running inside are not killed: stop them first.
+func (n *NS) delete() error {
 	out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ip netns del %s: %w: %s", n.Name, err, strings.TrimSpace(string(out)))
@@ -65,14 +62,17 @@ func (n *NS) IP(args ...string) error {
 	return nil
 }
 
-// Command returns a command that runs inside the namespace.
+// Command returns a command that runs inside the namespace (`ip netns exec
+// NAME name args...`, which also mounts /etc/netns/NAME/resolv.conf over
+// /etc/resolv.conf for it). For a long-running process use Lab.Start.
 func (n *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
 }
 
-// Veth connects a and b with a veth pair named aIf (in a) and bIf (in b),
-// both up.
-func Veth(a *NS, aIf string, b *NS, bIf string) error {
+// veth connects a and b with a veth pair named aIf (in a) and bIf (in b),
+// both up. The ends are created directly inside the namespaces, so the
+// names never clash with the machine's own interfaces.
+func veth(a *NS, aIf string, b *NS, bIf string) error {
 	out, err := exec.Command("ip", "link", "add", aIf, "netns", a.Name, "type", "veth", "peer", "name", bIf, "netns", b.Name).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ip link add %s (veth to %s): %w: %s", aIf, bIf, err, strings.TrimSpace(string(out)))
@@ -120,4 +120,56 @@ func (n *NS) Do(fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Dial opens a connection inside the namespace, as net.Dial does; the
+// signature fits bench/loadgen's Config.Dial and net.Resolver's Dial.
+func (n *NS) Dial(network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() (err error) {
+		c, err = net.Dial(network, address)
+		return err
+	})
+	return c, err
+}
+
+// Listen opens a listening socket inside the namespace ("tcp", "tcp4",
+// "tcp6", "unix"), as net.Listen does.
+func (n *NS) Listen(network, address string) (net.Listener, error) {
+	var l net.Listener
+	err := n.Do(func() (err error) {
+		l, err = net.Listen(network, address)
+		return err
+	})
+	return l, err
+}
+
+// ListenPacket opens a packet socket inside the namespace ("udp", "udp4",
+// "udp6"), as net.ListenPacket does.
+func (n *NS) ListenPacket(network, address string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := n.Do(func() (err error) {
+		pc, err = net.ListenPacket(network, address)
+		return err
+	})
+	return pc, err
+}
+
+// waitNoTentative waits up to 5 s until the namespace has no tentative
+// IPv6 address (duplicate address detection finished, RFC 4862 §5.4).
+func (n *NS) waitNoTentative() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", n.Name, "-6", "addr", "show", "tentative").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip -6 addr show tentative in %s: %w: %s", n.Name, err, out)
+		}
+		if len(bytes.TrimSpace(out)) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6 addresses in %s still tentative after 5 s: %s", n.Name, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
