@@ -8,8 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerCred reads LOCAL_PEERCRED (uid and groups at connect time; the
-// first group is the effective gid) and LOCAL_PEERPID.
+// peerCred reads LOCAL_PEERCRED (uid and groups at connect time; the first
+// group is the effective gid) and LOCAL_PEERPID. The kernel's list holds at
+// most 16 groups; when it is full, the user's other groups come from the
+// directory (completeGroups), so --control-group members whose membership
+// is beyond the 16th are not refused.
 func peerCred(c *net.UnixConn) (peer, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -29,11 +32,12 @@ func peerCred(c *net.UnixConn) (peer, error) {
 	if cerr != nil {
 		return peer{}, cerr
 	}
-	n := int(cred.Ngroups)
-	if n > len(cred.Groups) {
-		n = len(cred.Groups)
-	}
+	n := min(int(cred.Ngroups), len(cred.Groups))
 	p := peer{UID: cred.Uid, PID: pid}
-	p.GIDs = append(p.GIDs, cred.Groups[:n]...)
+	// A failed directory lookup keeps the kernel's groups: the peer is then
+	// judged on those, as before.
+	// cr_groups has NGROUPS (16) entries (XNU sys/ucred.h, struct xucred):
+	// a full list may have dropped groups.
+	p.GIDs, _ = completeGroups(append([]uint32(nil), cred.Groups[:max(n, 0)]...), len(cred.Groups), cred.Uid, userGroups)
 	return p, nil
 }

@@ -20,8 +20,13 @@
 // protocol 83 and the table number, so Cleanup can prove what is ours.
 //
 // macOS: a temporary dynamic-store DNS key published by a long-lived
-// scutil child (configd removes it when the session ends), whose resolver
-// is the virtual resolver routed into the utun.
+// scutil child in its own process group (configd removes the key when the
+// session ends), whose resolver is the virtual resolver routed into the
+// utun. scutil exits 0 whatever its commands did, so the key is read back
+// from a second scutil and must hold what was published (with a DnstunPID
+// entry naming its owner) before the DNS caches are flushed; a sweep
+// removes the key only when that owner is dead. The order of these steps
+// lives in darwinsteer.go, OS-neutral and tested with a fake system.
 //
 // Plans (LinuxPlan, DarwinPlan) are pure functions of a Config rendered as
 // text for golden tests and logs; only the appliers in _linux.go and

@@ -4,13 +4,26 @@ package route
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
+
+// macFixture reads a fixture of real macOS output; their sources are in
+// internal/macos/testdata/SOURCES.md.
+func macFixture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "internal", "macos", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
@@ -65,10 +78,92 @@ func TestPlanLinuxShape(t *testing.T) {
 }
 
 func TestPlanDarwinGolden(t *testing.T) {
-	p := PlanDarwin(DarwinConfig{Resolvers: []netip.Addr{netip.MustParseAddr("198.19.53.53"), netip.MustParseAddr("fd64:6e73:7475::53")}})
+	cfg := DarwinConfig{Resolvers: []netip.Addr{netip.MustParseAddr("198.19.53.53"), netip.MustParseAddr("fd64:6e73:7475::53")}, PID: 4242}
+	p, err := PlanDarwin(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	golden(t, "darwin", p.String())
-	if p.Key != "State:/Network/Service/dnstun-dns-filter/DNS" || p.Remove != "remove "+p.Key+"\n" {
-		t.Errorf("key %q remove %q", p.Key, p.Remove)
+	if p.Key != "State:/Network/Service/dnstun-dns-filter/DNS" || p.Remove != "remove "+p.Key+"\n" || p.Show != "show "+p.Key+"\n" {
+		t.Errorf("key %q remove %q show %q", p.Key, p.Remove, p.Show)
+	}
+	// What scutil shows for the key this plan publishes (a fixture of
+	// scutil's dump format, internal/macos/testdata/SOURCES.md) passes the
+	// check of the read-back.
+	if err := VerifyDarwinKey(macFixture(t, "show-dnstun-key.txt"), cfg); err != nil {
+		t.Errorf("read-back of the published key: %v", err)
+	}
+}
+
+func TestPlanDarwinRefuses(t *testing.T) {
+	r := []netip.Addr{netip.MustParseAddr("198.19.53.53")}
+	var many []netip.Addr
+	for i := range 8 {
+		many = append(many, netip.MustParseAddr(fmt.Sprintf("fd64:6e73:7475:1234:5678:9abc:def0:%04x", i)))
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  DarwinConfig
+		want string
+	}{
+		{"no resolver", DarwinConfig{PID: 1}, "no virtual resolver"},
+		{"no pid", DarwinConfig{Resolvers: r}, "pid 0"},
+		{"a line scutil would cut", DarwinConfig{Resolvers: many, PID: 1}, "scutil reads 254"},
+		{"a service id that ends the line", DarwinConfig{Resolvers: r, PID: 1, ServiceID: "x\nremove State:/Network/Global/DNS"}, "no spaces"},
+	} {
+		if _, err := PlanDarwin(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestVerifyDarwinKey(t *testing.T) {
+	cfg := DarwinConfig{Resolvers: []netip.Addr{netip.MustParseAddr("198.19.53.53"), netip.MustParseAddr("fd64:6e73:7475::53")}, PID: 4242}
+	key := macFixture(t, "show-dnstun-key.txt")
+	for _, tc := range []struct {
+		name, show string
+		cfg        DarwinConfig
+		want       string
+	}{
+		{"missing", macFixture(t, "show-missing.txt"), cfg, "not in the dynamic store"},
+		{"another owner", key, DarwinConfig{Resolvers: cfg.Resolvers, PID: 7}, `owned by pid "4242"`},
+		{"other addresses", key, DarwinConfig{Resolvers: cfg.Resolvers[:1], PID: 4242}, "not [198.19.53.53]"},
+		{"not a default resolver", strings.Replace(key, "    0 : \n", "    0 : example.com\n", 1), cfg, "no empty SupplementalMatchDomains"},
+		{"an error instead", "  Permission denied\n", cfg, "Permission denied"},
+	} {
+		if err := VerifyDarwinKey(tc.show, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestDecideSweep(t *testing.T) {
+	key := macFixture(t, "show-dnstun-key.txt") // DnstunPID 4242
+	dead := func(int) bool { return false }
+	live := func(int) bool { return true }
+	for _, tc := range []struct {
+		name             string
+		show             string
+		journalPID, self int
+		alive            func(int) bool
+		remove           bool
+		why              string
+	}{
+		{"the journal's dead instance", key, 4242, 1, live, true, "dead instance of the journal"},
+		{"an earlier process with our pid", key, 0, 4242, live, true, "this one's pid"},
+		{"owner gone", key, 0, 1, dead, true, "no longer runs"},
+		{"owner running", key, 99, 1, live, false, "which is running"},
+		{"no marker", macFixture(t, "show-state-service-dns.txt"), 4242, 4242, dead, false, "no DnstunPID"},
+		{"marker not a pid", strings.Replace(key, ": 4242", ": x", 1), 0, 1, dead, false, "not a pid"},
+		{"no key", macFixture(t, "show-missing.txt"), 4242, 1, dead, false, ""},
+	} {
+		remove, why, err := DecideSweep(tc.show, tc.journalPID, tc.self, tc.alive)
+		if err != nil || remove != tc.remove || !strings.Contains(why, tc.why) || (tc.why == "" && why != "") {
+			t.Errorf("%s: remove=%v why=%q err=%v", tc.name, remove, why, err)
+		}
+	}
+	if _, _, err := DecideSweep("  Permission denied\n", 0, 1, dead); err == nil {
+		t.Error("an error from scutil decided nothing")
 	}
 }
 

@@ -3,110 +3,37 @@
 package route
 
 import (
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"time"
 )
 
 // Steering is capture applied on macOS: a temporary dynamic-store resolver
-// held by a scutil child. Compiled and vetted on Linux only; see README for
-// how to verify it on a Mac.
-type Steering struct {
-	plan DarwinPlan
-	dir  string
-	log  *slog.Logger
+// held by a scutil child (darwinSteering; its order of steps is tested on
+// Linux). scripts/macos-check.sh verifies it on a Mac.
+type Steering struct{ *darwinSteering }
 
-	mu        sync.Mutex
-	withdrawn bool
-	scutil    *exec.Cmd
-	in        io.WriteCloser
-}
-
-// Apply publishes the virtual resolvers as the system's default resolver.
+// Apply publishes the virtual resolvers as the system's default resolver:
+// the key is read back and must hold what was published, and only then
+// are the DNS caches flushed. On failure nothing is left.
 func Apply(cfg Config, dir string, log *slog.Logger) (*Steering, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Steering{plan: PlanDarwin(DarwinConfig{Resolvers: cfg.Resolvers}), dir: dir, log: log}
-	j := &Journal{PID: os.Getpid(), Started: time.Now().UTC(), Phase: "applying", OS: "darwin", Darwin: &s.plan, Tun: cfg.Tun}
-	if err := WriteJournal(dir, j); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("/usr/sbin/scutil")
-	in, err := cmd.StdinPipe()
+	d, err := newDarwinSteering(newExecSys(), cfg, dir, os.Getpid(), log)
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		RemoveJournal(dir)
-		return nil, fmt.Errorf("capture: start scutil: %w", err)
-	}
-	s.scutil, s.in = cmd, in
-	if _, err := io.WriteString(in, s.plan.Script); err != nil {
-		s.Withdraw()
-		return nil, fmt.Errorf("capture: publish %s: %w", s.plan.Key, err)
-	}
-	s.flush()
-	j.Phase = "active"
-	if err := WriteJournal(dir, j); err != nil {
-		s.Withdraw()
+	if err := d.apply(cfg.Tun); err != nil {
 		return nil, err
 	}
-	log.Info("capture on", "key", s.plan.Key)
-	return s, nil
+	return &Steering{d}, nil
 }
 
-func (s *Steering) flush() {
-	for _, c := range s.plan.Flush {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			s.log.Warn("flush DNS cache failed", "cmd", strings.Join(c, " "), "err", err, "output", string(out))
-		}
-	}
-}
+// Sweep removes dnstun's dynamic-store key when an earlier instance left it
+// (see SweepOwned).
+func Sweep(table int, log *slog.Logger) ([]string, error) { return SweepOwned(table, 0, log) }
 
-// Withdraw removes the key, ends the scutil session, flushes caches and
-// removes the journal. Idempotent.
-func (s *Steering) Withdraw() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.withdrawn {
-		return nil
-	}
-	s.withdrawn = true
-	if s.in != nil {
-		io.WriteString(s.in, s.plan.Remove)
-		s.in.Close()
-		done := make(chan struct{})
-		go func() { s.scutil.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			s.scutil.Process.Kill()
-		}
-	}
-	s.flush()
-	return RemoveJournal(s.dir)
-}
-
-// Monitor returns when done closes (following network changes on macOS is
-// later work).
-func (s *Steering) Monitor(done <-chan struct{}) error {
-	<-done
-	return nil
-}
-
-// Sweep removes dnstun's fixed dynamic-store key, should one have been left.
-func Sweep(table int, log *slog.Logger) ([]string, error) {
-	key := PlanDarwin(DarwinConfig{}).Key
-	cmd := exec.Command("/usr/sbin/scutil")
-	cmd.Stdin = strings.NewReader("remove " + key + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("scutil remove %s: %v: %s", key, err, out)
-	}
-	return nil, nil
+// SweepOwned removes dnstun's dynamic-store key only when it is ours: its
+// DnstunPID entry names journalPID (the dead instance of the journal; 0 if
+// none), this process, or a process that no longer runs. table is unused
+// on macOS.
+func SweepOwned(table, journalPID int, log *slog.Logger) ([]string, error) {
+	return sweepDarwin(newExecSys(), journalPID, os.Getpid(), pidAlive, log)
 }

@@ -386,3 +386,9 @@ func Sweep(table int, log *slog.Logger) ([]string, error) {
 	}
 	return removed, errors.Join(errs...)
 }
+
+// SweepOwned is Sweep: on Linux every leftover is proven ours by its tag
+// (protocol 83, the table), whichever instance left it.
+func SweepOwned(table, journalPID int, log *slog.Logger) ([]string, error) {
+	return Sweep(table, log)
+}

@@ -25,3 +25,8 @@ func (s *Steering) Monitor(done <-chan struct{}) error { <-done; return nil }
 
 // Sweep is unsupported on this system.
 func Sweep(table int, log *slog.Logger) ([]string, error) { return nil, errors.ErrUnsupported }
+
+// SweepOwned is unsupported on this system.
+func SweepOwned(table, journalPID int, log *slog.Logger) ([]string, error) {
+	return nil, errors.ErrUnsupported
+}

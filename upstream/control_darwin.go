@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// control binds an upstream socket to the physical interface with
-// IP_BOUND_IF / IPV6_BOUND_IF, so that it can never be routed into the utun
-// (dnstun's resolver routes and the system's DNS point there). Compiled and
-// vetted on Linux; not yet run on a Mac.
+// control binds an upstream socket to opt.Interface with IP_BOUND_IF /
+// IPV6_BOUND_IF (by the socket's actual family), so that it cannot be
+// routed into the utun; ChooseBind says when that is needed ("" leaves the
+// socket unbound). Compiled and vetted on Linux; not yet run on a Mac.
 func control(network string, fd uintptr, opt Options) error {
 	if opt.RecvBuffer > 0 {
 		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, opt.RecvBuffer)

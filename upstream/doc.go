@@ -5,9 +5,18 @@
 //
 // Every socket is made so that it cannot loop back into dnstun's TUN: on
 // Linux it carries SO_MARK (Mark), which dnstun's steering rules exempt; on
-// darwin it will be bound to the physical interface (IP_BOUND_IF) once
-// capture lands there. Sockets are connected UDP sockets, one per upstream,
-// so the kernel already filters replies by source address and port.
+// darwin capture steers through the resolver configuration, and only
+// dnstun's own addresses are routed into the utun, so a socket is bound
+// (IP_BOUND_IF/IPV6_BOUND_IF, Options.Interface) only when the route to its
+// upstream goes into the utun; ChooseBind decides, per dial. Sockets are
+// connected UDP sockets, one per upstream, so the kernel already filters
+// replies by source address and port.
+//
+// The system's resolvers: ParseResolvConf/DetectSetup (Linux), and on
+// macOS the primary service's DNS keys of the dynamic store
+// (PickDarwinResolvers, DarwinSystemResolvers). On every OS a list made
+// only of dnstun's own addresses is refused (FilterOwn, RefreshUpstreams):
+// once capture is on, the system may name dnstun as its resolver.
 //
 // The forwarding logic itself (pending queries, failover, deadlines) lives
 // in package engine; this package does no per-query allocation: Send and the
