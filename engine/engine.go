@@ -402,8 +402,8 @@ func (e *Engine) logQuery(client netip.AddrPort, name []byte, qtype uint16, d qu
 		return
 	}
 	// Answers decided locally take the sweeper's coarse clock (a clock
-	// read costs ~50 ns here, a sixth of the whole block path); forwarded
-	// ones read it for their latency anyway.
+	// read is a sizeable part of the whole block path); forwarded ones
+	// read it for their latency anyway.
 	now, lat := e.coarse.Load(), uint32(0)
 	if start > 0 {
 		now = e.now()
