@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
@@ -16,6 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnstun/dnstun/engine"
+	"github.com/dnstun/dnstun/listsrc"
+	"github.com/dnstun/dnstun/tun"
+	"github.com/dnstun/dnstun/upstream"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -45,13 +50,16 @@ type File struct {
 	Listen          string        `yaml:"listen"`           // --listen (flow mode)
 	Capture         Capture       `yaml:"capture"`
 	Control         Control       `yaml:"control"`
+	// StateFile keeps the enabled/disabled choice across restarts.
+	StateFile string `yaml:"state_file"` // --state-file
 	// ExitWhenDisabled makes the process exit (instead of idling with the
 	// control socket open) while dnstun is disabled; the service manager
 	// is told not to restart it (see package service).
-	ExitWhenDisabled bool `yaml:"exit_when_disabled"`
+	ExitWhenDisabled bool `yaml:"exit_when_disabled"` // --exit-when-disabled
 
-	name string         // the file's name in errors
-	pos  map[string]Pos // where each key's value was, by dotted path
+	name  string            // the file's name in errors
+	pos   map[string]Pos    // where each key's value was, by dotted path
+	flags map[string]string // the keys a command-line flag set, to the flag's name
 }
 
 // Capture holds the --capture options.
@@ -65,34 +73,49 @@ type Capture struct {
 
 // Control holds the control socket's options.
 type Control struct {
-	Socket string `yaml:"socket"` // the unix socket's path
-	Group  string `yaml:"group"`  // a group whose members may use it besides root ("" = root only)
+	Socket string `yaml:"socket"` // --control: the unix socket's path ("" = none)
+	Group  string `yaml:"group"`  // --control-group: a group whose members may use it besides root ("" = root only)
 }
 
 // Pos is a position in a file, 1-based.
 type Pos struct{ Line, Column int }
 
-// Defaults, the same as `dnstun run`'s flags.
+// The defaults: DefaultFor is the one table of them. The flags of `dnstun
+// run`, example.yaml and the config `dnstun install` writes all come from
+// it (tests hold them together); the engine's own defaults for a zero
+// Config are the same constants.
 const (
-	DefaultMTU             = 1500
-	DefaultResolvConf      = "/etc/resolv.conf"
+	DefaultMTU             = tun.DefaultMTU
+	DefaultResolvConf      = upstream.ResolvConfPath
 	DefaultBlockMode       = "nxdomain"
-	DefaultBlockTTL        = 10
-	DefaultUpstreamTimeout = 2 * time.Second
-	DefaultTimeout         = 5 * time.Second
-	DefaultMaxPending      = 4096
+	DefaultBlockTTL        = engine.DefaultBlockTTL
+	DefaultUpstreamTimeout = engine.DefaultUpstreamTimeout
+	DefaultTimeout         = engine.DefaultTotalTimeout
+	DefaultMaxPending      = engine.DefaultMaxPending
 	DefaultLogLevel        = "info"
 	DefaultMode            = "tun"
 	DefaultListen          = "127.0.0.1:53"
 	DefaultResolved        = "auto"
 	DefaultWatchdog        = 2 * time.Second
-	DefaultListCache       = "/var/lib/dnstun/lists"
+	DefaultListCache       = listsrc.DefaultCacheDir
 	DefaultListRefresh     = 24 * time.Hour
 	DefaultListWatch       = 2 * time.Second
+	DefaultStateFile       = "/var/lib/dnstun/state.json"
 )
 
-// DefaultResolvers are the virtual resolver addresses served on the TUN.
-var DefaultResolvers = []string{"198.19.53.53", "fd64:6e73:7475::53"}
+// DefaultResolvers are the virtual resolver addresses served on the TUN,
+// and DefaultTunAddr4/6 the TUN's own address for each family a resolver
+// uses. They sit where common VPNs and proxies do not: 198.19.0.0/16 is
+// the upper half of the RFC 2544 benchmarking block (mihomo's and Clash's
+// fake-IP ranges use 198.18.0.0/16, Tailscale 100.64.0.0/10, Docker and
+// LANs RFC 1918), and fd64:6e73:7475::/48 is a unique local prefix (RFC
+// 4193) whose global ID spells "dnstu". They are host routes on the TUN
+// only and vanish with it.
+var (
+	DefaultResolvers = []string{"198.19.53.53", "fd64:6e73:7475::53"}
+	DefaultTunAddr4  = netip.MustParseAddr("198.19.53.1")
+	DefaultTunAddr6  = netip.MustParseAddr("fd64:6e73:7475::1")
+)
 
 // RunDir is where dnstun keeps its runtime state (lock, journal, control
 // socket) on goos.
@@ -138,7 +161,8 @@ func DefaultFor(goos string) *File {
 			Resolved: DefaultResolved,
 			Watchdog: DefaultWatchdog,
 		},
-		Control: Control{Socket: DefaultSocket(goos)},
+		Control:   Control{Socket: DefaultSocket(goos)},
+		StateFile: DefaultStateFile,
 	}
 }
 
@@ -153,8 +177,9 @@ func (f *File) IsSet(path string) bool {
 	return ok
 }
 
-// Error is one problem in a configuration file.
+// Error is one problem in a configuration file or with a flag.
 type Error struct {
+	Flag   string // the flag that set the value ("" when it came from a file)
 	File   string
 	Line   int    // 1-based; 0 when unknown
 	Column int    // 1-based; 0 when unknown
@@ -165,6 +190,14 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
+	if e.Flag != "" {
+		// A value from the command line: name the flag, not the key.
+		fmt.Fprintf(&b, "--%s: %s", e.Flag, e.Msg)
+		if e.Hint != "" {
+			fmt.Fprintf(&b, " (%s)", e.Hint)
+		}
+		return b.String()
+	}
 	b.WriteString(e.File)
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
@@ -189,8 +222,16 @@ func (e *Error) Error() string {
 // MaxSize bounds a configuration file.
 const MaxSize = 1 << 20
 
-// Load reads and parses the file at path.
+// Load reads, parses and validates the file at path.
 func Load(path string) (*File, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+func readFile(path string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -200,12 +241,25 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return Parse(data, path)
+	return data, nil
 }
 
 // Parse parses and validates data, naming it name in errors. Absent keys
 // keep their defaults. The error, if any, joins one *Error per problem.
-func Parse(data []byte, name string) (f *File, err error) {
+func Parse(data []byte, name string) (*File, error) {
+	f, err := decode(data, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decode parses data without validating the values: the flags may still
+// override them (see Flags.Options).
+func decode(data []byte, name string) (f *File, err error) {
 	if name == "" {
 		name = "config"
 	}
@@ -246,9 +300,6 @@ func Parse(data []byte, name string) (f *File, err error) {
 	}
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
-	}
-	if err := f.Validate(); err != nil {
-		return nil, err
 	}
 	return f, nil
 }

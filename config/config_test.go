@@ -15,7 +15,7 @@ import (
 
 func strip(f *File) File {
 	c := *f
-	c.name, c.pos = "", nil
+	c.name, c.pos, c.flags = "", nil, nil
 	return c
 }
 
@@ -55,7 +55,8 @@ func TestExampleGolden(t *testing.T) {
 			Resolved: "auto",
 			Watchdog: 2 * time.Second,
 		},
-		Control: Control{Socket: RunDir(runtime.GOOS) + "/control.sock", Group: ""},
+		Control:   Control{Socket: RunDir(runtime.GOOS) + "/control.sock", Group: ""},
+		StateFile: "/var/lib/dnstun/state.json",
 	}
 	if got := strip(f); !reflect.DeepEqual(got, want) {
 		t.Errorf("example.yaml parsed to\n%+v\nwant\n%+v", got, want)
@@ -114,6 +115,7 @@ exit_when_disabled: true
 		Capture:          Capture{StateDir: "/var/tmp/dt", Resolved: "off"},
 		Control:          Control{Socket: "/run/dt.sock", Group: "dnstun"},
 		ExitWhenDisabled: true,
+		StateFile:        "/var/lib/dnstun/state.json",
 	}
 	if got := strip(f); !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -172,10 +174,10 @@ func TestErrors(t *testing.T) {
 		{"no resolvers", "resolvers: []\n", []string{"c.yaml:1:12: ", "resolvers: no resolver address"}},
 		{"bad tun addr", "tun_addrs: [x]\n", []string{"c.yaml:1:13: ", `tun_addrs[0]: "x" is not an IP address`}},
 		{"resolver is tun addr", "resolvers: [10.0.0.1]\ntun_addrs: [10.0.0.1]\n", []string{"c.yaml:2:12: ", "tun_addrs: 10.0.0.1 is both a resolver and the TUN's own address"}},
-		{"bad upstream", "upstreams:\n  - dns.google\n", []string{"c.yaml:2:5: ", `upstreams[0]: "dns.google" is not IP, IP:PORT or [IPv6]:PORT`, "a host name cannot be used"}},
+		{"bad upstream", "upstreams:\n  - dns.google\n", []string{"c.yaml:2:5: ", `upstreams[0]: upstream "dns.google": want IP, IP:PORT or [IPv6]:PORT`, "a host name cannot be used"}},
 		{"upstream loops", "upstreams: [198.19.53.53]\n", []string{"c.yaml:1:13: ", "upstreams[0]: 198.19.53.53:53 is one of dnstun's own addresses"}},
 		{"capture loopback upstream", "upstreams: [127.0.0.53]\ncapture: {enabled: true}\n", []string{"c.yaml:1:13: ", "upstreams[0]: 127.0.0.53:53 is a local stub"}},
-		{"block mode", "block_mode: nxdomian\n", []string{"c.yaml:1:13: ", `block_mode: unknown block mode "nxdomian"`, "want nxdomain, null, nodata or refused"}},
+		{"block mode", "block_mode: nxdomian\n", []string{"c.yaml:1:13: ", `block_mode: unknown block mode "nxdomian"`, "want nxdomain, null, nodata, refused, or IP addresses"}},
 		{"block ttl big", "block_ttl: 4294967295\n", []string{"c.yaml:1:12: ", "block_ttl: 4294967295 is out of range", "RFC 2181"}},
 		{"mtu small", "mtu: 100\n", []string{"c.yaml:1:6: ", "mtu: 100 is out of range", "1280"}},
 		{"max pending", "max_pending: 0\n", []string{"c.yaml:1:14: ", "max_pending: 0 is out of range"}},
@@ -184,7 +186,7 @@ func TestErrors(t *testing.T) {
 		{"listen", "listen: localhost:53\n", []string{"c.yaml:1:9: ", `listen: "localhost:53" is not IP:PORT`}},
 		{"capture flow", "mode: flow\ncapture:\n  enabled: true\n", []string{"c.yaml:3:12: ", "capture.enabled: capture cannot be used with mode flow"}},
 		{"resolved", "capture: {resolved: maybe}\n", []string{"c.yaml:1:21: ", `capture.resolved: unknown value "maybe"`, "want auto, on or off"}},
-		{"relative path", "blocklists: [hosts.txt]\n", []string{"c.yaml:1:14: ", `blocklists[0]: "hosts.txt" is not an absolute path`}},
+		{"relative path", "blocklists: [hosts.txt]\n", []string{"c.yaml:1:14: ", `blocklists[0]: block list "hosts.txt" is not an absolute path`}},
 		{"socket relative", "control: {socket: ctl.sock}\n", []string{"c.yaml:1:19: ", `control.socket: "ctl.sock" is not an absolute path`}},
 		{"group", "control: {group: \"a b\"}\n", []string{"c.yaml:1:18: ", `control.group: "a b" is not a group name`}},
 		{"tun name", "tun: averyveryverylongname\n", []string{"c.yaml:1:6: ", "is not a usable interface name"}},
@@ -281,23 +283,6 @@ func TestLoad(t *testing.T) {
 	os.WriteFile(p, big, 0o644)
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("big file: %v", err)
-	}
-}
-
-func TestParseUpstream(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1": "192.0.2.1:53", "192.0.2.1:5353": "192.0.2.1:5353", "2001:db8::1": "[2001:db8::1]:53",
-		"[2001:db8::1]": "[2001:db8::1]:53", "[2001:db8::1]:853": "[2001:db8::1]:853", "::ffff:192.0.2.1": "192.0.2.1:53",
-	} {
-		ap, err := ParseUpstream(in)
-		if err != nil || ap.String() != want {
-			t.Errorf("ParseUpstream(%q) = %v, %v; want %s", in, ap, err, want)
-		}
-	}
-	for _, in := range []string{"", "dns.google", "192.0.2.1:x", "fe80::1%eth0"} {
-		if _, err := ParseUpstream(in); err == nil {
-			t.Errorf("ParseUpstream(%q) accepted", in)
-		}
 	}
 }
 

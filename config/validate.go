@@ -5,21 +5,37 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/dnstun/dnstun/engine"
+	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/upstream"
 )
 
-// Validate checks the values with the rules `dnstun run` applies to its
-// flags. Problems with keys read from the file cite its line and column.
-// It touches nothing outside f.
+// Validate checks the values: the one validator of dnstun's settings,
+// whether they came from the file, from flags or from both. Problems with
+// keys read from the file cite its line and column; those with values
+// from a flag name the flag. It touches nothing outside f.
 func (f *File) Validate() error {
+	_, err := f.Options()
+	return err
+}
+
+// Options validates f and returns its typed, immutable form. Every value
+// it accepts is honoured as given: nothing is clamped later.
+func (f *File) Options() (*Options, error) {
 	v := &validator{f: f}
-	v.check()
-	return errors.Join(v.errs...)
+	o := v.check()
+	if err := errors.Join(v.errs...); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 type validator struct {
@@ -28,6 +44,11 @@ type validator struct {
 }
 
 func (v *validator) fail(key, msg, hint string) {
+	base, _, _ := strings.Cut(key, "[")
+	if fl, ok := v.f.flags[base]; ok {
+		v.errs = append(v.errs, &Error{Flag: fl, Key: key, Msg: msg, Hint: hint})
+		return
+	}
 	e := &Error{File: v.f.name, Key: key, Msg: msg, Hint: hint}
 	if e.File == "" {
 		e.File = "config"
@@ -38,28 +59,64 @@ func (v *validator) fail(key, msg, hint string) {
 	v.errs = append(v.errs, e)
 }
 
-// BlockModes are the values of block_mode (filter.ParseBlockMode's, case
-// insensitive; a test keeps the two in step).
-var BlockModes = []string{"nxdomain", "null", "nodata", "refused"}
-
-// ParseUpstream parses an upstream as `--upstream` does: IP, IP:PORT or
-// [IPv6]:PORT; the port defaults to 53.
-func ParseUpstream(s string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-	}
-	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil && !strings.Contains(a.String(), "%") {
-		return netip.AddrPortFrom(a.Unmap(), 53), nil
-	}
-	return netip.AddrPort{}, fmt.Errorf("%q is not IP, IP:PORT or [IPv6]:PORT", s)
+// ListSpec is one block list: a path or URL, then optional per-list
+// settings separated by spaces, e.g. "/etc/dnstun/ads.txt mode=null
+// ttl=300" or "https://example.org/list.txt mode=192.0.2.1,2001:db8::1".
+type ListSpec struct {
+	Source string             // the path or URL
+	Opts   filter.ListOptions // Name is Source until the daemon resolves a URL to its cached copy
 }
+
+// ParseListSpec parses one blocklists entry (or --blocklist value).
+func ParseListSpec(s string) (ListSpec, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return ListSpec{}, errors.New("empty block list")
+	}
+	ls := ListSpec{Source: f[0]}
+	ls.Opts.Name = ls.Source
+	for _, kv := range f[1:] {
+		k, val, ok := strings.Cut(kv, "=")
+		switch {
+		case !ok:
+			return ListSpec{}, fmt.Errorf("block list %q: %q is not key=value (keys: mode, ttl)", s, kv)
+		case k == "mode":
+			m, addrs, err := filter.ParseBlockSpec(val)
+			if err != nil {
+				return ListSpec{}, fmt.Errorf("block list %q: %w", s, err)
+			}
+			ls.Opts.Mode, ls.Opts.BlockAddrs = m, addrs
+		case k == "ttl":
+			var ttl uint32
+			if _, err := fmt.Sscan(val, &ttl); err != nil || ttl > maxTTL || fmt.Sprint(ttl) != val {
+				return ListSpec{}, fmt.Errorf("block list %q: ttl %q: want seconds, 0 to %d", s, val, maxTTL)
+			}
+			ls.Opts.TTL = ttl
+		default:
+			return ListSpec{}, fmt.Errorf("block list %q: unknown setting %q (keys: mode, ttl)", s, k)
+		}
+	}
+	if isURL(ls.Source) {
+		if u, err := url.Parse(ls.Source); err != nil || u.Host == "" {
+			return ListSpec{}, fmt.Errorf("block list %q is not a usable URL: write it as https://host/path", ls.Source)
+		}
+	} else if !filepath.IsAbs(ls.Source) {
+		return ListSpec{}, fmt.Errorf("block list %q is not an absolute path: the daemon runs from /, so write the full path", ls.Source)
+	}
+	return ls, nil
+}
+
+func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
+
+// maxTTL is the largest DNS TTL (RFC 2181 section 8).
+const maxTTL = 1<<31 - 1
 
 func (v *validator) addrs(key string, list []string) []netip.Addr {
 	var out []netip.Addr
 	for i, s := range list {
 		a, err := netip.ParseAddr(s)
-		if err != nil {
-			v.fail(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%q is not an IP address", s), "write an IPv4 or IPv6 address, without a port")
+		if err != nil || a.Zone() != "" {
+			v.fail(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%q is not an IP address", s), "write an IPv4 or IPv6 address, without a port or zone")
 			continue
 		}
 		out = append(out, a.Unmap())
@@ -67,11 +124,11 @@ func (v *validator) addrs(key string, list []string) []netip.Addr {
 	return out
 }
 
-func (v *validator) duration(key string, d time.Duration, allowZero bool) {
+func (v *validator) duration(key string, d time.Duration, zeroOK bool) {
 	switch {
 	case d < 0:
 		v.fail(key, fmt.Sprintf("negative duration %v", d), "durations are 0 or more")
-	case d == 0 && !allowZero:
+	case d == 0 && !zeroOK:
 		v.fail(key, "must be more than 0", "write for example 2s")
 	}
 }
@@ -82,8 +139,23 @@ func (v *validator) path(key, p string) {
 	}
 }
 
-func (v *validator) check() {
+func (v *validator) nonEmpty(key, p string) {
+	if p == "" {
+		v.fail(key, "empty path", "leave the key out for the default")
+	}
+	v.path(key, p)
+}
+
+func (v *validator) check() *Options {
 	f := v.f
+	o := &Options{
+		Tun: f.Tun, MTU: f.MTU, ResolvConf: f.ResolvConf, Rules: slices.Clone(f.Rules), BypassSignals: f.BypassSignals,
+		ListCache: f.ListCache, ListRefresh: f.ListRefresh, ListWatch: f.ListWatch, BlockTTL: f.BlockTTL,
+		UpstreamTimeout: f.UpstreamTimeout, Timeout: f.Timeout, MaxPending: f.MaxPending, Mode: f.Mode,
+		Capture:   CaptureOptions{Enabled: f.Capture.Enabled, StateDir: f.Capture.StateDir, NFT: f.Capture.NFT, Resolved: f.Capture.Resolved, Watchdog: f.Capture.Watchdog},
+		Control:   ControlOptions{Socket: f.Control.Socket, Group: f.Control.Group},
+		StateFile: f.StateFile, ExitWhenDisabled: f.ExitWhenDisabled, ConfigFile: f.name,
+	}
 	if f.Tun == "" {
 		v.fail("tun", "empty TUN name", "leave the key out for the default")
 	} else if len(f.Tun) > 15 || strings.ContainsAny(f.Tun, "/ \t\n%:") {
@@ -95,52 +167,61 @@ func (v *validator) check() {
 	if len(f.Resolvers) == 0 {
 		v.fail("resolvers", "no resolver address", "leave the key out for the defaults "+strings.Join(DefaultResolvers, ", "))
 	}
-	resolvers := v.addrs("resolvers", f.Resolvers)
-	tunAddrs := v.addrs("tun_addrs", f.TunAddrs)
-	for _, r := range resolvers {
-		if slices.Contains(tunAddrs, r) {
-			v.fail("tun_addrs", fmt.Sprintf("%v is both a resolver and the TUN's own address", r), "a resolver must be routed into the TUN: pick another tun_addrs entry")
+	o.Resolvers = v.addrs("resolvers", f.Resolvers)
+	o.TunAddrs = v.addrs("tun_addrs", f.TunAddrs)
+	// One TUN address per family the resolvers use, unless given.
+	for _, fam := range []struct {
+		is  func(netip.Addr) bool
+		def netip.Addr
+	}{{netip.Addr.Is4, DefaultTunAddr4}, {netip.Addr.Is6, DefaultTunAddr6}} {
+		if slices.ContainsFunc(o.Resolvers, fam.is) && !slices.ContainsFunc(o.TunAddrs, fam.is) {
+			o.TunAddrs = append(o.TunAddrs, fam.def)
+		}
+	}
+	for _, r := range o.Resolvers {
+		if slices.Contains(o.TunAddrs, r) {
+			v.fail("tun_addrs", fmt.Sprintf("%v is both a resolver and the TUN's own address", r), "a resolver must be routed into the TUN: pick another TUN address or resolver")
 		}
 	}
 	for i, s := range f.Upstreams {
 		key := fmt.Sprintf("upstreams[%d]", i)
-		ap, err := ParseUpstream(s)
+		ap, err := upstream.ParseAddrPort(s)
+		if err == nil && ap.Addr().Zone() != "" {
+			err = fmt.Errorf("upstream %q: a link-local address with a zone cannot be used", s)
+		}
 		if err != nil {
-			v.fail(key, err.Error(), "a host name cannot be used: dnstun would have to resolve it through itself")
+			v.fail(key, err.Error(), "")
 			continue
 		}
-		if slices.Contains(resolvers, ap.Addr()) || slices.Contains(tunAddrs, ap.Addr()) {
+		if o.IsOwn(ap.Addr()) {
 			v.fail(key, fmt.Sprintf("%v is one of dnstun's own addresses", ap), "that would loop; name a real resolver")
 		}
 		if f.Capture.Enabled && ap.Addr().IsLoopback() {
-			v.fail(key, fmt.Sprintf("%v is a local stub", ap), "with capture enabled its own queries would be captured again (a loop); name the real resolvers")
+			v.fail(key, fmt.Sprintf("%v is a local stub", ap), "with capture its own queries would be captured again (a loop); name the real resolvers")
 		}
+		o.Upstreams = append(o.Upstreams, ap)
 	}
-	v.path("resolv_conf", f.ResolvConf)
+	if len(o.Upstreams) > engine.MaxUpstreams {
+		v.fail("upstreams", fmt.Sprintf("%d upstreams given", len(o.Upstreams)), fmt.Sprintf("at most %d", engine.MaxUpstreams))
+	}
+	v.nonEmpty("resolv_conf", f.ResolvConf)
 	for i, p := range f.Blocklists {
-		// A list is its path or URL, then optional settings
-		// ("mode=null ttl=60") that `dnstun run` checks.
-		if fs := strings.Fields(p); len(fs) > 0 {
-			p = fs[0]
-		}
-		if p == "" {
-			v.fail(fmt.Sprintf("blocklists[%d]", i), "empty path", "")
-		}
-		if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
-			if u, err := url.Parse(p); err != nil || u.Host == "" {
-				v.fail(fmt.Sprintf("blocklists[%d]", i), fmt.Sprintf("%q is not a usable URL", p), "write it as https://host/path")
-			}
+		ls, err := ParseListSpec(p)
+		if err != nil {
+			v.fail(fmt.Sprintf("blocklists[%d]", i), err.Error(), "")
 			continue
 		}
-		v.path(fmt.Sprintf("blocklists[%d]", i), p)
+		o.Blocklists = append(o.Blocklists, ls)
 	}
-	v.path("list_cache", f.ListCache)
+	v.nonEmpty("list_cache", f.ListCache)
 	v.duration("list_refresh", f.ListRefresh, false)
 	v.duration("list_watch", f.ListWatch, true)
-	if !slices.Contains(BlockModes, strings.ToLower(strings.TrimSpace(f.BlockMode))) {
-		v.fail("block_mode", fmt.Sprintf("unknown block mode %q", f.BlockMode), "want nxdomain, null, nodata or refused")
+	m, addrs, err := filter.ParseBlockSpec(strings.TrimSpace(f.BlockMode))
+	if err != nil {
+		v.fail("block_mode", fmt.Sprintf("unknown block mode %q", f.BlockMode), "want nxdomain, null, nodata, refused, or IP addresses separated by commas")
 	}
-	if f.BlockTTL > 1<<31-1 {
+	o.BlockMode, o.BlockAddrs = m, addrs
+	if f.BlockTTL > maxTTL {
 		v.fail("block_ttl", fmt.Sprintf("%d is out of range", f.BlockTTL), "a DNS TTL is at most 2147483647 (RFC 2181)")
 	}
 	v.duration("upstream_timeout", f.UpstreamTimeout, false)
@@ -148,38 +229,33 @@ func (v *validator) check() {
 	if f.UpstreamTimeout > 0 && f.Timeout > 0 && f.UpstreamTimeout > f.Timeout {
 		v.fail("upstream_timeout", fmt.Sprintf("%v is longer than timeout (%v)", f.UpstreamTimeout, f.Timeout), "clients would get SERVFAIL before the first upstream had its turn")
 	}
-	if f.MaxPending < 1 || f.MaxPending > 1<<20 {
-		v.fail("max_pending", fmt.Sprintf("%d is out of range", f.MaxPending), "want 1 to 1048576")
+	if f.MaxPending < 1 || f.MaxPending > engine.MaxPendingLimit {
+		v.fail("max_pending", fmt.Sprintf("%d is out of range", f.MaxPending), fmt.Sprintf("want 1 to %d (half the 16-bit ID space)", engine.MaxPendingLimit))
 	}
-	switch f.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
+	if err := o.LogLevel.UnmarshalText([]byte(f.LogLevel)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, f.LogLevel) {
 		v.fail("log_level", fmt.Sprintf("unknown log level %q", f.LogLevel), "want debug, info, warn or error")
+		o.LogLevel = slog.LevelInfo
 	}
 	switch f.Mode {
 	case "tun", "flow":
 	default:
 		v.fail("mode", fmt.Sprintf("unknown mode %q", f.Mode), "want tun or flow")
 	}
-	if _, err := netip.ParseAddrPort(f.Listen); err != nil {
+	o.Listen, err = netip.ParseAddrPort(f.Listen)
+	if err != nil {
 		v.fail("listen", fmt.Sprintf("%q is not IP:PORT", f.Listen), "for example 127.0.0.1:53 or [::1]:53")
 	}
 	if f.Capture.Enabled && f.Mode == "flow" {
 		v.fail("capture.enabled", "capture cannot be used with mode flow", "capture steers packets into the TUN: use mode tun")
 	}
-	v.path("capture.state_dir", f.Capture.StateDir)
-	if f.Capture.StateDir == "" {
-		v.fail("capture.state_dir", "empty path", "leave the key out for the default")
-	}
+	v.nonEmpty("capture.state_dir", f.Capture.StateDir)
 	switch f.Capture.Resolved {
 	case "auto", "on", "off":
 	default:
 		v.fail("capture.resolved", fmt.Sprintf("unknown value %q", f.Capture.Resolved), "want auto, on or off")
 	}
 	v.duration("capture.watchdog", f.Capture.Watchdog, true)
-	if f.Control.Socket == "" {
-		v.fail("control.socket", "empty path", "leave the key out for the default")
-	}
+	// An empty socket path means no control socket.
 	v.path("control.socket", f.Control.Socket)
 	if len(f.Control.Socket) > 103 {
 		v.fail("control.socket", "path too long for a unix socket", "at most 103 bytes")
@@ -187,4 +263,6 @@ func (v *validator) check() {
 	if g := f.Control.Group; g != "" && strings.ContainsAny(g, ":/ \t\n") {
 		v.fail("control.group", fmt.Sprintf("%q is not a group name", g), "a group name or number, as in /etc/group")
 	}
+	v.nonEmpty("state_file", f.StateFile)
+	return o
 }

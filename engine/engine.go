@@ -28,6 +28,10 @@ const (
 	DefaultMaxPending      = 4096
 	DefaultBlockTTL        = 10
 	DefaultLocalTTL        = 60
+	// MaxPendingLimit is the most forwarded queries that can wait: half
+	// the 16-bit ID space, so that picking a free random ID takes two
+	// tries on average even when the table is full.
+	MaxPendingLimit = 1 << 15
 )
 
 // Config configures an Engine.
@@ -74,8 +78,8 @@ func (c *Config) setDefaults() error {
 	if len(c.Upstreams) == 0 && !c.PassThrough {
 		return errors.New("engine: no upstream resolvers: give at least one (--upstream IP:PORT)")
 	}
-	if len(c.Upstreams) > maxUpstreams {
-		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(c.Upstreams), maxUpstreams)
+	if len(c.Upstreams) > MaxUpstreams {
+		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(c.Upstreams), MaxUpstreams)
 	}
 	if c.UpstreamTimeout <= 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
@@ -84,7 +88,7 @@ func (c *Config) setDefaults() error {
 		c.TotalTimeout = DefaultTotalTimeout
 	}
 	if c.TotalTimeout < c.UpstreamTimeout {
-		c.TotalTimeout = c.UpstreamTimeout
+		return fmt.Errorf("engine: upstream timeout %v is longer than the total timeout %v: clients would get SERVFAIL before the first upstream had its turn", c.UpstreamTimeout, c.TotalTimeout)
 	}
 	if c.BlockMode == filter.ModeDefault {
 		c.BlockMode = filter.ModeNXDomain
@@ -97,6 +101,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxPending > MaxPendingLimit {
+		return fmt.Errorf("engine: max pending %d is more than %d (half the 16-bit ID space)", c.MaxPending, MaxPendingLimit)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -111,16 +118,16 @@ type Engine struct {
 	flow   *net.UDPConn // the flow-mode front-end, or nil
 	filter filter.Filter
 	log    *slog.Logger
-	// ups holds the upstream sockets, up to maxUpstreams: the configured
+	// ups holds the upstream sockets, up to MaxUpstreams: the configured
 	// ones and those pass-through opened for the resolvers clients asked.
 	// Entries are only ever added; a socket is reused for its address.
-	ups  [maxUpstreams]atomic.Pointer[upstream.Conn]
+	ups  [MaxUpstreams]atomic.Pointer[upstream.Conn]
 	nUps atomic.Int32
 	// cfgUps lists, in order, the indexes in ups of the configured
 	// upstreams; SetUpstreams swaps it whole.
 	cfgUps     atomic.Pointer[upList]
 	dialMu     sync.Mutex
-	health     [maxUpstreams]upHealth
+	health     [MaxUpstreams]upHealth
 	healthName []byte
 	pending    *pending
 	stats      stats
@@ -306,8 +313,8 @@ func (l *upList) next(up int) int {
 // changed, or a reload). Queries in flight finish on the sockets they use;
 // a socket is kept for reuse if its address comes back.
 func (e *Engine) SetUpstreams(addrs []netip.AddrPort) error {
-	if len(addrs) > maxUpstreams {
-		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(addrs), maxUpstreams)
+	if len(addrs) > MaxUpstreams {
+		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(addrs), MaxUpstreams)
 	}
 	var list upList
 	for _, a := range addrs {
@@ -350,7 +357,7 @@ func (e *Engine) upstreamFor(addr netip.AddrPort) int {
 			return i
 		}
 	}
-	if n == maxUpstreams || e.closing.Load() {
+	if n == MaxUpstreams || e.closing.Load() {
 		return -1
 	}
 	c, err := e.dial(addr)
@@ -395,8 +402,8 @@ func (e *Engine) logQuery(client netip.AddrPort, name []byte, qtype uint16, d qu
 		return
 	}
 	// Answers decided locally take the sweeper's coarse clock (a clock
-	// read costs ~50 ns here, a sixth of the whole block path); forwarded
-	// ones read it for their latency anyway.
+	// read is a sizeable part of the whole block path); forwarded ones
+	// read it for their latency anyway.
 	now, lat := e.coarse.Load(), uint32(0)
 	if start > 0 {
 		now = e.now()

@@ -16,9 +16,9 @@ import (
 // are far smaller. Larger ones are refused rather than stored.
 const MaxQuery = 1232
 
-// maxUpstreams bounds the number of upstreams: each entry remembers the ones
+// MaxUpstreams bounds the number of upstreams: each entry remembers the ones
 // it was sent to in a 32-bit mask.
-const maxUpstreams = 32
+const MaxUpstreams = 32
 
 // entry is one forwarded query waiting for its answer.
 type entry struct {
@@ -62,10 +62,9 @@ func newPending(capacity int) *pending {
 	if capacity < 1 {
 		capacity = 1
 	}
-	if capacity > 1<<15 {
-		// Half the ID space at most, so that picking a free random ID
-		// takes two tries on average even when the table is full.
-		capacity = 1 << 15
+	if capacity > MaxPendingLimit {
+		// Config refuses more; a direct caller gets the limit.
+		capacity = MaxPendingLimit
 	}
 	p := &pending{slots: make([]entry, capacity), free: make([]int32, capacity)}
 	for i := range p.free {

@@ -135,18 +135,7 @@ func BenchmarkPending(b *testing.B) {
 	}
 }
 
-// Most recent results (go test -bench='Step|Pending' -benchtime=300000x
-// -count=5 ./engine; linux/amd64, AMD EPYC, 2 vCPUs; min of 5; runs vary
-// by up to 2x on this VM, so compare ratios measured in one run). The step
-// includes the rule engine's DecideQuery and the query log. With the
-// first version (a map-per-name filter, no query log) block/v4 took 335 ns
-// in the same session; a profile of block/v4 now: decode 21%, filter 19%,
-// question 13%, IP/UDP headers and checksums 11%, answer 9%, query log 7%.
-// The forward cost is the sendto syscall on the upstream socket.
-//
-//	BenchmarkStep/block/v4        570 ns/op  0 B/op  0 allocs/op
-//	BenchmarkStep/block/v6/edns   584 ns/op  0 B/op  0 allocs/op
-//	BenchmarkStep/local/v4        690 ns/op  0 B/op  0 allocs/op
-//	BenchmarkStep/forward/v4     5704 ns/op  0 B/op  0 allocs/op
-//	BenchmarkStep/forward/v6     6133 ns/op  0 B/op  0 allocs/op
-//	BenchmarkPending               73 ns/op  0 B/op  0 allocs/op
+// Figures: bench/RESULTS.md, "Hot path (micro-benchmarks)" (scripts/bench.sh
+// runs these benchmarks three times). The step includes the rule engine's
+// DecideQuery and the query log; the forward cost is mostly the sendto
+// syscall on the upstream socket.

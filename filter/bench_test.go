@@ -104,16 +104,5 @@ func BenchmarkBuildReal(b *testing.B) {
 	runtime.KeepAlive(s)
 }
 
-// Latest figures (2026-11-28, go1.26.8 linux/amd64, AMD EPYC, 2 shared
-// cores, load average ~2 from other builds; one run each, noisy):
-//
-//	BenchmarkDecideHit-2             204 ns/op   0 B/op   0 allocs/op
-//	BenchmarkDecideMiss-2            165 ns/op   0 B/op   0 allocs/op
-//	BenchmarkDecideDeepSubdomain-2   402 ns/op   0 B/op   0 allocs/op  (10 labels)
-//	BenchmarkDecideException-2       339 ns/op   0 B/op   0 allocs/op
-//	BenchmarkDecideMixed-2           262 ns/op   0 B/op   0 allocs/op
-//	BenchmarkBuildReal-2             69 ms/op    32 MB/s  8.1 MB/op  15,381 allocs/op
-//
-// The real AdGuard list now also yields 132 wildcard/regex rules, so every
-// Decide also scans the name's trigrams for pattern literals (~30-60 ns).
-// The 1M-name figures are in million_test.go.
+// Figures: bench/RESULTS.md, "Filter engine" (scripts/bench.sh runs the
+// Decide, BuildReal and Million benchmarks three times).

@@ -110,26 +110,5 @@ func BenchmarkStep(b *testing.B) {
 	}
 }
 
-// Latest figures (go test ./packet -run=^$ -bench=. -benchtime=1s, Go 1.26.8,
-// on a 2-core machine shared with other jobs, so expect noise of ±30%):
-//
-//	goos: linux
-//	goarch: amd64
-//	cpu: AMD EPYC
-//	BenchmarkDecode/v4-2                 123.5 ns/op   0 B/op   0 allocs/op
-//	BenchmarkDecode/v6-2                 123.1 ns/op   0 B/op   0 allocs/op
-//	BenchmarkDecode/v4opts-2             152.6 ns/op   0 B/op   0 allocs/op
-//	BenchmarkDecode/drop_not_dns-2        11.13 ns/op  0 B/op   0 allocs/op
-//	BenchmarkReadQuestion/v4-2            50.22 ns/op  0 B/op   0 allocs/op
-//	BenchmarkReadQuestion/v6-2            36.46 ns/op  0 B/op   0 allocs/op
-//	BenchmarkAnswerInPlace/v4-2           89.84 ns/op  0 B/op   0 allocs/op
-//	BenchmarkAnswerInPlace/v6-2           95.53 ns/op  0 B/op   0 allocs/op
-//	BenchmarkAnswerInPlace/v4opts-2      101.1 ns/op   0 B/op   0 allocs/op
-//	BenchmarkWrapReply/v4-2               49.77 ns/op  0 B/op   0 allocs/op
-//	BenchmarkWrapReply/v6-2               55.55 ns/op  0 B/op   0 allocs/op
-//	BenchmarkStep/v4-2                   343.5 ns/op   0 B/op   0 allocs/op
-//	BenchmarkStep/v6-2                   343.9 ns/op   0 B/op   0 allocs/op
-//
-// ReadQuestion v4 and v6 read the same message; their difference is noise.
-// Decode's drop path (raw checks only) is about 11x cheaper than a decode
-// through gopacket.
+// Figures: bench/RESULTS.md, "Hot path (micro-benchmarks)" (scripts/bench.sh
+// runs these benchmarks three times); compare ratios measured in one run.

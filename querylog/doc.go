@@ -10,8 +10,8 @@
 //     allocates nothing.
 //   - Add is for one writer at a time with any number of concurrent
 //     readers (several writers are safe too, they serialise); a plain
-//     mutex guards the ring: uncontended it costs about 25 ns on the 2-core dev VM (see
-//     BenchmarkAdd), and a reader holds it only to copy raw entries out.
+//     mutex guards the ring: uncontended it is cheap (BenchmarkAdd; figures
+//     in bench/RESULTS.md), and a reader holds it only to copy raw entries out.
 //   - Snapshot allocates on the read side only, converting entries to
 //     Record after the lock is released; it returns the most recent n
 //     entries, oldest first.

@@ -14,9 +14,6 @@ import (
 	"github.com/dnstun/dnstun/internal/atomicfile"
 )
 
-// DefaultStateDir holds the lock and the journal.
-const DefaultStateDir = "/run/dnstun"
-
 const (
 	journalFile = "journal.json"
 	lockFile    = "lock"

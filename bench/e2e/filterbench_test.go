@@ -49,3 +49,23 @@ func TestParseBenchOutput(t *testing.T) {
 		}
 	}
 }
+
+func TestMicroMarkdown(t *testing.T) {
+	bs, err := parseBenchOutput(strings.NewReader(`goos: linux
+BenchmarkStep/block/v4-2   	 2000000	       570.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStep/block/v4-2   	 2000000	       610.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStep/block/v4-2   	 2000000	       590.0 ns/op	       0 B/op	       0 allocs/op
+PASS
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs[0].Name = "engine/" + bs[0].Name
+	md := microMarkdown(&Report{Micro: bs, MicroCommand: "go test ./PKG -bench ."})
+	if want := "| engine/Step/block/v4 | 590.0 (570.0–610.0) | 0 | 0 |"; !strings.Contains(md, want) {
+		t.Errorf("markdown lacks %q:\n%s", want, md)
+	}
+	if microMarkdown(&Report{}) != "" {
+		t.Error("a report without micro-benchmarks renders a section")
+	}
+}

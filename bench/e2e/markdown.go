@@ -188,6 +188,7 @@ func Markdown(r *Report, smoke bool) string {
 		w("%s\n", targets(r))
 	}
 	w("%s", filterMarkdown(r))
+	w("%s", microMarkdown(r))
 	if len(r.Notes) > 0 {
 		w("\n## Failures during the run\n\n")
 		for _, n := range r.Notes {

@@ -144,6 +144,9 @@ type Report struct {
 	// run with FilterCommand.
 	Filter        []*FilterBench `json:",omitempty"`
 	FilterCommand string         `json:",omitempty"`
+	// Micro holds the hot-path packages' benchmarks (RunMicroBenches).
+	Micro        []*FilterBench `json:",omitempty"`
+	MicroCommand string         `json:",omitempty"`
 }
 
 // Stat is a median with its range over repetitions.

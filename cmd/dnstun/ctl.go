@@ -113,17 +113,6 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 	return nil
 }
 
-// cmdCheck validates a configuration (and the lists it names) without
-// touching the system.
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	c, set, err := loadListsQuiet(args, stderr, stdout)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "configuration ok: %d rules from %d lists, upstreams %v, mode %s, capture %v\n", set.Len(), len(c.blocklists), c.upstreams, c.mode, c.capture.on)
-	return nil
-}
-
 // cmdInstall installs dnstun as a system service (systemd unit on Linux,
 // launchd daemon on macOS), or with -n prints what it would do.
 func cmdInstall(uninstall bool, args []string, stdout, stderr io.Writer) error {

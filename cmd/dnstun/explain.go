@@ -4,7 +4,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -19,36 +18,18 @@ import (
 // [--client IP] NAME [TYPE]`: the decision for a query and every rule that
 // matched it, with list, line and text.
 func cmdExplain(args []string, stdout, stderr io.Writer) error {
-	// The run flags give the same list options as `run`; the query comes
-	// after them.
-	var rest []string
-	for i, a := range args {
-		if !strings.HasPrefix(a, "-") && (i == 0 || !takesValue(args[i-1])) {
-			rest = args[i:]
-			args = args[:i]
-			break
-		}
-	}
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The settings of `run` (lists, rules, block mode, --config), then
+	// the query.
+	fs, fl := settingsFlags("explain", stderr)
 	client := fs.String("client", "", "the client's IP address (for $client rules)")
-	var runArgs []string
-	for _, f := range explainListFlags {
-		fs.Func(f.name, f.usage, func(s string) error { runArgs = append(runArgs, "--"+f.name, s); return nil })
-	}
-	bypass := fs.Bool("bypass-signals", true, "answer the canary names of DNS-bypass features, as `run` does")
-	if err := parseFlags(fs, args); err != nil {
+	o, rest, err := options(fs, fl, args, true)
+	if err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "bypass-signals" {
-			runArgs = append(runArgs, "--bypass-signals="+strconv.FormatBool(*bypass))
-		}
-	})
 	if len(rest) == 0 || len(rest) > 2 {
 		return usageError{errors.New("want NAME [TYPE] after the flags")}
 	}
-	c, set, err := loadListsQuiet(append(runArgs, "--upstream", "192.0.2.1"), stderr, stderr)
+	set, err := buildSet(o, stderr)
 	if err != nil {
 		return err
 	}
@@ -73,7 +54,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	if d.Action == filter.Block {
 		mode := d.Mode
 		if mode == filter.ModeDefault {
-			mode = c.engine.BlockMode
+			mode = o.BlockMode
 		}
 		fmt.Fprintf(stdout, " (%s)", mode)
 	}
@@ -125,30 +106,4 @@ func answerSummary(d filter.Decision, qtype uint16) string {
 		return "NODATA"
 	}
 	return strings.Join(rrs, ", ")
-}
-
-func takesValue(flagArg string) bool {
-	if strings.Contains(flagArg, "=") {
-		return false
-	}
-	name := strings.TrimLeft(flagArg, "-")
-	if name == "client" {
-		return true
-	}
-	for _, f := range explainListFlags {
-		if f.name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// explainListFlags are the list options of `run` that explain takes, with
-// the same meaning (each passed on to the run flag parser).
-var explainListFlags = []struct{ name, usage string }{
-	{"blocklist", "block list file or URL, with options as for `run` (repeatable)"},
-	{"config", "configuration file whose lists to use"},
-	{"rule", "an inline rule in any list format (repeatable)"},
-	{"block-mode", "the default block answer, as for `run` (shown for blocks)"},
-	{"list-cache", "where `run` caches URL lists"},
 }

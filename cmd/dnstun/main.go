@@ -12,9 +12,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"strings"
+
+	"github.com/dnstun/dnstun/daemon"
 )
 
 const usage = `dnstun: a packet-level DNS filter on a TUN device.
@@ -78,9 +78,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	var ee exitError
+	var ee daemon.ExitError
 	if errors.As(err, &ee) {
-		return ee.code
+		return ee.Code
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
@@ -106,18 +106,3 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return usageError{err}
 }
-
-// newLogger returns a text logger at the named level.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", level)}
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
-}
-
-// listFlag is a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }

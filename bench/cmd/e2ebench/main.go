@@ -90,6 +90,10 @@ func main() {
 	if err == nil && *filterBench && !*smoke {
 		o.Progress("filter benchmarks (about 2 min)")
 		rep.Filter, rep.FilterCommand, err = e2e.RunFilterBenches(ctx, o.ModuleDir)
+		if err == nil {
+			o.Progress("hot-path micro-benchmarks (about 2 min)")
+			rep.Micro, rep.MicroCommand, err = e2e.RunMicroBenches(ctx, o.ModuleDir)
+		}
 	}
 	rep.Command = commandLine()
 	md := e2e.Markdown(rep, *smoke)

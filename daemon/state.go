@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package main
+package daemon
 
 import (
 	"encoding/json"
@@ -11,10 +11,6 @@ import (
 
 	"github.com/dnstun/dnstun/internal/atomicfile"
 )
-
-// DefaultStateFile keeps the enabled/disabled choice across restarts and
-// reboots (unlike the runtime state directory under /run).
-const DefaultStateFile = "/var/lib/dnstun/state.json"
 
 // persisted is what survives a restart: whether filtering is enabled.
 type persisted struct {

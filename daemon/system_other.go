@@ -2,7 +2,7 @@
 
 //go:build !darwin
 
-package main
+package daemon
 
 import "net/netip"
 

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dnstun/dnstun/filter"
+)
+
+// Options is dnstun's validated configuration: the file (if any), then the
+// flags given on the command line, checked once by one validator. Produce
+// it with File.Options or Flags.Options; it is immutable once returned
+// (share it, never change it: a reload builds a new one).
+type Options struct {
+	Tun       string
+	MTU       int
+	Resolvers []netip.Addr // the virtual resolvers, routed into the TUN
+	TunAddrs  []netip.Addr // the TUN's own addresses, one per resolver family at least
+	// Upstreams as given; empty means: follow the system's resolvers
+	// (ResolvConf, or macOS's dynamic store).
+	Upstreams  []netip.AddrPort
+	ResolvConf string
+
+	Blocklists    []ListSpec
+	Rules         []string // inline rules, any list format
+	BypassSignals bool
+	ListCache     string
+	ListRefresh   time.Duration
+	ListWatch     time.Duration // 0: no watching
+
+	BlockMode  filter.BlockMode
+	BlockAddrs []netip.Addr // with filter.ModeCustom
+	BlockTTL   uint32
+
+	UpstreamTimeout time.Duration
+	Timeout         time.Duration
+	MaxPending      int
+
+	LogLevel slog.Level
+	Mode     string         // "tun" or "flow"
+	Listen   netip.AddrPort // flow mode's socket
+
+	Capture          CaptureOptions
+	Control          ControlOptions
+	StateFile        string
+	ExitWhenDisabled bool
+
+	// ConfigFile is the file the options were read from ("" for none).
+	ConfigFile string
+}
+
+// CaptureOptions are the options of --capture.
+type CaptureOptions struct {
+	Enabled  bool
+	StateDir string
+	NFT      bool
+	Resolved string        // auto, on, off
+	Watchdog time.Duration // 0: off
+}
+
+// ControlOptions are the control socket's.
+type ControlOptions struct {
+	Socket string // "" = no control socket
+	Group  string // "" = root only
+}
+
+// IsOwn reports whether a is one of dnstun's own addresses (a resolver or
+// the TUN's): forwarding there would loop.
+func (o *Options) IsOwn(a netip.Addr) bool {
+	a = a.Unmap()
+	return slices.Contains(o.Resolvers, a) || slices.Contains(o.TunAddrs, a)
+}
+
+// FollowsSystem reports whether the upstreams are the system's resolvers,
+// re-read while dnstun runs (no upstream was given).
+func (o *Options) FollowsSystem() bool { return len(o.Upstreams) == 0 }
