@@ -89,7 +89,7 @@ func New(c Config) (*Daemon, error) {
 	d := &Daemon{reload: c.Reload, log: log, o: c.Options, qlog: querylog.New(QueryLogSize), start: time.Now(),
 		fatal: make(chan error, 1), quit: make(chan int, 1)}
 	if c.Options.FollowsSystem() {
-		sys, err := readSystemResolvers(c.Options)
+		sys, err := firstSystemResolvers(c.Options)
 		if err != nil {
 			return nil, fmt.Errorf("no upstream given and %w", err)
 		}
@@ -269,7 +269,7 @@ func (d *Daemon) Reload() error {
 	var sys systemResolvers
 	if no.FollowsSystem() {
 		var err error
-		if sys, err = readSystemResolvers(no); err != nil {
+		if sys, err = firstSystemResolvers(no); err != nil {
 			return fmt.Errorf("reload refused: %w", err)
 		}
 	}

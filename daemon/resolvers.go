@@ -6,10 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -28,54 +28,52 @@ type systemResolvers struct {
 	setup upstream.Setup   // with capture: what the setup is, for the log
 }
 
-// readSystemResolvers reads the system's resolvers. With capture, local
-// stubs are left out (they would loop) and the resolver setup is detected
-// for the log. dnstun's own addresses are always left out; a list made of
-// nothing else is an error (errOnlyOwn), never an empty upstream set.
-func readSystemResolvers(o *config.Options) (systemResolvers, error) {
-	var s systemResolvers
-	var all []netip.AddrPort
-	if ups, ok, err := platformUpstreams(); ok && o.Capture.Enabled {
-		// macOS: the primary service's resolvers, from the dynamic store.
+// readSystemResolvers reads the system's resolvers, all of them (the
+// caller leaves dnstun's own out). With capture, local stubs are left out
+// (they would loop) and the resolver setup is detected for the log; on
+// macOS they come from the primary service's keys of the dynamic store,
+// since capture makes dnstun the global resolver.
+func readSystemResolvers(o *config.Options) (all []netip.AddrPort, setup upstream.Setup, err error) {
+	switch {
+	case o.Capture.Enabled && runtime.GOOS == "darwin":
+		r, err := upstream.DarwinSystemResolvers(own(o))
 		if err != nil {
-			return s, err
+			return nil, setup, err
 		}
-		s.setup = upstream.Setup{Kind: "macOS dynamic store", Upstreams: ups, Why: "State:/Network/Global/DNS"}
-		all = ups
-	} else if o.Capture.Enabled {
+		return r.Upstreams, upstream.Setup{Kind: "macOS dynamic store", Upstreams: r.Upstreams, Why: r.Source}, nil
+	case o.Capture.Enabled:
 		env, err := upstream.ReadSetupEnv(o.ResolvConf)
 		if err != nil {
-			return s, err
+			return nil, setup, err
 		}
-		s.setup = upstream.DetectSetup(env)
-		all = s.setup.Upstreams
-	} else {
-		var err error
-		if all, err = upstream.ReadResolvConf(o.ResolvConf); err != nil {
-			return s, err
-		}
+		setup = upstream.DetectSetup(env)
+		return setup.Upstreams, setup, nil
 	}
-	for _, ap := range all {
-		if !o.IsOwn(ap.Addr()) {
-			s.ups = append(s.ups, ap)
-		}
-	}
-	if len(all) > 0 && len(s.ups) == 0 {
-		return s, fmt.Errorf("%w: %v", errOnlyOwn, all)
-	}
-	return s, nil
+	all, err = upstream.ReadResolvConf(o.ResolvConf)
+	return all, setup, err
 }
 
-// errOnlyOwn: the system lists only dnstun itself as its resolver, as
-// happens once dnstun is the machine's resolver (macOS's global DNS with
-// capture, a resolv.conf rewritten to point at dnstun). Forwarding there
-// would loop, so the last good list is kept.
-var errOnlyOwn = errors.New("the system's resolvers are only dnstun's own addresses")
+// own lists dnstun's own addresses: forwarding there would loop.
+func own(o *config.Options) []netip.Addr { return append(slices.Clone(o.Resolvers), o.TunAddrs...) }
+
+// firstSystemResolvers reads the system's resolvers at start or reload; a
+// list made only of dnstun's own addresses is an error.
+func firstSystemResolvers(o *config.Options) (systemResolvers, error) {
+	all, setup, err := readSystemResolvers(o)
+	if err != nil {
+		return systemResolvers{}, err
+	}
+	ups, onlyOwn := upstream.FilterOwn(all, own(o))
+	if onlyOwn {
+		return systemResolvers{}, fmt.Errorf("%w: the system's resolvers %v are only dnstun's own addresses", upstream.ErrNoUsableResolver, all)
+	}
+	return systemResolvers{ups: ups, setup: setup}, nil
+}
 
 // followResolvers re-reads the system's resolvers every interval and gives
 // the engine the new list when it changed, so a network change (DHCP, VPN,
-// Wi-Fi) needs no restart. A list of only dnstun's own addresses keeps the
-// last good one, said once in the log.
+// Wi-Fi) needs no restart. A list that is empty or made only of dnstun's
+// own addresses keeps the last good one, said once in the log.
 func (d *Daemon) followResolvers(ctx context.Context, e *engine.Engine, interval time.Duration) {
 	warned := ""
 	every(ctx, interval, func() {
@@ -85,28 +83,32 @@ func (d *Daemon) followResolvers(ctx context.Context, e *engine.Engine, interval
 		if !o.FollowsSystem() {
 			return
 		}
-		sys, err := readSystemResolvers(o)
+		all, setup, err := readSystemResolvers(o)
 		if err != nil {
-			if errors.Is(err, errOnlyOwn) && warned != err.Error() {
-				warned = err.Error()
-				d.log.Warn("the system's resolver list names only dnstun itself; keeping the last good upstreams", "listed", strings.TrimPrefix(err.Error(), errOnlyOwn.Error()+": "), "upstreams", last)
-			}
-			return // else a resolv.conf being rewritten; try again next tick
+			return // a resolv.conf being rewritten; try again next tick
 		}
-		warned = ""
-		if slices.Equal(sys.ups, last) {
+		r := upstream.RefreshUpstreams(last, all, own(o))
+		if r.Kept {
+			if warned != r.Why {
+				warned = r.Why
+				d.log.Warn("the system's resolver list cannot be used", "why", r.Why)
+			}
 			return
 		}
-		if err := e.SetUpstreams(sys.ups); err != nil {
-			d.log.Warn("the system's resolvers changed but cannot be used", "upstreams", sys.ups, "err", err)
+		warned = ""
+		if !r.Changed {
+			return
+		}
+		if err := e.SetUpstreams(r.Use); err != nil {
+			d.log.Warn("the system's resolvers changed but cannot be used", "upstreams", r.Use, "err", err)
 			return
 		}
 		d.mu.Lock()
 		if d.o == o {
-			d.sys = sys
+			d.sys = systemResolvers{ups: r.Use, setup: setup}
 		}
 		d.mu.Unlock()
-		d.log.Info("the system's resolvers changed; following", "upstreams", sys.ups)
+		d.log.Info("the system's resolvers changed; following", "upstreams", r.Use)
 	})
 }
 

@@ -52,9 +52,6 @@ func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Con
 		// so runs without CAP_NET_ADMIN.
 		c.Mark = upstream.Mark
 	}
-	if o.Capture.Enabled {
-		c.Interface = platformInterface()
-	}
 	return c
 }
 

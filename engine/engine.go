@@ -65,9 +65,6 @@ type Config struct {
 	// QueryLog, if set, records every query answered (decision, rcode,
 	// upstream, latency) without allocating.
 	QueryLog *querylog.Ring
-	// Interface binds upstream sockets to that interface (darwin:
-	// IP_BOUND_IF), so they never enter the utun; "" = none.
-	Interface string
 	// Mark is the SO_MARK of upstream sockets (Linux); see upstream.Mark.
 	Mark uint32
 	// Logger for the engine; nil means slog.Default().
@@ -281,7 +278,7 @@ func (r *rateLimiter) allow(now int64) bool {
 }
 
 func (e *Engine) dial(a netip.AddrPort) (*upstream.Conn, error) {
-	return upstream.Dial(context.Background(), a, upstream.Options{Mark: e.cfg.Mark, RecvBuffer: 4 << 20, Interface: e.cfg.Interface})
+	return upstream.Dial(context.Background(), a, upstream.Options{Mark: e.cfg.Mark, RecvBuffer: 4 << 20})
 }
 
 // startReceiver starts the receive loop of upstream i; e.dialMu is held.

@@ -141,16 +141,20 @@ func Watchdog(ctx context.Context, probe func(context.Context) error, interval t
 // caller holds the lock of dir, so no live instance owns them.
 func Cleanup(dir string, log *slog.Logger) ([]string, error) {
 	j, jerr := ReadJournal(dir)
-	table := DefaultTable
+	table, pid := DefaultTable, 0
 	if j != nil {
+		pid = j.PID
 		log.Info("an earlier dnstun left state behind; cleaning up", "pid", j.PID, "boot_id", j.BootID, "phase", j.Phase, "started", j.Started)
 		if j.Linux != nil && len(j.Linux.Routes) > 0 {
 			table = j.Linux.Routes[0].Table
 		}
 	}
-	removed, err := Sweep(table, log)
+	// On macOS the resolver key is removed only when its marker names the
+	// journal's pid, ours or a dead process; on Linux every leftover is
+	// ours by its tag.
+	removed, err := SweepOwned(table, pid, log)
 	if table != DefaultTable {
-		more, err2 := Sweep(DefaultTable, log)
+		more, err2 := SweepOwned(DefaultTable, pid, log)
 		removed, err = append(removed, more...), errors.Join(err, err2)
 	}
 	if err == nil {

@@ -29,9 +29,6 @@ type Options struct {
 	Mark uint32
 	// RecvBuffer is SO_RCVBUF in bytes; 0 keeps the system default.
 	RecvBuffer int
-	// Interface, on darwin, binds the socket to that interface
-	// (IP_BOUND_IF / IPV6_BOUND_IF) so it never enters the utun; "" = none.
-	Interface string
 }
 
 // Dial opens a connected UDP socket to addr, marked so that it bypasses

@@ -6,9 +6,8 @@
 // Every socket is made so that it cannot loop back into dnstun's TUN: on
 // Linux it carries SO_MARK (Mark), which dnstun's steering rules exempt; on
 // darwin capture steers through the resolver configuration, and only
-// dnstun's own addresses are routed into the utun, so a socket is bound
-// (IP_BOUND_IF/IPV6_BOUND_IF, Options.Interface) only when the route to its
-// upstream goes into the utun; ChooseBind decides, per dial. Sockets are
+// dnstun's own addresses (never an upstream) are routed into the utun, so
+// sockets are left unbound and follow the routing table. Sockets are
 // connected UDP sockets, one per upstream, so the kernel already filters
 // replies by source address and port.
 //

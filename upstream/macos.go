@@ -16,28 +16,6 @@ import (
 // real macOS output (internal/macos/testdata); only the functions that run
 // the tools are darwin-only (sysresolvers_darwin.go).
 
-// ParseScutilDNS reads the ServerAddresses of `scutil` output for one
-// "show <key>" of a DNS dictionary (State:/Network/Global/DNS, or a
-// service's DNS key), as address:53 pairs with their IPv6 zone kept. It
-// returns nil for anything else ("No such key", an error).
-func ParseScutilDNS(out string) []netip.AddrPort {
-	v, missing, err := macos.ParseShow(out)
-	if err != nil || missing {
-		return nil
-	}
-	return port53(v.Addrs("ServerAddresses"))
-}
-
-// ParseRouteInterface reads the "interface:" line of `route -n get
-// <destination>` output: the interface that routes there ("" when none).
-func ParseRouteInterface(out string) string {
-	r, err := macos.ParseRouteGet(out)
-	if err != nil {
-		return ""
-	}
-	return r.Interface
-}
-
 func port53(as []netip.Addr) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, a := range as {
@@ -185,69 +163,3 @@ func ownOf(list []netip.AddrPort, own []netip.Addr) []netip.AddrPort {
 	}
 	return out
 }
-
-// BindChoice is how one upstream socket is bound on macOS.
-type BindChoice struct {
-	// Interface is what to bind the socket to (IP_BOUND_IF/IPV6_BOUND_IF);
-	// "" leaves it unbound.
-	Interface string
-	// Route is the interface the routing table picks for the upstream.
-	Route string
-	// Why says why, for the log.
-	Why string
-}
-
-// DarwinRouteGetArgv is the command whose output ChooseBind reads.
-func DarwinRouteGetArgv(a netip.Addr) []string {
-	fam := "-inet"
-	if a.Unmap().Is6() {
-		fam = "-inet6"
-	}
-	return []string{"/sbin/route", "-n", "get", fam, a.Unmap().String()}
-}
-
-// ChooseBind decides, from `route -n get <upstream>` (routeGet), how the
-// socket to that upstream is bound. ours are the interfaces dnstun owns
-// (its utun); primary is the primary interface (PrimaryInterface of
-// State:/Network/Global/IPv4). It is a pure function; call it at every dial
-// and again when routes change.
-//
-// Capture on macOS steers through the resolver configuration, not through
-// routes: only dnstun's virtual resolver addresses are routed into its
-// utun. A socket to any other address cannot loop, so it is left unbound
-// and follows the routing table as it changes (Wi-Fi to Ethernet, a
-// split-tunnel VPN): a socket bound once to the default route's interface
-// stays on the wrong one after such a change. Only when the route to the
-// upstream goes into dnstun's own utun is the socket bound, to the primary
-// interface. A loopback socket never is (binding lo0 gains nothing and a
-// loopback destination cannot reach the utun).
-func ChooseBind(routeGet string, ours []string, primary string) (BindChoice, error) {
-	rg, err := macos.ParseRouteGet(routeGet)
-	if err != nil {
-		return BindChoice{}, fmt.Errorf("choose the interface for an upstream socket: %w", err)
-	}
-	c := BindChoice{Route: rg.Interface}
-	isOurs := func(i string) bool {
-		for _, o := range ours {
-			if i == o {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case isLoopbackIf(rg.Interface) || rg.HasFlag("LOCAL"):
-		c.Why = "a loopback upstream: left unbound (loopback never enters the utun)"
-	case isOurs(rg.Interface):
-		if primary == "" || isOurs(primary) || isLoopbackIf(primary) {
-			return c, fmt.Errorf("the route to %s goes into dnstun's own %s and there is no other interface to bind to (primary interface %q); do not use a virtual resolver address as an upstream", rg.RouteTo, rg.Interface, primary)
-		}
-		c.Interface = primary
-		c.Why = "the route to " + rg.RouteTo + " goes into dnstun's own " + rg.Interface + ": bound to the primary interface " + primary
-	default:
-		c.Why = "routed via " + rg.Interface + ", not through dnstun's utun: left unbound so it follows route changes"
-	}
-	return c, nil
-}
-
-func isLoopbackIf(name string) bool { return strings.HasPrefix(name, "lo") }

@@ -53,27 +53,6 @@ var ownAddrs = []netip.Addr{
 	netip.MustParseAddr("198.19.53.1"), netip.MustParseAddr("fd64:6e73:7475::1"),
 }
 
-func TestParseScutilDNS(t *testing.T) {
-	if got := fmt.Sprint(ParseScutilDNS(macFixture(t, "show-state-service-dns.txt"))); got != "[192.168.1.1:53 [fe80::1%en0]:53]" {
-		t.Errorf("service DNS: %s", got)
-	}
-	if got := fmt.Sprint(ParseScutilDNS(macFixture(t, "show-global-dns.txt"))); got != "[192.168.1.1:53 [fe80::1%en0]:53]" {
-		t.Errorf("global DNS: %s", got)
-	}
-	if got := ParseScutilDNS(macFixture(t, "show-missing.txt")); len(got) != 0 {
-		t.Errorf("no key: %v", got)
-	}
-}
-
-func TestParseRouteInterface(t *testing.T) {
-	if got := ParseRouteInterface(macFixture(t, "route-get-default.txt")); got != "en0" {
-		t.Errorf("got %q", got)
-	}
-	if got := ParseRouteInterface(macFixture(t, "route-get-noroute.txt")); got != "" {
-		t.Errorf("no route: %q", got)
-	}
-}
-
 func TestDarwinScriptsGolden(t *testing.T) {
 	svc, err := DarwinServiceScript("8A2E6C39-5F1B-4E8E-9C6A-3F2D1B0A7E44")
 	if err != nil {
@@ -84,12 +63,6 @@ func TestDarwinScriptsGolden(t *testing.T) {
 		if _, err := DarwinServiceScript(bad); err == nil {
 			t.Errorf("service id %q accepted", bad)
 		}
-	}
-	if got := strings.Join(DarwinRouteGetArgv(netip.MustParseAddr("::ffff:192.0.2.1")), " "); got != "/sbin/route -n get -inet 192.0.2.1" {
-		t.Errorf("route get argv %q", got)
-	}
-	if got := strings.Join(DarwinRouteGetArgv(netip.MustParseAddr("2001:db8::53")), " "); got != "/sbin/route -n get -inet6 2001:db8::53" {
-		t.Errorf("route get argv %q", got)
 	}
 }
 
@@ -154,44 +127,6 @@ func TestPickDarwinResolvers(t *testing.T) {
 	}
 	if svc2, _, err := PrimaryOf(missing + missing); svc2 != "" || err != nil {
 		t.Errorf("PrimaryOf offline: %q %v", svc2, err)
-	}
-}
-
-func TestChooseBind(t *testing.T) {
-	ours := []string{"utun6"}
-	for _, tc := range []struct {
-		file, primary string
-		bind, route   string
-		err           bool
-	}{
-		{file: "route-get-onlink.txt", primary: "en0", bind: "", route: "en0"},
-		{file: "route-get-offlink.txt", primary: "en0", bind: "", route: "en0"},
-		{file: "route-get-vpn.txt", primary: "en0", bind: "", route: "utun4"}, // another VPN's utun: follow it
-		{file: "route-get-loopback.txt", primary: "en0", bind: "", route: "lo0"},
-		{file: "route-get-resolver.txt", primary: "en0", bind: "en0", route: "utun6"}, // into our utun: never
-		{file: "route-get-resolver.txt", primary: "utun6", err: true},
-		{file: "route-get-resolver.txt", primary: "lo0", err: true},
-		{file: "route-get-resolver.txt", primary: "", err: true},
-		{file: "route-get-noroute.txt", primary: "en0", err: true},
-	} {
-		t.Run(tc.file+"/"+tc.primary, func(t *testing.T) {
-			c, err := ChooseBind(macFixture(t, tc.file), ours, tc.primary)
-			if tc.err {
-				if err == nil {
-					t.Fatalf("no error: %+v", c)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.Interface != tc.bind || c.Route != tc.route || c.Why == "" {
-				t.Errorf("%+v", c)
-			}
-			if c.Interface == "lo0" || c.Interface == "utun6" {
-				t.Errorf("bound to %s", c.Interface)
-			}
-		})
 	}
 }
 

@@ -38,22 +38,6 @@ func DarwinSystemResolvers(own []netip.Addr) (DarwinResolvers, error) {
 	return PickDarwinResolvers(d, own)
 }
 
-// DarwinBindChoice runs `route -n get` for the upstream a and decides with
-// ChooseBind how its socket is bound (ours: dnstun's utun; primary: the
-// primary interface, DarwinResolvers.PrimaryInterface).
-func DarwinBindChoice(a netip.Addr, ours []string, primary string) (BindChoice, error) {
-	argv := DarwinRouteGetArgv(a)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
-	if err != nil && len(out) == 0 {
-		return BindChoice{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
-	}
-	// route exits 1 with "not in table" when nothing routes there, which
-	// ChooseBind reports.
-	return ChooseBind(string(out), ours, primary)
-}
-
 func runScutil(script string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

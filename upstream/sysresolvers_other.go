@@ -13,8 +13,3 @@ import (
 func DarwinSystemResolvers(own []netip.Addr) (DarwinResolvers, error) {
 	return DarwinResolvers{}, errors.ErrUnsupported
 }
-
-// DarwinBindChoice runs macOS's route: unsupported here.
-func DarwinBindChoice(a netip.Addr, ours []string, primary string) (BindChoice, error) {
-	return BindChoice{}, errors.ErrUnsupported
-}
