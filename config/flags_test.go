@@ -218,3 +218,20 @@ func TestFileAndFlagAgree(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseListSpec: any blocklists entry is parsed or refused with an
+// error, never a panic; an accepted one keeps its source and a TTL in range.
+func FuzzParseListSpec(f *testing.F) {
+	for _, s := range []string{"/etc/dnstun/a.txt", "/a mode=null ttl=30", "https://l.example/b.txt mode=192.0.2.1,2001:db8::1", "/a ttl=99999999999", "/a colour=red", "", "  ", "/a mode="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ls, err := ParseListSpec(s)
+		if err != nil {
+			return
+		}
+		if ls.Source == "" || ls.Source != strings.Fields(s)[0] || ls.Opts.TTL > maxTTL {
+			t.Errorf("%q parsed to %+v", s, ls)
+		}
+	})
+}

@@ -13,6 +13,8 @@ targets=(
   "./filter FuzzParseList"
   "./filter FuzzDecidePaths"
   "./config FuzzParse"
+  "./config FuzzParseListSpec"
+  "./internal/macos FuzzParsers"
 )
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"
