@@ -294,7 +294,9 @@ func TestFollowKeepsLastGoodResolvers(t *testing.T) {
 		}
 	}
 	os.WriteFile(f.ResolvConf, []byte("nameserver 198.19.53.53\n"), 0o644)
-	waitFor("no log line on a resolver list of only dnstun", func() bool { return strings.Contains(logBuf.String(), "are only dnstun's own addresses (dnstun is the system resolver now); keeping the last good upstreams [192.0.2.1:53]") })
+	waitFor("no log line on a resolver list of only dnstun", func() bool {
+		return strings.Contains(logBuf.String(), "are only dnstun's own addresses (dnstun is the system resolver now); keeping the last good upstreams [192.0.2.1:53]")
+	})
 	if got := upstreamsNow(); got != "192.0.2.1:53" {
 		t.Errorf("upstreams %s, want the last good 192.0.2.1:53", got)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnstun/dnstun/internal/demo"
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/lab"
 	"github.com/dnstun/dnstun/internal/privtest"
@@ -27,36 +28,36 @@ type syscallRawConn = syscall.RawConn
 
 // captureLab builds the lab without starting dnstun; the state directory
 // and the resolv.conf dnstun reads live in the lab's folder.
-func captureLab(t *testing.T) *demoLab {
+func captureLab(t *testing.T) *demo.Lab {
 	t.Helper()
 	privtest.RequirePriv(t)
-	l, err := newDemoLab("dnstun-cap")
+	l, err := demo.NewLab("dnstun-cap")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+labOffLink4.Addr().String()+"\nnameserver 127.0.0.53\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+demo.OffLink4.Addr().String()+"\nnameserver 127.0.0.53\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-func (l *demoLab) stateDir() string { return filepath.Join(l.Dir, "state") }
+func stateDir(l *demo.Lab) string { return filepath.Join(l.Dir, "state") }
 
 // startCapture runs `dnstun run --capture` in the lab and waits until the
 // steering is in place.
-func startCapture(t *testing.T, l *demoLab, args ...string) {
+func startCapture(t *testing.T, l *demo.Lab, args ...string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.Dir, "resolv.conf"), "--log-level", "info"}, args...)
-	lists := map[string]string{"list.txt": demoBlocklist}
+	full := append([]string{"--capture", "--state-dir", stateDir(l), "--resolv-conf", filepath.Join(l.Dir, "resolv.conf"), "--log-level", "info"}, args...)
+	lists := map[string]string{"list.txt": demo.Blocklist}
 	if slices.Contains(args, "--config") {
 		lists = nil // the file names its lists; a --blocklist flag would override them
 	}
-	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, lists, full...); err != nil {
+	if err := l.StartDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, lists, full...); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -71,7 +72,7 @@ func startCapture(t *testing.T, l *demoLab, args ...string) {
 // snapshot is the host namespace's routing and filtering state: rules,
 // routes of every table, the nftables ruleset and the per-device and
 // global sysctls of net.ipv4/ipv6.conf.
-func snapshot(t *testing.T, l *demoLab) string {
+func snapshot(t *testing.T, l *demo.Lab) string {
 	t.Helper()
 	var b strings.Builder
 	for _, c := range [][]string{
@@ -111,7 +112,7 @@ func sameSnapshot(t *testing.T, when, before, after string) {
 }
 
 // ask queries server from the host namespace, over udp or tcp.
-func ask(t *testing.T, l *demoLab, network string, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
+func ask(t *testing.T, l *demo.Lab, network string, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
 	t.Helper()
 	c, err := l.Host.Dial(network, server.String())
 	if err != nil {
@@ -136,13 +137,13 @@ func TestCapturePassThroughNoLoop(t *testing.T) {
 		qtype uint16
 		want  string
 	}{
-		{labPrimary, l.primary, dns.TypeA, "192.0.2.80"},          // on-link gateway, IPv4
-		{labOffLink4, l.offlink4, dns.TypeA, "192.0.2.80"},        // off-link, IPv4
-		{labSecondary, l.secondary, dns.TypeAAAA, "2001:db8::80"}, // on-link, IPv6
-		{labOffLink6, l.offlink6, dns.TypeAAAA, "2001:db8::80"},   // off-link, IPv6
+		{demo.Primary, l.PrimaryServer, dns.TypeA, "192.0.2.80"},          // on-link gateway, IPv4
+		{demo.OffLink4, l.OffLink4Server, dns.TypeA, "192.0.2.80"},        // off-link, IPv4
+		{demo.Secondary, l.SecondaryServer, dns.TypeAAAA, "2001:db8::80"}, // on-link, IPv6
+		{demo.OffLink6, l.OffLink6Server, dns.TypeAAAA, "2001:db8::80"},   // off-link, IPv6
 	} {
 		before := s.srv.QueriesFor("www.example.com")
-		if got := answerText(ask(t, l, "udp", s.addr, "www.example.com", s.qtype)); got != s.want {
+		if got := demo.AnswerText(ask(t, l, "udp", s.addr, "www.example.com", s.qtype)); got != s.want {
 			t.Errorf("via %v: %s, want %s", s.addr, got, s.want)
 		}
 		// Pass-through and no loop: the resolver asked sees the query
@@ -151,7 +152,7 @@ func TestCapturePassThroughNoLoop(t *testing.T) {
 			t.Errorf("via %v: the upstream saw %d queries, want exactly 1", s.addr, n)
 		}
 		// Captured and decided: the blocked name never reaches it.
-		if got := answerText(ask(t, l, "udp", s.addr, "ads.doubleclick.net", s.qtype)); got != "NXDOMAIN" {
+		if got := demo.AnswerText(ask(t, l, "udp", s.addr, "ads.doubleclick.net", s.qtype)); got != "NXDOMAIN" {
 			t.Errorf("blocked via %v: %s, want NXDOMAIN", s.addr, got)
 		}
 		if n := s.srv.QueriesFor("ads.doubleclick.net"); n != 0 {
@@ -159,18 +160,18 @@ func TestCapturePassThroughNoLoop(t *testing.T) {
 		}
 	}
 	// TCP/53 is not captured yet: it goes direct, unfiltered but unbroken.
-	if got := answerText(ask(t, l, "tcp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
+	if got := demo.AnswerText(ask(t, l, "tcp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
 		t.Errorf("TCP query: %s, want the upstream's own answer 192.0.2.66", got)
 	}
 }
 
 func TestCaptureOverride(t *testing.T) {
 	l := captureLab(t)
-	startCapture(t, l, "--upstream", labOffLink4.String())
-	if got := answerText(ask(t, l, "udp", labPrimary, "mail.example.com", dns.TypeA)); got != "192.0.2.25" {
+	startCapture(t, l, "--upstream", demo.OffLink4.String())
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "mail.example.com", dns.TypeA)); got != "192.0.2.25" {
 		t.Fatalf("answer %s", got)
 	}
-	if p, o := l.primary.QueriesFor("mail.example.com"), l.offlink4.QueriesFor("mail.example.com"); p != 0 || o != 1 {
+	if p, o := l.PrimaryServer.QueriesFor("mail.example.com"), l.OffLink4Server.QueriesFor("mail.example.com"); p != 0 || o != 1 {
 		t.Errorf("override: the resolver asked saw %d, --upstream saw %d; want 0 and 1", p, o)
 	}
 }
@@ -182,27 +183,27 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 	if snapshot(t, l) == before {
 		t.Fatal("capture changed nothing")
 	}
-	if err := l.stopDnstun(); err != nil {
+	if err := l.StopDnstun(); err != nil {
 		t.Fatalf("SIGTERM: %v\n%s", err, l.Log())
 	}
 	sameSnapshot(t, "after SIGTERM", before, snapshot(t, l))
 
 	// kill -9: DNS works again at once, answered by the upstream itself.
 	startCapture(t, l)
-	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Fatalf("not captured before the kill: %s", got)
 	}
-	l.dnstun.Kill()
+	l.Dnstun.Kill()
 	start := time.Now()
-	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
 		t.Errorf("right after kill -9: %s, want the upstream's own answer", got)
 	}
-	if got := answerText(ask(t, l, "udp", labSecondary, "www.example.com", dns.TypeAAAA)); got != "2001:db8::80" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Secondary, "www.example.com", dns.TypeAAAA)); got != "2001:db8::80" {
 		t.Errorf("IPv6 right after kill -9: %s", got)
 	}
 	t.Logf("DNS answered directly %v after kill -9, before any cleanup", time.Since(start))
 	exe, _ := os.Executable()
-	cmd := l.Host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
+	cmd := l.Host.Command(context.Background(), exe, "cleanup", "--state-dir", stateDir(l))
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -215,11 +216,11 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 
 	// And it starts again.
 	startCapture(t, l)
-	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("after restart: %s", got)
 	}
 	// A running instance holds the lock: cleanup refuses.
-	cmd = l.Host.Command(context.Background(), exe, "cleanup", "--state-dir", l.stateDir())
+	cmd = l.Host.Command(context.Background(), exe, "cleanup", "--state-dir", stateDir(l))
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "another dnstun instance") {
 		t.Errorf("cleanup next to a live instance: %v\n%s", err, out)
@@ -243,7 +244,7 @@ func TestCaptureRuleDeletedFromOutsideIsRestored(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("after the rule came back: %s", got)
 	}
 }
@@ -256,10 +257,10 @@ func TestCaptureWithStrictReversePathFilter(t *testing.T) {
 		}
 	}
 	startCapture(t, l)
-	if got := answerText(ask(t, l, "udp", labPrimary, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("forwarded under strict rp_filter: %s", got)
 	}
-	if got := answerText(ask(t, l, "udp", labOffLink4, "pixel.tracker.example", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "pixel.tracker.example", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("blocked under strict rp_filter: %s", got)
 	}
 }
@@ -267,7 +268,7 @@ func TestCaptureWithStrictReversePathFilter(t *testing.T) {
 // askUnicastIf sends a query from a socket pinned to lab.HostIf with
 // IP_UNICAST_IF, as systemd-resolved's per-link sockets are: policy rules
 // cannot see such sockets; only the nftables table catches them.
-func askUnicastIf(t *testing.T, l *demoLab, name string) string {
+func askUnicastIf(t *testing.T, l *demo.Lab, name string) string {
 	t.Helper()
 	var c net.Conn
 	err := l.Host.Do(func() error {
@@ -286,7 +287,7 @@ func askUnicastIf(t *testing.T, l *demoLab, name string) string {
 			})
 			return serr
 		}}
-		c, err = d.Dial("udp", labPrimary.String())
+		c, err = d.Dial("udp", demo.Primary.String())
 		return err
 	})
 	if err != nil {
@@ -299,7 +300,7 @@ func askUnicastIf(t *testing.T, l *demoLab, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answerText(r)
+	return demo.AnswerText(r)
 }
 
 func TestCaptureNFTCatchesPinnedSockets(t *testing.T) {
@@ -332,10 +333,10 @@ func TestCaptureFollowsResolverAndRouteChanges(t *testing.T) {
 	l := captureLab(t)
 	startCapture(t, l)
 	// Queries to dnstun's own address go to the system's resolver.
-	if got := answerText(ask(t, l, "udp", labResolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.offlink4.QueriesFor("mail.example.com") != 1 {
-		t.Fatalf("before: %s, off-link server saw %d", got, l.offlink4.QueriesFor("mail.example.com"))
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Resolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.OffLink4Server.QueriesFor("mail.example.com") != 1 {
+		t.Fatalf("before: %s, off-link server saw %d", got, l.OffLink4Server.QueriesFor("mail.example.com"))
 	}
-	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+labPrimary.Addr().String()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+demo.Primary.Addr().String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -345,18 +346,18 @@ func TestCaptureFollowsResolverAndRouteChanges(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := answerText(ask(t, l, "udp", labResolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.primary.QueriesFor("mail.example.com") != 1 {
-		t.Errorf("after: %s, the new resolver saw %d", got, l.primary.QueriesFor("mail.example.com"))
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Resolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" || l.PrimaryServer.QueriesFor("mail.example.com") != 1 {
+		t.Errorf("after: %s, the new resolver saw %d", got, l.PrimaryServer.QueriesFor("mail.example.com"))
 	}
 	// A new default route: steering does not depend on it.
-	if err := l.Host.IP("route", "replace", "default", "via", labPrimary.Addr().String(), "dev", lab.HostIf, "metric", "7"); err != nil {
+	if err := l.Host.IP("route", "replace", "default", "via", demo.Primary.Addr().String(), "dev", lab.HostIf, "metric", "7"); err != nil {
 		t.Fatal(err)
 	}
-	l.Host.IP("route", "del", "default", "via", labPrimary.Addr().String(), "dev", lab.HostIf, "metric", "0")
-	if got := answerText(ask(t, l, "udp", labOffLink4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
+	l.Host.IP("route", "del", "default", "via", demo.Primary.Addr().String(), "dev", lab.HostIf, "metric", "0")
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("after the default route changed: %s", got)
 	}
-	if got := answerText(ask(t, l, "udp", labOffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("blocked after the default route changed: %s", got)
 	}
 }

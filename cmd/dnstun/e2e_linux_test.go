@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnstun/dnstun/internal/demo"
 	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/dnstun/dnstun/internal/privtest"
 	"github.com/miekg/dns"
@@ -27,10 +28,10 @@ import (
 
 // startLab builds the namespaces and runs the test binary as `dnstun run`
 // in the host namespace with args; everything is removed at the end.
-func startLab(t *testing.T, args ...string) *demoLab {
+func startLab(t *testing.T, args ...string) *demo.Lab {
 	t.Helper()
 	privtest.RequirePriv(t)
-	l, err := newDemoLab("dnstun-test")
+	l, err := demo.NewLab("dnstun-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,17 +40,17 @@ func startLab(t *testing.T, args ...string) *demoLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.startDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"},
-		map[string]string{"list.txt": demoBlocklist}, append(append([]string{"--log-level", "info"}, labUpstreamArgs...), args...)...); err != nil {
+	if err := l.StartDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"},
+		map[string]string{"list.txt": demo.Blocklist}, append(append([]string{"--log-level", "info"}, demo.UpstreamArgs...), args...)...); err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
 // mustQuery sends one query through dnstun with miekg/dns.
-func mustQuery(t *testing.T, l *demoLab, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
+func mustQuery(t *testing.T, l *demo.Lab, server netip.AddrPort, name string, qtype uint16) *dns.Msg {
 	t.Helper()
-	m, _, err := l.query(server, name, qtype, 3*time.Second)
+	m, _, err := l.Query(server, name, qtype, 3*time.Second)
 	if err != nil {
 		t.Fatalf("query %s %s via %v: %v", name, dns.TypeToString[qtype], server, err)
 	}
@@ -67,23 +68,23 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	rows, err := runDemo(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, &out)
+	rows, err := demo.Run(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Errorf("demo: %v", err) // and the rows it got, below
 	}
-	want := []demoRow{
-		{Name: "www.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.80"},
-		{Name: "www.example.com", Type: dns.TypeAAAA, Resolver: labResolver6, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "2001:db8::80"},
-		{Name: "example.com", Type: dns.TypeTXT, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: `"dnstun demo zone"`},
-		{Name: "ads.doubleclick.net", Type: dns.TypeA, Resolver: labResolver4, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
-		{Name: "pixel.tracker.example", Type: dns.TypeAAAA, Resolver: labResolver6, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
-		{Name: "ads.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
-		{Name: "cdn.ads.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.67"},
-		{Name: "printer.lan", Type: dns.TypeA, Resolver: labResolver4, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "192.0.2.10"},
-		{Name: "printer.lan", Type: dns.TypeAAAA, Resolver: labResolver6, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "2001:db8::10"},
-		{Name: "nonexistent.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
-		{Name: "mail.example.com", Type: dns.TypeA, Resolver: labResolver4, Decision: "forwarded", Upstream: "secondary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.25"},
+	want := []demo.Row{
+		{Name: "www.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.80"},
+		{Name: "www.example.com", Type: dns.TypeAAAA, Resolver: demo.Resolver6, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "2001:db8::80"},
+		{Name: "example.com", Type: dns.TypeTXT, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: `"dnstun demo zone"`},
+		{Name: "ads.doubleclick.net", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "pixel.tracker.example", Type: dns.TypeAAAA, Resolver: demo.Resolver6, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "ads.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "cdn.ads.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.67"},
+		{Name: "printer.lan", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "192.0.2.10"},
+		{Name: "printer.lan", Type: dns.TypeAAAA, Resolver: demo.Resolver6, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "2001:db8::10"},
+		{Name: "nonexistent.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "mail.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "secondary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.25"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("demo reported %d rows, want %d: %+v", len(rows), len(want), rows)
@@ -131,19 +132,19 @@ func TestE2EMiekgClientsV4V6(t *testing.T) {
 		answers string
 		fwd     bool
 	}{
-		{labResolver4, "www.example.com", dns.TypeA, dns.RcodeSuccess, "192.0.2.80", true},
-		{labResolver6, "www.example.com", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::80", true},
-		{labResolver6, "mail.example.com", dns.TypeA, dns.RcodeSuccess, "192.0.2.25", true},
-		{labResolver4, "nonexistent.example.com", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", true},
-		{labResolver4, "ads.doubleclick.net", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", false},
-		{labResolver6, "deep.pixel.tracker.example", dns.TypeAAAA, dns.RcodeNameError, "NXDOMAIN", false},
-		{labResolver4, "ADS.Example.COM", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", false},
-		{labResolver4, "printer.lan", dns.TypeA, dns.RcodeSuccess, "192.0.2.10", false},
-		{labResolver6, "printer.lan", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::10", false},
+		{demo.Resolver4, "www.example.com", dns.TypeA, dns.RcodeSuccess, "192.0.2.80", true},
+		{demo.Resolver6, "www.example.com", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::80", true},
+		{demo.Resolver6, "mail.example.com", dns.TypeA, dns.RcodeSuccess, "192.0.2.25", true},
+		{demo.Resolver4, "nonexistent.example.com", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", true},
+		{demo.Resolver4, "ads.doubleclick.net", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", false},
+		{demo.Resolver6, "deep.pixel.tracker.example", dns.TypeAAAA, dns.RcodeNameError, "NXDOMAIN", false},
+		{demo.Resolver4, "ADS.Example.COM", dns.TypeA, dns.RcodeNameError, "NXDOMAIN", false},
+		{demo.Resolver4, "printer.lan", dns.TypeA, dns.RcodeSuccess, "192.0.2.10", false},
+		{demo.Resolver6, "printer.lan", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::10", false},
 	} {
-		before := l.primary.QueriesFor(tc.name)
+		before := l.PrimaryServer.QueriesFor(tc.name)
 		m := mustQuery(t, l, tc.server, tc.name, tc.qtype)
-		got := answerText(m)
+		got := demo.AnswerText(m)
 		if m.Rcode != tc.rcode || got != tc.answers {
 			t.Errorf("%s %s via %v: %s, want %s", tc.name, dns.TypeToString[tc.qtype], tc.server, got, tc.answers)
 		}
@@ -153,7 +154,7 @@ func TestE2EMiekgClientsV4V6(t *testing.T) {
 		if tc.fwd {
 			want = 1
 		}
-		if n := l.primary.QueriesFor(tc.name) - before; n != want {
+		if n := l.PrimaryServer.QueriesFor(tc.name) - before; n != want {
 			t.Errorf("%s: upstream saw %d queries, want %d", tc.name, n, want)
 		}
 	}
@@ -162,7 +163,7 @@ func TestE2EMiekgClientsV4V6(t *testing.T) {
 func TestE2EGoAndGlibcResolvers(t *testing.T) {
 	l := startLab(t)
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-		return l.Host.Dial("udp", labResolver4.String())
+		return l.Host.Dial("udp", demo.Resolver4.String())
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -211,30 +212,30 @@ func TestE2EGoAndGlibcResolvers(t *testing.T) {
 
 func TestE2EBlockModeNull(t *testing.T) {
 	l := startLab(t, "--block-mode", "null")
-	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA)); got != "0.0.0.0" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "ads.doubleclick.net", dns.TypeA)); got != "0.0.0.0" {
 		t.Errorf("A = %s, want 0.0.0.0", got)
 	}
-	if got := answerText(mustQuery(t, l, labResolver6, "ads.doubleclick.net", dns.TypeAAAA)); got != "::" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver6, "ads.doubleclick.net", dns.TypeAAAA)); got != "::" {
 		t.Errorf("AAAA = %s, want ::", got)
 	}
-	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeMX)); got != "NOERROR (no records)" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "ads.doubleclick.net", dns.TypeMX)); got != "NOERROR (no records)" {
 		t.Errorf("MX = %s, want NODATA", got)
 	}
 }
 
 func TestE2EBlockModeRefused(t *testing.T) {
 	l := startLab(t, "--block-mode", "refused")
-	if m := mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA); m.Rcode != dns.RcodeRefused {
+	if m := mustQuery(t, l, demo.Resolver4, "ads.doubleclick.net", dns.TypeA); m.Rcode != dns.RcodeRefused {
 		t.Errorf("rcode %s, want REFUSED", dns.RcodeToString[m.Rcode])
 	}
 }
 
 func TestE2EServfailWhenUpstreamsDoNotAnswer(t *testing.T) {
 	l := startLab(t, "--upstream-timeout", "300ms", "--timeout", "1s")
-	l.primary.SetSilent(true)
-	l.secondary.SetSilent(true)
+	l.PrimaryServer.SetSilent(true)
+	l.SecondaryServer.SetSilent(true)
 	start := time.Now()
-	m := mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)
+	m := mustQuery(t, l, demo.Resolver4, "www.example.com", dns.TypeA)
 	took := time.Since(start)
 	if m.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
@@ -242,7 +243,7 @@ func TestE2EServfailWhenUpstreamsDoNotAnswer(t *testing.T) {
 	if took < time.Second || took > 2*time.Second {
 		t.Errorf("SERVFAIL after %v, want about the 1 s timeout", took)
 	}
-	if p, s := l.primary.QueriesFor("www.example.com"), l.secondary.QueriesFor("www.example.com"); p < 1 || s < 1 {
+	if p, s := l.PrimaryServer.QueriesFor("www.example.com"), l.SecondaryServer.QueriesFor("www.example.com"); p < 1 || s < 1 {
 		t.Errorf("attempts: primary %d, secondary %d; both should have been tried", p, s)
 	}
 }
@@ -251,22 +252,22 @@ func TestE2ESecondUpstreamTakesOver(t *testing.T) {
 	l := startLab(t, "--upstream-timeout", "300ms", "--timeout", "3s")
 	// A primary that is up but silent: the secondary answers after the
 	// per-upstream timeout.
-	l.primary.SetSilent(true)
+	l.PrimaryServer.SetSilent(true)
 	start := time.Now()
-	m := mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)
+	m := mustQuery(t, l, demo.Resolver4, "www.example.com", dns.TypeA)
 	took := time.Since(start)
-	if answerText(m) != "192.0.2.80" || l.secondary.QueriesFor("www.example.com") != 1 {
-		t.Fatalf("answer %s, secondary saw %d", answerText(m), l.secondary.QueriesFor("www.example.com"))
+	if demo.AnswerText(m) != "192.0.2.80" || l.SecondaryServer.QueriesFor("www.example.com") != 1 {
+		t.Fatalf("answer %s, secondary saw %d", demo.AnswerText(m), l.SecondaryServer.QueriesFor("www.example.com"))
 	}
 	if took < 300*time.Millisecond {
 		t.Errorf("answered after %v, before the primary's timeout", took)
 	}
 	// A primary that is gone (ICMP port unreachable): failover at once.
-	l.primary.Close()
+	l.PrimaryServer.Close()
 	start = time.Now()
-	m = mustQuery(t, l, labResolver6, "mail.example.com", dns.TypeA)
-	if answerText(m) != "192.0.2.25" {
-		t.Fatalf("answer %s", answerText(m))
+	m = mustQuery(t, l, demo.Resolver6, "mail.example.com", dns.TypeA)
+	if demo.AnswerText(m) != "192.0.2.25" {
+		t.Fatalf("answer %s", demo.AnswerText(m))
 	}
 	if took := time.Since(start); took > 250*time.Millisecond {
 		t.Errorf("failover from a refusing upstream took %v", took)
@@ -306,7 +307,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	frags := uint64((big + 8 + perFrag - 1) / perFrag)
 
 	before := stats()
-	c, err := l.Host.Dial("udp", labResolver4.String())
+	c, err := l.Host.Dial("udp", demo.Resolver4.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,9 +344,9 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 			return err
 		}
 		defer unix.Close(fd)
-		dst := &unix.SockaddrInet4{Addr: labResolver4.Addr().As4()}
+		dst := &unix.SockaddrInet4{Addr: demo.Resolver4.Addr().As4()}
 		src := netip.MustParseAddrPort("198.19.53.1:4000")
-		udp := pkttest.UDP4(src, labResolver4, pkttest.Pack(pkttest.Msg(1, "a.example", dns.TypeA)), nil)
+		udp := pkttest.UDP4(src, demo.Resolver4, pkttest.Pack(pkttest.Msg(1, "a.example", dns.TypeA)), nil)
 		liar := bytes.Clone(udp)
 		binary.BigEndian.PutUint16(liar[24:], 200) // UDP length beyond the packet: bad_header
 		tcp := bytes.Clone(udp)
@@ -361,7 +362,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		t.Fatalf("raw send: %v", err)
 	}
 	// Still serving.
-	if got := answerText(mustQuery(t, l, labResolver4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("after garbage: %s", got)
 	}
 	sent := 6 - 1 + frags + 2 + 1 // the UDP payloads (the big one as frags), raw packets, the query
@@ -405,7 +406,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		t.Errorf("counters moved by other than what was sent (%d fragments of %d bytes at MTU %d):\n  %s\nbefore: %v\nafter:  %v",
 			frags, big, links[0].MTU, strings.Join(d, "\n  "), before, after)
 	}
-	if err := l.stopDnstun(); err != nil {
+	if err := l.StopDnstun(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, l.Log())
 	}
 	// The final stats in the log carry the same values.
@@ -430,7 +431,7 @@ func TestE2EStopRemovesTUN(t *testing.T) {
 	if out, err := l.Host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err != nil {
 		t.Fatalf("dnstun0 missing while running: %v %s", err, out)
 	}
-	if err := l.stopDnstun(); err != nil {
+	if err := l.StopDnstun(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, l.Log())
 	}
 	if out, err := l.Host.Command(context.Background(), "ip", "-o", "link", "show", "dnstun0").CombinedOutput(); err == nil {

@@ -16,24 +16,25 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/control"
+	"github.com/dnstun/dnstun/internal/demo"
 	"github.com/dnstun/dnstun/service"
 	"github.com/miekg/dns"
 )
 
 // ctl runs a control verb of the test binary (as `dnstun VERB`) against the
 // lab's daemon and returns its output.
-func ctl(t *testing.T, l *demoLab, verb string, args ...string) (string, error) {
+func ctl(t *testing.T, l *demo.Lab, verb string, args ...string) (string, error) {
 	t.Helper()
 	exe, _ := os.Executable()
-	cmd := exec.Command(exe, append([]string{verb, "--control", l.controlPath()}, args...)...)
+	cmd := exec.Command(exe, append([]string{verb, "--control", l.ControlPath()}, args...)...)
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
-func client(t *testing.T, l *demoLab) *control.Client {
+func client(t *testing.T, l *demo.Lab) *control.Client {
 	t.Helper()
-	c, err := control.Dial(l.controlPath())
+	c, err := control.Dial(l.ControlPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func client(t *testing.T, l *demoLab) *control.Client {
 	return c
 }
 
-func tunExists(l *demoLab) bool {
+func tunExists(l *demo.Lab) bool {
 	return l.Host.Command(context.Background(), "ip", "link", "show", "dnstun0").Run() == nil
 }
 
@@ -52,7 +53,7 @@ func tunExists(l *demoLab) bool {
 func TestLifecycleEnableDisableEnable(t *testing.T) {
 	l := captureLab(t)
 	startCapture(t, l)
-	pid := l.dnstun.Pid()
+	pid := l.Dnstun.Pid()
 	var answered, failed atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -65,14 +66,16 @@ func TestLifecycleEnableDisableEnable(t *testing.T) {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
-			if r, _, err := l.query(labPrimary, "www.example.com", dns.TypeA, 2*time.Second); err == nil && r.Rcode == dns.RcodeSuccess {
+			if r, _, err := l.Query(demo.Primary, "www.example.com", dns.TypeA, 2*time.Second); err == nil && r.Rcode == dns.RcodeSuccess {
 				answered.Add(1)
 			} else {
 				failed.Add(1)
 			}
 		}
 	}()
-	blocked := func() string { return answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)) }
+	blocked := func() string {
+		return demo.AnswerText(ask(t, l, "udp", demo.Primary, "ads.doubleclick.net", dns.TypeA))
+	}
 	if got := blocked(); got != "NXDOMAIN" {
 		t.Fatalf("enabled: %s", got)
 	}
@@ -113,7 +116,7 @@ func TestLifecycleEnableDisableEnable(t *testing.T) {
 	if failed.Load() != 0 || answered.Load() == 0 {
 		t.Errorf("the client's queries during the toggles: %d answered, %d failed", answered.Load(), failed.Load())
 	}
-	if l.dnstun.Pid() != pid {
+	if l.Dnstun.Pid() != pid {
 		t.Error("the process changed")
 	}
 }
@@ -127,14 +130,14 @@ func TestLifecyclePersistedState(t *testing.T) {
 	if out, err := ctl(t, l, "disable"); err != nil {
 		t.Fatalf("disable: %v %s", err, out)
 	}
-	if err := l.stopDnstun(); err != nil {
+	if err := l.StopDnstun(); err != nil {
 		t.Fatal(err)
 	}
 	// Started again, it stays disabled: it comes up with the control
 	// socket and no TUN.
 	exe, _ := os.Executable()
-	args := []string{"--capture", "--state-dir", l.stateDir(), "--resolv-conf", filepath.Join(l.Dir, "resolv.conf")}
-	cmd := l.Host.Command(context.Background(), exe, append([]string{"run", "--control", l.controlPath(), "--state-file", filepath.Join(l.Dir, "state.json")}, args...)...)
+	args := []string{"--capture", "--state-dir", stateDir(l), "--resolv-conf", filepath.Join(l.Dir, "resolv.conf")}
+	cmd := l.Host.Command(context.Background(), exe, append([]string{"run", "--control", l.ControlPath(), "--state-file", filepath.Join(l.Dir, "state.json")}, args...)...)
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -143,7 +146,7 @@ func TestLifecyclePersistedState(t *testing.T) {
 	var st control.Status
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if c, err := control.Dial(l.controlPath()); err == nil {
+		if c, err := control.Dial(l.ControlPath()); err == nil {
 			st, err = c.Status(context.Background())
 			c.Close()
 			if err == nil {
@@ -169,16 +172,16 @@ func TestLifecyclePersistedState(t *testing.T) {
 	}
 	// Enabled is persisted too.
 	startCapture(t, l)
-	if got := answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("restarted after enable: %s", got)
 	}
 	if out, err := ctl(t, l, "disable"); err != nil {
 		t.Fatalf("disable: %v %s", err, out)
 	}
-	l.stopDnstun()
+	l.StopDnstun()
 	// --exit-when-disabled: a disabled dnstun exits with the status the
 	// service manager is told not to restart on.
-	cmd = l.Host.Command(context.Background(), exe, append([]string{"run", "--exit-when-disabled", "--control", l.controlPath(), "--state-file", filepath.Join(l.Dir, "state.json")}, args...)...)
+	cmd = l.Host.Command(context.Background(), exe, append([]string{"run", "--exit-when-disabled", "--control", l.ControlPath(), "--state-file", filepath.Join(l.Dir, "state.json")}, args...)...)
 	cmd.Env = append(os.Environ(), "DNSTUN_TEST_MAIN=1")
 	err := cmd.Run()
 	var ee *exec.ExitError
@@ -201,8 +204,8 @@ func TestListWatch(t *testing.T) {
 	startCapture(t, l, "--config", cfg)
 	// blocked: answered NXDOMAIN without reaching the upstream.
 	blocked := func(name string) bool {
-		before := l.primary.QueriesFor(name)
-		return answerText(ask(t, l, "udp", labPrimary, name, dns.TypeA)) == "NXDOMAIN" && l.primary.QueriesFor(name) == before
+		before := l.PrimaryServer.QueriesFor(name)
+		return demo.AnswerText(ask(t, l, "udp", demo.Primary, name, dns.TypeA)) == "NXDOMAIN" && l.PrimaryServer.QueriesFor(name) == before
 	}
 	waitBlocked := func(name string) time.Duration {
 		t0 := time.Now()
@@ -264,7 +267,7 @@ func TestLifecycleReload(t *testing.T) {
 	}
 	write("blocklists: [" + listA + "]\n")
 	startCapture(t, l, "--config", cfg)
-	if got := answerText(ask(t, l, "udp", labPrimary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.primary.QueriesFor("newblock.example") != 1 {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.PrimaryServer.QueriesFor("newblock.example") != 1 {
 		t.Fatalf("before reload, newblock.example should be forwarded (upstream NXDOMAIN): %s", got)
 	}
 	write("blocklist: [" + listB + "]\n") // a typo: unknown key
@@ -272,7 +275,7 @@ func TestLifecycleReload(t *testing.T) {
 	if err == nil || !strings.Contains(out, "dnstun.yaml:1") || !strings.Contains(out, "blocklists") {
 		t.Errorf("broken config: %v %q, want a refusal naming the line and the right key", err, out)
 	}
-	if got := answerText(ask(t, l, "udp", labPrimary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("after a refused reload the old config should serve: %s", got)
 	}
 
@@ -288,10 +291,10 @@ func TestLifecycleReload(t *testing.T) {
 		switch {
 		case m.Rcode == dns.RcodeNameError && len(m.Answer) == 0:
 			return "blocked"
-		case m.Rcode == dns.RcodeSuccess && forwarded[name] != "" && answerText(m) == forwarded[name]:
+		case m.Rcode == dns.RcodeSuccess && forwarded[name] != "" && demo.AnswerText(m) == forwarded[name]:
 			return "forwarded"
 		}
-		return "wrong answer " + answerText(m)
+		return "wrong answer " + demo.AnswerText(m)
 	}
 	type result struct {
 		name       string
@@ -316,7 +319,7 @@ func TestLifecycleReload(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := l.Host.Dial("udp", labPrimary.String())
+			c, err := l.Host.Dial("udp", demo.Primary.String())
 			if err != nil {
 				results[w] = append(results[w], result{got: "error " + err.Error()})
 				return
@@ -412,12 +415,12 @@ func TestLifecycleReload(t *testing.T) {
 	}
 	for _, name := range names {
 		want := decides[listB][name]
-		if got := classify(name, ask(t, l, "udp", labPrimary, name, dns.TypeA)); got != want {
+		if got := classify(name, ask(t, l, "udp", demo.Primary, name, dns.TypeA)); got != want {
 			t.Errorf("right after the last reload, %s: %s, want %s", name, got, want)
 		}
 	}
-	if got := answerText(ask(t, l, "udp", labPrimary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.primary.QueriesFor("newblock.example") != 1 {
-		t.Errorf("after reload, newblock.example should be blocked: %s (upstream saw %d)", got, l.primary.QueriesFor("newblock.example"))
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.PrimaryServer.QueriesFor("newblock.example") != 1 {
+		t.Errorf("after reload, newblock.example should be blocked: %s (upstream saw %d)", got, l.PrimaryServer.QueriesFor("newblock.example"))
 	}
 	// stats and status --json through the real socket.
 	if out, err := ctl(t, l, "stats"); err != nil || !strings.Contains(out, "blocked: ") || !strings.Contains(out, "forwarded: ") {

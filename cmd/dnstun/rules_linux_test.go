@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dnstun/dnstun/internal/demo"
 	"github.com/miekg/dns"
 )
 
@@ -54,10 +55,10 @@ func TestE2EFormatsThroughTheEngine(t *testing.T) {
 		{"use-application-dns.net", dns.TypeA, "NXDOMAIN"},
 		{"pixel.tracker.example", dns.TypeA, "NXDOMAIN"},
 	} {
-		before := l.primary.Queries()
-		m := mustQuery(t, l, labResolver4, tc.name, tc.qtype)
-		got := answerText(m)
-		if l.primary.Queries() != before && got == "NXDOMAIN" {
+		before := l.PrimaryServer.Queries()
+		m := mustQuery(t, l, demo.Resolver4, tc.name, tc.qtype)
+		got := demo.AnswerText(m)
+		if l.PrimaryServer.Queries() != before && got == "NXDOMAIN" {
 			got = "NXDOMAIN from upstream"
 		}
 		if got != tc.want {
@@ -70,14 +71,14 @@ func TestE2EFormatsThroughTheEngine(t *testing.T) {
 // (nxdomain: the default everywhere; null and refused: their own tests).
 func TestE2EBlockModeCustomAndNoData(t *testing.T) {
 	l := startLab(t, "--block-mode", "192.0.2.99,2001:db8::99")
-	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.99" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.99" {
 		t.Errorf("custom A: %s", got)
 	}
-	if got := answerText(mustQuery(t, l, labResolver6, "ads.doubleclick.net", dns.TypeAAAA)); got != "2001:db8::99" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver6, "ads.doubleclick.net", dns.TypeAAAA)); got != "2001:db8::99" {
 		t.Errorf("custom AAAA: %s", got)
 	}
 	l2 := startLab(t, "--block-mode", "nodata")
-	if m := mustQuery(t, l2, labResolver4, "ads.doubleclick.net", dns.TypeA); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 {
+	if m := mustQuery(t, l2, demo.Resolver4, "ads.doubleclick.net", dns.TypeA); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 {
 		t.Errorf("nodata: %v", m)
 	}
 }
@@ -91,28 +92,28 @@ func TestE2EPerListBlockModes(t *testing.T) {
 	exe, _ := os.Executable()
 	args := append([]string{"--log-level", "info",
 		"--blocklist", filepath.Join(dir, "null.txt") + " mode=null ttl=42",
-		"--blocklist", filepath.Join(dir, "refused.txt") + " mode=refused"}, labUpstreamArgs...)
-	if err := l.startDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, map[string]string{"demo.txt": demoBlocklist}, args...); err != nil {
+		"--blocklist", filepath.Join(dir, "refused.txt") + " mode=refused"}, demo.UpstreamArgs...)
+	if err := l.StartDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, map[string]string{"demo.txt": demo.Blocklist}, args...); err != nil {
 		t.Fatal(err)
 	}
-	m := mustQuery(t, l, labResolver4, "nulled.example", dns.TypeA)
-	if answerText(m) != "0.0.0.0" || m.Answer[0].Header().Ttl != 42 {
+	m := mustQuery(t, l, demo.Resolver4, "nulled.example", dns.TypeA)
+	if demo.AnswerText(m) != "0.0.0.0" || m.Answer[0].Header().Ttl != 42 {
 		t.Errorf("null list: %v", m)
 	}
-	if m := mustQuery(t, l, labResolver4, "refused.example", dns.TypeA); m.Rcode != dns.RcodeRefused {
+	if m := mustQuery(t, l, demo.Resolver4, "refused.example", dns.TypeA); m.Rcode != dns.RcodeRefused {
 		t.Errorf("refused list: %v", m)
 	}
-	if got := answerText(mustQuery(t, l, labResolver4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("default list: %s", got)
 	}
 }
 
 // startLabLists is startLab with the given lists instead of the demo's.
-func startLabLists(t *testing.T, lists map[string]string, args ...string) *demoLab {
+func startLabLists(t *testing.T, lists map[string]string, args ...string) *demo.Lab {
 	t.Helper()
 	l := captureLab(t) // the lab, without dnstun yet
 	exe, _ := os.Executable()
-	if err := l.startDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, lists, append(append([]string{"--log-level", "info"}, labUpstreamArgs...), args...)...); err != nil {
+	if err := l.StartDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, lists, append(append([]string{"--log-level", "info"}, demo.UpstreamArgs...), args...)...); err != nil {
 		t.Fatal(err)
 	}
 	return l
@@ -174,28 +175,28 @@ func TestE2EInlineRulesAndBypassSwitch(t *testing.T) {
 bypass_signals: false
 `), 0o644)
 	exe, _ := os.Executable()
-	args := append([]string{"--log-level", "info", "--config", cfg}, labUpstreamArgs...)
-	if err := l.startDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, nil, args...); err != nil {
+	args := append([]string{"--log-level", "info", "--config", cfg}, demo.UpstreamArgs...)
+	if err := l.StartDnstun(t.Context(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, nil, args...); err != nil {
 		t.Fatal(err)
 	}
-	if got := answerText(mustQuery(t, l, labResolver4, "printer.lan", dns.TypeA)); got != "192.0.2.10" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "printer.lan", dns.TypeA)); got != "192.0.2.10" {
 		t.Errorf("local record: %s", got)
 	}
-	m := mustQuery(t, l, labResolver4, "nas.lan", dns.TypeA)
-	if len(m.Answer) != 2 || answerText(m) != "CNAME 192.0.2.80" && !strings.Contains(answerText(m), "192.0.2.80") {
+	m := mustQuery(t, l, demo.Resolver4, "nas.lan", dns.TypeA)
+	if len(m.Answer) != 2 || demo.AnswerText(m) != "CNAME 192.0.2.80" && !strings.Contains(demo.AnswerText(m), "192.0.2.80") {
 		t.Errorf("CNAME rewrite: %v", m)
 	}
-	if got := answerText(mustQuery(t, l, labResolver4, "x.ads.example.com", dns.TypeA)); got != "NXDOMAIN" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "x.ads.example.com", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("inline block: %s", got)
 	}
-	if got := answerText(mustQuery(t, l, labResolver4, "cdn.ads.example.com", dns.TypeA)); got != "192.0.2.67" {
+	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "cdn.ads.example.com", dns.TypeA)); got != "192.0.2.67" {
 		t.Errorf("inline exception: %s", got)
 	}
 	// With the signals off the canary name is forwarded (the lab's
 	// upstream does not know it: NXDOMAIN from there).
-	before := l.primary.QueriesFor("use-application-dns.net")
-	mustQuery(t, l, labResolver4, "use-application-dns.net", dns.TypeA)
-	if l.primary.QueriesFor("use-application-dns.net") != before+1 {
+	before := l.PrimaryServer.QueriesFor("use-application-dns.net")
+	mustQuery(t, l, demo.Resolver4, "use-application-dns.net", dns.TypeA)
+	if l.PrimaryServer.QueriesFor("use-application-dns.net") != before+1 {
 		t.Error("bypass signals off, but the canary was answered locally")
 	}
 }

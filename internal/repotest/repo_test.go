@@ -64,7 +64,7 @@ func TestImportRules(t *testing.T) {
 		{"golang.zx2c4.com/wireguard", []string{"tun"}},
 		{"github.com/google/gopacket", []string{"packet", "internal/pkttest"}},
 		{"github.com/vishvananda/netlink", []string{"tun", "route"}},
-		{"github.com/miekg/dns", []string{"upstream", "cmd/dnstun", "internal/dnstest", "internal/pkttest"}},
+		{"github.com/miekg/dns", []string{"upstream", "cmd/dnstun", "internal/dnstest", "internal/pkttest", "internal/demo"}},
 		{"go.yaml.in/yaml", []string{"config"}},
 		// The bench chart is its own module (bench/chart/go.mod), run by
 		// e2ebench with `go run`; the daemon's module never builds it.

@@ -1,21 +1,18 @@
 // SPDX-License-Identifier: MIT
 
-package main
+package demo
 
 import (
 	"context"
 	_ "embed"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -24,8 +21,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-//go:embed demo-blocklist.txt
-var demoBlocklist string
+// Blocklist is the demo's bundled block list.
+//
+//go:embed blocklist.txt
+var Blocklist string
 
 // The demo runs in the lab of internal/lab, set up with IPv6, default
 // routes and four in-process upstream servers:
@@ -39,22 +38,22 @@ var demoBlocklist string
 //	└─────────────────────────────────────┘        │   [2001:db8:5353::53] udp           │
 //	                                               └─────────────────────────────────────┘
 //
-// All servers are miekg/dns (internal/dnstest) answering labZone; each
+// All servers are miekg/dns (internal/dnstest) answering Zone; each
 // counts what it saw. The tests in this package use the same lab.
 var (
-	labPrimary   = lab.Upstream4
-	labSecondary = lab.Upstream6
-	labResolver4 = lab.Resolver4
-	labResolver6 = lab.Resolver6
-	labOffLink4  = lab.Loopback4
-	labOffLink6  = lab.Loopback6
+	Primary   = lab.Upstream4
+	Secondary = lab.Upstream6
+	Resolver4 = lab.Resolver4
+	Resolver6 = lab.Resolver6
+	OffLink4  = lab.Loopback4
+	OffLink6  = lab.Loopback6
 )
 
-// labUpstreamArgs point dnstun at the lab's on-link servers.
-var labUpstreamArgs = []string{"--upstream", labPrimary.String(), "--upstream", labSecondary.String()}
+// UpstreamArgs point dnstun at the lab's on-link servers.
+var UpstreamArgs = []string{"--upstream", Primary.String(), "--upstream", Secondary.String()}
 
-// labZone is what the upstream servers hold; other names are NXDOMAIN.
-var labZone = []string{
+// Zone is what the upstream servers hold; other names are NXDOMAIN.
+var Zone = []string{
 	"www.example.com. 300 IN A 192.0.2.80",
 	"www.example.com. 300 IN AAAA 2001:db8::80",
 	"mail.example.com. 300 IN A 192.0.2.25",
@@ -66,23 +65,23 @@ var labZone = []string{
 	"cdn.ads.example.com. 300 IN A 192.0.2.67",
 }
 
-// demoLab is the lab with the demo's servers and the dnstun it runs.
-type demoLab struct {
+// Lab is the lab with the demo's servers and the dnstun it runs.
+type Lab struct {
 	*lab.Lab
-	primary   *dnstest.Server
-	secondary *dnstest.Server
-	offlink4  *dnstest.Server
-	offlink6  *dnstest.Server
-	tcp       *dnstest.Server // TCP on the off-link IPv4 address
-	dnstun    *lab.Proc       // the latest `dnstun run`; nil before the first
+	PrimaryServer   *dnstest.Server
+	SecondaryServer *dnstest.Server
+	OffLink4Server  *dnstest.Server
+	OffLink6Server  *dnstest.Server
+	TCPServer       *dnstest.Server // TCP on the off-link IPv4 address
+	Dnstun          *lab.Proc       // the latest `dnstun run`; nil before the first
 }
 
-// newDemoLab builds the namespaces (named PREFIX-SFX-host and -up) and
+// NewLab builds the namespaces (named PREFIX-SFX-host and -up) and
 // starts the upstream servers. On error, everything built so far is
 // removed; otherwise Close removes it.
-func newDemoLab(prefix string) (_ *demoLab, err error) {
+func NewLab(prefix string) (_ *Lab, err error) {
 	l, err := lab.New(lab.Config{Prefix: prefix, IPv6: true, DefaultRoute: true,
-		UpLoopback: []netip.Addr{labOffLink4.Addr(), labOffLink6.Addr()}})
+		UpLoopback: []netip.Addr{OffLink4.Addr(), OffLink6.Addr()}})
 	if err != nil {
 		return nil, err
 	}
@@ -91,8 +90,8 @@ func newDemoLab(prefix string) (_ *demoLab, err error) {
 			l.Close()
 		}
 	}()
-	d := &demoLab{Lab: l}
-	zone, err := dnstest.ParseZone(labZone...)
+	d := &Lab{Lab: l}
+	zone, err := dnstest.ParseZone(Zone...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +100,9 @@ func newDemoLab(prefix string) (_ *demoLab, err error) {
 		addr    netip.AddrPort
 		srv     **dnstest.Server
 	}{
-		{"udp", labPrimary, &d.primary}, {"udp", labSecondary, &d.secondary},
-		{"udp", labOffLink4, &d.offlink4}, {"udp", labOffLink6, &d.offlink6},
-		{"tcp", labOffLink4, &d.tcp},
+		{"udp", Primary, &d.PrimaryServer}, {"udp", Secondary, &d.SecondaryServer},
+		{"udp", OffLink4, &d.OffLink4Server}, {"udp", OffLink6, &d.OffLink6Server},
+		{"tcp", OffLink4, &d.TCPServer},
 	} {
 		if *s.srv, err = l.Serve(l.Up, s.network, s.addr, zone); err != nil {
 			return nil, err
@@ -112,12 +111,12 @@ func newDemoLab(prefix string) (_ *demoLab, err error) {
 	return d, nil
 }
 
-// startDnstun runs `dnstun run` inside the host namespace as a subprocess
+// StartDnstun runs `dnstun run` inside the host namespace as a subprocess
 // and waits until its virtual resolver answers. exe is the command prefix
 // that runs dnstun (the binary, or a test binary that behaves as dnstun),
 // env its extra environment, lists the block lists to write into the lab's
 // folder and pass with --blocklist.
-func (l *demoLab) startDnstun(ctx context.Context, exe []string, env []string, lists map[string]string, args ...string) error {
+func (l *Lab) StartDnstun(ctx context.Context, exe []string, env []string, lists map[string]string, args ...string) error {
 	full := append([]string{}, exe...)
 	full = append(full, "run")
 	for _, name := range slices.Sorted(maps.Keys(lists)) {
@@ -130,7 +129,7 @@ func (l *demoLab) startDnstun(ctx context.Context, exe []string, env []string, l
 	// Each run gets its own control socket and persisted state, in the
 	// lab's folder: never the machine's /run/dnstun or /var/lib/dnstun.
 	if !slices.Contains(args, "--control") {
-		full = append(full, "--control", l.controlPath())
+		full = append(full, "--control", l.ControlPath())
 	}
 	if !slices.Contains(args, "--state-file") {
 		full = append(full, "--state-file", filepath.Join(l.Dir, "state.json"))
@@ -140,38 +139,38 @@ func (l *demoLab) startDnstun(ctx context.Context, exe []string, env []string, l
 	if err != nil {
 		return fmt.Errorf("start dnstun: %w", err)
 	}
-	l.dnstun = p
+	l.Dnstun = p
 	// Ready when the virtual resolver answers; one query at a time, each
 	// given 200 ms, so that few probes are still in flight afterwards.
-	if _, err := l.Host.FirstAnswer(ctx, lab.Probe{Target: labResolver4, Name: "ready.example.com",
+	if _, err := l.Host.FirstAnswer(ctx, lab.Probe{Target: Resolver4, Name: "ready.example.com",
 		Limit: 15 * time.Second, Every: 200 * time.Millisecond, Proc: p}); err != nil {
 		return fmt.Errorf("dnstun: %w\n%s", err, p.Log())
 	}
 	return nil
 }
 
-// controlPath is the control socket of dnstun in the lab.
-func (l *demoLab) controlPath() string { return filepath.Join(l.Dir, "control.sock") }
+// ControlPath is the control socket of dnstun in the lab.
+func (l *Lab) ControlPath() string { return filepath.Join(l.Dir, "control.sock") }
 
 // Log returns what the latest dnstun printed so far.
-func (l *demoLab) Log() string {
-	if l.dnstun == nil {
+func (l *Lab) Log() string {
+	if l.Dnstun == nil {
 		return ""
 	}
-	return l.dnstun.Log()
+	return l.Dnstun.Log()
 }
 
-// stopDnstun sends SIGTERM to dnstun (by PID) and waits for it to exit,
+// StopDnstun sends SIGTERM to dnstun (by PID) and waits for it to exit,
 // killing it after 5 s. It returns its exit error.
-func (l *demoLab) stopDnstun() error {
-	if l.dnstun == nil {
+func (l *Lab) StopDnstun() error {
+	if l.Dnstun == nil {
 		return nil
 	}
-	return l.dnstun.Stop()
+	return l.Dnstun.Stop()
 }
 
 // query sends one query from the host namespace with miekg/dns.
-func (l *demoLab) query(server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (*dns.Msg, time.Duration, error) {
+func (l *Lab) Query(server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (*dns.Msg, time.Duration, error) {
 	c, err := l.Host.Dial("udp", server.String())
 	if err != nil {
 		return nil, 0, err
@@ -184,17 +183,17 @@ func (l *demoLab) query(server netip.AddrPort, name string, qtype uint16, timeou
 	return r, rtt, err
 }
 
-// demoStep is one query of the demo.
-type demoStep struct {
+// step is one query of the demo.
+type step struct {
 	name     string
 	qtype    uint16
 	via      string // "v4" or "v6" resolver address
-	before   func(l *demoLab)
+	before   func(l *Lab)
 	note     string // what before does
 	expected string
 }
 
-var demoSteps = []demoStep{
+var steps = []step{
 	{name: "www.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded"},
 	{name: "www.example.com", qtype: dns.TypeAAAA, via: "v6", expected: "forwarded"},
 	{name: "example.com", qtype: dns.TypeTXT, via: "v4", expected: "forwarded"},
@@ -206,11 +205,11 @@ var demoSteps = []demoStep{
 	{name: "printer.lan", qtype: dns.TypeAAAA, via: "v6", expected: "local"},
 	{name: "nonexistent.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded"},
 	{name: "mail.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded",
-		before: func(l *demoLab) { l.primary.Close() }, note: "primary upstream stopped first"},
+		before: func(l *Lab) { l.PrimaryServer.Close() }, note: "primary upstream stopped first"},
 }
 
-// demoRow is one row of the demo's table: a query and what happened to it.
-type demoRow struct {
+// Row is one row of the demo's table: a query and what happened to it.
+type Row struct {
 	Name     string
 	Type     uint16
 	Resolver netip.AddrPort
@@ -218,40 +217,17 @@ type demoRow struct {
 	Decision string        // forwarded, blocked, local, or "no answer"
 	Upstream string        // primary or secondary for a forwarded query, else "-"
 	Rcode    int           // the answer's rcode; -1 without an answer
-	Answer   string        // answerText of the answer, or "error: ..."
+	Answer   string        // AnswerText of the answer, or "error: ..."
 	RTT      time.Duration // the client's round trip
 	Note     string
 }
 
-func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: dnstun demo\n\nRuns dnstun for real inside two throw-away network namespaces (root needed),\nsends real queries through its TUN and prints what happened to each.")
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("the demo needs root to create network namespaces and a TUN device.\n" +
-			"Run it as root, e.g.:  go build -o dnstun ./cmd/dnstun && sudo ./dnstun demo")
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	_, err = runDemo(ctx, []string{exe}, nil, stdout)
-	return err
-}
-
-// runDemo builds the lab, runs dnstun in it, sends demoSteps, prints the
+// Run builds the lab, runs dnstun in it, sends steps, prints the
 // table and returns its rows (those done so far, also with an error).
 // Everything is removed when it returns, also on error or Ctrl-C (ctx).
-func runDemo(ctx context.Context, exe, env []string, out io.Writer) (rows []demoRow, err error) {
+func Run(ctx context.Context, exe, env []string, out io.Writer) (rows []Row, err error) {
 	fmt.Fprintln(out, "dnstun demo: building two network namespaces (host, upstream) joined by a veth pair ...")
-	l, err := newDemoLab("dnstun-demo")
+	l, err := NewLab("dnstun-demo")
 	if err != nil {
 		return nil, err
 	}
@@ -259,14 +235,14 @@ func runDemo(ctx context.Context, exe, env []string, out io.Writer) (rows []demo
 		l.Close()
 		fmt.Fprintln(out, "dnstun demo: namespaces, TUN and processes removed.")
 	}()
-	fmt.Fprintf(out, "dnstun demo: upstream DNS servers %v (primary) and %v (secondary) in %s\n", labPrimary, labSecondary, l.Up.Name)
+	fmt.Fprintf(out, "dnstun demo: upstream DNS servers %v (primary) and %v (secondary) in %s\n", Primary, Secondary, l.Up.Name)
 	fmt.Fprintf(out, "dnstun demo: starting `dnstun run` in %s with the bundled block list ...\n", l.Host.Name)
-	args := append([]string{"--upstream-timeout", "1s", "--timeout", "3s", "--log-level", "warn"}, labUpstreamArgs...)
-	if err := l.startDnstun(ctx, exe, env, map[string]string{"demo-blocklist.txt": demoBlocklist}, args...); err != nil {
+	args := append([]string{"--upstream-timeout", "1s", "--timeout", "3s", "--log-level", "warn"}, UpstreamArgs...)
+	if err := l.StartDnstun(ctx, exe, env, map[string]string{"demo-blocklist.txt": Blocklist}, args...); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "dnstun demo: dnstun serves %v and %v on its TUN; querying them from %s\n\n", labResolver4.Addr(), labResolver6.Addr(), l.Host.Name)
-	for _, st := range demoSteps {
+	fmt.Fprintf(out, "dnstun demo: dnstun serves %v and %v on its TUN; querying them from %s\n\n", Resolver4.Addr(), Resolver6.Addr(), l.Host.Name)
+	for _, st := range steps {
 		if ctx.Err() != nil {
 			return rows, ctx.Err()
 		}
@@ -275,9 +251,9 @@ func runDemo(ctx context.Context, exe, env []string, out io.Writer) (rows []demo
 		}
 		rows = append(rows, l.observe(st))
 	}
-	printDemoTable(out, rows)
+	PrintTable(out, rows)
 	fmt.Fprintln(out)
-	if err := l.stopDnstun(); err != nil {
+	if err := l.StopDnstun(); err != nil {
 		return rows, fmt.Errorf("dnstun did not stop cleanly: %v\n%s", err, l.Log())
 	}
 	var failures []string
@@ -293,9 +269,9 @@ func runDemo(ctx context.Context, exe, env []string, out io.Writer) (rows []demo
 	return rows, nil
 }
 
-// printDemoTable prints rows as an aligned table, one line per row, with
+// PrintTable prints rows as an aligned table, one line per row, with
 // the columns NAME TYPE RESOLVER DECISION UPSTREAM ANSWER LATENCY NOTE.
-func printDemoTable(out io.Writer, rows []demoRow) {
+func PrintTable(out io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tRESOLVER\tDECISION\tUPSTREAM\tANSWER\tLATENCY\tNOTE")
 	for _, r := range rows {
@@ -306,25 +282,25 @@ func printDemoTable(out io.Writer, rows []demoRow) {
 
 func resolverFor(via string) netip.AddrPort {
 	if via == "v6" {
-		return labResolver6
+		return Resolver6
 	}
-	return labResolver4
+	return Resolver4
 }
 
 // observe sends st's query and names the decision from what the upstream
 // servers saw: a query they saw was forwarded (and which one answered);
 // one they did not see was blocked or answered locally by dnstun.
-func (l *demoLab) observe(st demoStep) demoRow {
-	r := demoRow{Name: st.name, Type: st.qtype, Resolver: resolverFor(st.via), Expected: st.expected, Upstream: "-", Rcode: -1, Note: st.note}
-	p0, s0 := l.primary.QueriesFor(st.name), l.secondary.QueriesFor(st.name)
-	res, rtt, err := l.query(r.Resolver, st.name, st.qtype, 5*time.Second)
+func (l *Lab) observe(st step) Row {
+	r := Row{Name: st.name, Type: st.qtype, Resolver: resolverFor(st.via), Expected: st.expected, Upstream: "-", Rcode: -1, Note: st.note}
+	p0, s0 := l.PrimaryServer.QueriesFor(st.name), l.SecondaryServer.QueriesFor(st.name)
+	res, rtt, err := l.Query(r.Resolver, st.name, st.qtype, 5*time.Second)
 	r.RTT = rtt
 	if err != nil {
 		r.Decision, r.Answer = "no answer", "error: "+err.Error()
 		return r
 	}
-	r.Rcode, r.Answer = res.Rcode, answerText(res)
-	p1, s1 := l.primary.QueriesFor(st.name), l.secondary.QueriesFor(st.name)
+	r.Rcode, r.Answer = res.Rcode, AnswerText(res)
+	p1, s1 := l.PrimaryServer.QueriesFor(st.name), l.SecondaryServer.QueriesFor(st.name)
 	switch {
 	case s1 > s0:
 		r.Decision, r.Upstream = "forwarded", "secondary"
@@ -354,9 +330,9 @@ func isNullAnswer(m *dns.Msg) bool {
 	return true
 }
 
-// answerText renders a response for the table: its rcode when not
+// AnswerText renders a response for the table: its rcode when not
 // NOERROR, else its records (addresses, quoted TXT, other types by name).
-func answerText(m *dns.Msg) string {
+func AnswerText(m *dns.Msg) string {
 	if m == nil {
 		return "-"
 	}
