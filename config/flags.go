@@ -47,7 +47,7 @@ var RunFlags = []RunFlag{
 	{"state-dir", "capture.state_dir", "capture: where the lock and the journal live"},
 	{"nft", "capture.nft", "capture: also use an nftables owner table when nft is available (catches IP_UNICAST_IF sockets)"},
 	{"resolved", "capture.resolved", "capture: register with systemd-resolved: auto (when it is the system resolver, in the host's own network namespace), on, off"},
-	{"watchdog", "capture.watchdog", "capture: probe the data path this often; after 3 failures steering is withdrawn and dnstun exits (0 = off)"},
+	{"watchdog", "capture.watchdog", "probe the data path this often (0 = off): with capture, after 3 unanswered probes steering is withdrawn and dnstun exits; in every mode, when no upstream answer reached a client for 5 intervals a forwarded probe is sent, and after 2 unanswered ones the upstreams are reported lost (status, log) and, with capture, steering is withdrawn until one answers"},
 	{"control", "control.socket", "control socket path (\"\" = none)"},
 	{"control-group", "control.group", "a group whose members may use the control socket besides root"},
 	{"state-file", "state_file", "where the enabled/disabled choice persists across restarts"},

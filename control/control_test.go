@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -489,4 +490,25 @@ func TestQueryLogEntryMatchesProtocol(t *testing.T) {
 	if got := keys(QueryLogEntry{}); !slices.Equal(got, want) {
 		t.Errorf("empty QueryLogEntry encodes %v; want the required fields %v (optional: %v)", got, want, optional)
 	}
+}
+
+// TestGroupMustReachTheSocket: with a group, a socket directory without
+// the search bit for group or others is refused with the fix; 0755 (what
+// dnstun creates) is fine.
+func TestGroupMustReachTheSocket(t *testing.T) {
+	gid := strconv.Itoa(os.Getgid())
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Serve(context.Background(), filepath.Join(dir, "c.sock"), gid, &fakeHandler{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "mode 0700: members of group "+gid+" cannot reach the socket") {
+		t.Errorf("0700 directory: %v", err)
+	}
+	os.Chmod(dir, 0o755)
+	s, err := Serve(context.Background(), filepath.Join(dir, "c.sock"), gid, &fakeHandler{}, nil)
+	if err != nil {
+		t.Fatalf("0755 directory: %v", err)
+	}
+	s.Close()
 }

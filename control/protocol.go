@@ -71,8 +71,12 @@ const (
 // Status is status's data.
 type Status struct {
 	Enabled  bool   `json:"enabled"`
-	Steering string `json:"steering"` // "off", "virtual" (resolver address only), "capture", ...
+	Steering string `json:"steering"` // "off", "virtual", "capture", "capture-withdrawn" or "flow"
 	Tun      string `json:"tun"`      // "" while disabled
+	// Health is "ok", or "upstreams-lost" when the watchdog's forwarded
+	// probes go unanswered; Problem then says why and since when.
+	Health  string `json:"health"`
+	Problem string `json:"problem,omitempty"`
 	// Upstreams in the order they are tried, with their health.
 	Upstreams     []UpstreamStatus  `json:"upstreams"`
 	UptimeSeconds float64           `json:"uptime_seconds"` // since the process started

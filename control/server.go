@@ -76,6 +76,9 @@ func Serve(ctx context.Context, path, group string, h Handler, log *slog.Logger)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	if err := groupCanReach(filepath.Dir(path), group); err != nil {
+		return nil, err
+	}
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
@@ -391,4 +394,22 @@ func (s *Server) dispatch(line []byte, p peer) (resp Response) {
 // QueryLogData is querylog's data.
 type QueryLogData struct {
 	Entries []QueryLogEntry `json:"entries"`
+}
+
+// groupCanReach checks that members of group (when one is given) can
+// traverse dir to reach the socket: a directory without the search bit
+// for its group or others would refuse them before the socket's own mode
+// is looked at.
+func groupCanReach(dir, group string) error {
+	if group == "" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if fi.Mode().Perm()&0o011 == 0 {
+		return fmt.Errorf("control socket directory %s is mode %04o: members of group %s cannot reach the socket in it; give it the search bit (chmod 0755 %s) or put the socket elsewhere (--control)", dir, fi.Mode().Perm(), group, dir)
+	}
+	return nil
 }

@@ -213,11 +213,18 @@ func (d *Daemon) Status() (control.Status, error) {
 	st.Tun = d.on.tun
 	switch {
 	case d.o.Mode == "flow":
-		st.Steering = "flow " + d.o.Listen.String()
+		st.Steering = "flow"
 	case d.on.capture != nil:
 		st.Steering = "capture"
+	case d.on.health.withdrawn:
+		st.Steering = "capture-withdrawn"
 	default:
-		st.Steering = "virtual resolver"
+		st.Steering = "virtual"
+	}
+	st.Health = "ok"
+	if h := d.on.health; h.lost {
+		st.Health = "upstreams-lost"
+		st.Problem = fmt.Sprintf("no upstream has answered since %s: %s", h.since.UTC().Format(time.RFC3339), h.why)
 	}
 	for _, u := range d.on.e.UpstreamStates() {
 		st.Upstreams = append(st.Upstreams, control.UpstreamStatus{Addr: u.Addr.String(), Healthy: u.Healthy})

@@ -134,7 +134,7 @@ func TestDaemonEnableDisableReloadStop(t *testing.T) {
 		t.Errorf("blocked name reached the upstream %d times", n)
 	}
 	st, _ := d.Status()
-	if !st.Enabled || st.Steering != "flow "+o.Listen.String() || len(st.Upstreams) != 1 || st.Counters["blocked"] != 1 {
+	if !st.Enabled || st.Steering != "flow" || st.Health != "ok" || len(st.Upstreams) != 1 || st.Counters["blocked"] != 1 {
 		t.Errorf("status %+v", st)
 	}
 
@@ -312,5 +312,56 @@ func TestHealthQuery(t *testing.T) {
 	}
 	if m.Id != id || len(m.Question) != 1 || m.Question[0].Name != HealthName+"." || m.Question[0].Qtype != dns.TypeA || !m.RecursionDesired {
 		t.Errorf("health query %v", &m)
+	}
+}
+
+// TestWatchdogReportsLostUpstreams: an upstream that stops answering is
+// reported lost in the status once the forwarded probes go unanswered,
+// and cleared once it answers again; while upstream answers reach
+// clients, no probe is sent.
+func TestWatchdogReportsLostUpstreams(t *testing.T) {
+	up := upstreamServer(t)
+	f := config.Default()
+	f.Mode, f.Listen, f.Upstreams, f.Control.Socket = "flow", freePort(t).String(), []string{up.Addr().String()}, ""
+	f.StateFile = filepath.Join(t.TempDir(), "state.json")
+	f.Capture.Watchdog, f.Timeout, f.UpstreamTimeout = 40*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+	o, err := f.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := startDaemon(t, Config{Options: o})
+	waitAnswer(t, o.Listen, "www.example.com")
+	status := func() string {
+		st, _ := d.Status()
+		return st.Health + ": " + st.Problem
+	}
+	waitStatus := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !strings.HasPrefix(status(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("status %q, want %q", status(), want)
+			}
+		}
+	}
+	// Answers reach clients: the watchdog sends nothing of its own.
+	stop := time.Now().Add(time.Second)
+	for time.Now().Before(stop) {
+		if r, err := ask(o.Listen, "www.example.com"); err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query under load: %v %v", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := up.QueriesFor(ProbeName + "."); n != 0 {
+		t.Errorf("%d probes sent while answers reached clients", n)
+	}
+	up.SetSilent(true)
+	waitStatus("upstreams-lost: no upstream has answered since")
+	if !strings.Contains(status(), "SERVFAIL") {
+		t.Errorf("problem does not say why: %q", status())
+	}
+	up.SetSilent(false)
+	waitStatus("ok: ")
+	if up.QueriesFor(ProbeName+".") == 0 {
+		t.Error("the upstream never saw a probe")
 	}
 }

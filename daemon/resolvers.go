@@ -113,29 +113,29 @@ func (d *Daemon) followResolvers(ctx context.Context, e *engine.Engine, interval
 }
 
 // probe asks addr for name from an ordinary (unmarked) socket, so the
-// query takes the same path as a client's, and returns nil when any
-// answer with the query's ID arrives within timeout.
-func probe(ctx context.Context, addr netip.AddrPort, name string, timeout time.Duration) error {
+// query takes the same path as a client's, and returns the rcode of the
+// first answer with the query's ID that arrives within timeout.
+func probe(ctx context.Context, addr netip.AddrPort, name string, timeout time.Duration) (int, error) {
 	var dl net.Dialer
 	c, err := dl.DialContext(ctx, "udp", addr.String())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	q, id := healthQuery(name)
 	c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write(q); err != nil {
-		return err
+		return 0, err
 	}
 	buf := make([]byte, 512)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		// A response (QR set) to our ID (RFC 1035 4.1.1).
 		if n >= 12 && binary.BigEndian.Uint16(buf) == id && buf[2]&0x80 != 0 {
-			return nil
+			return int(buf[3] & 0x0f), nil
 		}
 	}
 }

@@ -24,7 +24,11 @@ type session struct {
 	tun     string // the TUN's name ("" in flow mode)
 	cancel  context.CancelFunc
 	engDone chan error
-	capture *route.Capture // nil without capture
+	capture *route.Capture // nil without capture, or while withdrawn
+	// captureCfg is how capture was started, to start it again after a
+	// withdrawal (upstreams lost); zero without capture.
+	captureCfg route.CaptureConfig
+	health     health // under Daemon.mu
 }
 
 // engineConfig is the engine's configuration for o, with the upstreams
@@ -121,6 +125,9 @@ func (d *Daemon) startSession() (*session, error) {
 	if o.FollowsSystem() {
 		go d.followResolvers(ctx, e, followInterval)
 	}
+	if o.Capture.Watchdog > 0 {
+		go d.watchUpstreams(ctx, s, upstreamCheckInterval(o), forwardProbe(o))
+	}
 	switch {
 	case o.Mode == "flow":
 		d.log.Info("dnstun ready (flow mode)", "listen", o.Listen, "upstreams", cfg.Upstreams, "block_mode", cfg.BlockMode.String())
@@ -135,34 +142,50 @@ func (d *Daemon) startSession() (*session, error) {
 	default:
 		d.log.Info("forwarding", "mode", "override: every query goes to the upstreams given", "upstreams", cfg.Upstreams)
 	}
-	probeAddr := netip.AddrPortFrom(o.Resolvers[0], 53)
-	cc := route.CaptureConfig{
+	s.captureCfg = route.CaptureConfig{
 		Route:            route.Config{Tun: name, NFT: o.Capture.NFT, Resolvers: o.Resolvers},
 		StateDir:         o.Capture.StateDir,
 		Resolved:         o.Capture.Resolved,
 		ResolvedIsSystem: d.sys.setup.Kind == "systemd-resolved",
 		Watchdog:         o.Capture.Watchdog,
+		// Every virtual resolver must answer, IPv4 and IPv6 alike.
 		Probe: func(ctx context.Context, timeout time.Duration) error {
-			return probe(ctx, probeAddr, HealthName, timeout)
+			for _, r := range o.Resolvers {
+				if _, err := probe(ctx, netip.AddrPortFrom(r, 53), HealthName, timeout); err != nil {
+					return fmt.Errorf("%v: %w", r, err)
+				}
+			}
+			return nil
 		},
 		Log: d.log,
 	}
 	for _, a := range o.TunAddrs {
-		cc.Route.IPv4 = cc.Route.IPv4 || a.Is4()
-		cc.Route.IPv6 = cc.Route.IPv6 || a.Is6()
+		s.captureCfg.Route.IPv4 = s.captureCfg.Route.IPv4 || a.Is4()
+		s.captureCfg.Route.IPv6 = s.captureCfg.Route.IPv6 || a.Is6()
 	}
-	if s.capture, err = route.StartCapture(cc); err != nil {
+	if err := d.steer(ctx, s); err != nil {
 		d.stopSession(s)
 		return nil, err
 	}
+	return s, nil
+}
+
+// steer starts capture for s, and reports a stalled data path as fatal.
+func (d *Daemon) steer(ctx context.Context, s *session) error {
+	c, err := route.StartCapture(s.captureCfg)
+	if err != nil {
+		return err
+	}
+	s.capture = c
 	go func() {
 		select {
-		case err := <-s.capture.Stalled():
+		case err := <-c.Stalled():
 			d.reportFatal(fmt.Errorf("watchdog: engine stalled: %w", err))
+		case <-c.Done():
 		case <-ctx.Done():
 		}
 	}()
-	return s, nil
+	return nil
 }
 
 // stopSession withdraws steering, then stops the engine (which answers

@@ -87,6 +87,9 @@ func StartCapture(cc CaptureConfig) (*Capture, error) {
 // Stalled delivers an error once the watchdog finds the data path dead.
 func (c *Capture) Stalled() <-chan error { return c.stalled }
 
+// Done is closed when Stop is called.
+func (c *Capture) Done() <-chan struct{} { return c.monitorDone }
+
 // Stop withdraws steering: DNS goes to the system's resolvers again.
 func (c *Capture) Stop() error {
 	c.cancel()

@@ -40,7 +40,7 @@ func WriteJournal(dir string, j *Journal) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("journal: create state dir: %w", err)
 	}
 	if err := atomicfile.Write(filepath.Join(dir, journalFile), b, 0o600); err != nil {

@@ -20,7 +20,7 @@ type Lock struct{ f *os.File }
 // TryLock takes the lock in dir without waiting; ErrLocked when a live
 // instance holds it.
 func TryLock(dir string) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", dir, err)
 	}
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnstun/dnstun/control"
 	"github.com/dnstun/dnstun/internal/demo"
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/lab"
@@ -359,5 +360,87 @@ func TestCaptureFollowsResolverAndRouteChanges(t *testing.T) {
 	}
 	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Errorf("blocked after the default route changed: %s", got)
+	}
+}
+
+// TestCaptureKeepsLastGoodResolvers (issue 18, defect 3): with capture
+// running, the namespace's resolv.conf is rewritten to list only dnstun's
+// own resolver addresses (as macOS's global DNS does once capture
+// publishes dnstun): forwarded names keep being answered by the last good
+// upstream, and the log says why.
+func TestCaptureKeepsLastGoodResolvers(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l)
+	if err := os.WriteFile(filepath.Join(l.Dir, "resolv.conf"), []byte("nameserver "+demo.Resolver4.Addr().String()+"\nnameserver "+demo.Resolver6.Addr().String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, l, "are only dnstun's own addresses (dnstun is the system resolver now); keeping the last good upstreams [198.51.100.53:53]")
+	before := l.OffLink4Server.QueriesFor("mail.example.com")
+	if got := demo.AnswerText(ask(t, l, "udp", demo.Resolver4, "mail.example.com", dns.TypeA)); got != "192.0.2.25" {
+		t.Errorf("forwarded name after the rewrite: %s", got)
+	}
+	if n := l.OffLink4Server.QueriesFor("mail.example.com") - before; n != 1 {
+		t.Errorf("the last good upstream saw %d queries, want 1", n)
+	}
+	if strings.Contains(l.Log(), "resolvers changed; following") {
+		t.Errorf("followed a list of only dnstun's own addresses:\n%s", l.Log())
+	}
+}
+
+// TestCaptureWatchdogWithdrawsWhileUpstreamsAreLost (issue 18): an
+// upstream set that goes dead is caught by the watchdog's forwarded probe:
+// the status says so, steering is withdrawn (the machine's DNS goes to its
+// resolvers directly), and comes back once an upstream answers again.
+func TestCaptureWatchdogWithdrawsWhileUpstreamsAreLost(t *testing.T) {
+	l := captureLab(t)
+	startCapture(t, l, "--watchdog", "100ms", "--timeout", "1s", "--upstream-timeout", "500ms")
+	c := client(t, l)
+	waitStatus := func(steering, health string) control.Status {
+		t.Helper()
+		var st control.Status
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var err error
+			if st, err = c.Status(context.Background()); err == nil && st.Steering == steering && st.Health == health {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %+v (%v), want steering %q, health %q\n%s", st, err, steering, health, l.Log())
+			}
+		}
+	}
+	steered := func() bool {
+		out, err := l.Host.Command(context.Background(), "ip", "rule").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(out), "lookup 53053")
+	}
+	waitStatus("capture", "ok")
+	l.OffLink4Server.SetSilent(true)
+	st := waitStatus("capture-withdrawn", "upstreams-lost")
+	if !strings.Contains(st.Problem, "SERVFAIL") {
+		t.Errorf("problem %q does not say why", st.Problem)
+	}
+	if steered() {
+		t.Error("steering rules still in place while the upstreams are lost")
+	}
+	waitLog(t, l, "steering withdrawn until an upstream answers")
+	l.OffLink4Server.SetSilent(false)
+	waitStatus("capture", "ok")
+	if !steered() {
+		t.Error("steering rules not back after the upstream answered")
+	}
+	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Errorf("a blocked name sent to the real resolver after steering came back: %s", got)
+	}
+}
+
+// waitLog waits up to 10 s for dnstun's log to hold s.
+func waitLog(t *testing.T, l *demo.Lab, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(l.Log(), s); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never said %q:\n%s", s, l.Log())
+		}
 	}
 }

@@ -74,6 +74,12 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 			fmt.Fprintln(w, "disabled")
 		}
 		fmt.Fprintf(w, "steering: %s\n", s.Steering)
+		if s.Health != "" {
+			fmt.Fprintf(w, "health: %s\n", s.Health)
+		}
+		if s.Problem != "" {
+			fmt.Fprintf(w, "problem: %s\n", s.Problem)
+		}
 		if s.Tun != "" {
 			fmt.Fprintf(w, "tun: %s\n", s.Tun)
 		}
