@@ -59,6 +59,11 @@ func cmdRun(args []string, stderr io.Writer) error {
 		o, _, err := options(fs, fl, args, false)
 		return o, err
 	}
+	if o.Capture.Enabled {
+		// A terminal's Ctrl-Z would stop dnstun while the machine's DNS
+		// is steered to it: every lookup would hang until it resumed.
+		signal.Ignore(syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
