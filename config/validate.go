@@ -88,8 +88,9 @@ func ParseListSpec(s string) (ListSpec, error) {
 			ls.Opts.Mode, ls.Opts.BlockAddrs = m, addrs
 		case k == "ttl":
 			var ttl uint32
-			if _, err := fmt.Sscan(val, &ttl); err != nil || ttl > maxTTL || fmt.Sprint(ttl) != val {
-				return ListSpec{}, fmt.Errorf("block list %q: ttl %q: want seconds, 0 to %d", s, val, maxTTL)
+			// 0 would mean "the default TTL" to the filter: refused.
+			if _, err := fmt.Sscan(val, &ttl); err != nil || ttl < 1 || ttl > maxTTL || fmt.Sprint(ttl) != val {
+				return ListSpec{}, fmt.Errorf("block list %q: ttl %q: want seconds, 1 to %d", s, val, maxTTL)
 			}
 			ls.Opts.TTL = ttl
 		default:
@@ -221,8 +222,9 @@ func (v *validator) check() *Options {
 		v.fail("block_mode", fmt.Sprintf("unknown block mode %q", f.BlockMode), "want nxdomain, null, nodata, refused, or IP addresses separated by commas")
 	}
 	o.BlockMode, o.BlockAddrs = m, addrs
-	if f.BlockTTL > maxTTL {
-		v.fail("block_ttl", fmt.Sprintf("%d is out of range", f.BlockTTL), "a DNS TTL is at most 2147483647 (RFC 2181)")
+	if f.BlockTTL < 1 || f.BlockTTL > maxTTL {
+		// 0 would reach the engine as "unset" and become its default.
+		v.fail("block_ttl", fmt.Sprintf("%d is out of range", f.BlockTTL), "want 1 to 2147483647 seconds (RFC 2181)")
 	}
 	v.duration("upstream_timeout", f.UpstreamTimeout, false)
 	v.duration("timeout", f.Timeout, false)
