@@ -97,8 +97,7 @@ func TestImportRules(t *testing.T) {
 
 // checkLayering keeps the data path free of the control plane: a packet's
 // path through tun, packet, filter, engine, upstream and querylog must
-// build without control, config, daemon (should the daemon ever leave
-// cmd/dnstun), service, listsrc or any command, so that the control plane
+// build without control, config, daemon, service, listsrc or any command, so that the control plane
 // can change without touching it (and the data path can be embedded
 // elsewhere). Types that cross the control protocol are defined on the
 // data path and referred to by control (control.QueryLogEntry is
