@@ -10,13 +10,15 @@
 //
 // Linux: one routing table of dnstun's own (53053) holding only
 // "default dev <tun>", and policy rules "iif lo fwmark 0/<mask> ipproto
-// udp dport 53 lookup 53053" for IPv4 and IPv6. The rules exempt dnstun's
-// own upstream sockets through their SO_MARK; "iif lo" keeps them from
-// matching the reverse-path lookup of upstream replies. When the TUN goes
-// away (also on SIGKILL) the table is empty and the rules fall through to
-// the main table. Optionally an nftables table with the owner flag (held
-// by a child "nft -i", so it dies with dnstun) marks what policy rules
-// miss (sockets pinned with IP_UNICAST_IF). Everything is tagged with
+// udp dport 53 lookup 53053" and the same for tcp (the next priority), for
+// IPv4 and IPv6. The rules exempt dnstun's own upstream sockets, UDP and
+// TCP, through their SO_MARK; "iif lo" keeps them from matching the
+// reverse-path lookup of upstream replies. When the TUN goes away (also
+// on SIGKILL) the table is empty and the rules fall through to the main
+// table. Optionally an nftables table with the owner flag (held by a
+// child "nft -i", so it dies with dnstun) marks the UDP/53 and TCP/53 that
+// policy rules miss (sockets pinned with IP_UNICAST_IF) and everything
+// coming out of the TUN (for strict rp_filter). Everything is tagged with
 // protocol 83 and the table number, so Cleanup can prove what is ours.
 //
 // macOS: a temporary dynamic-store DNS key published by a long-lived

@@ -13,16 +13,18 @@ const (
 	// DefaultTable is dnstun's routing table (Tailscale uses 52, sing-box
 	// 2022, wg-quick 51820).
 	DefaultTable = 53053
-	// DefaultPref is the priority of the capture rules: before Tailscale
-	// (5210-5270) and sing-box (9000+), after OpenWrt mwan3 (1000-2xxx).
+	// DefaultPref is the priority of the UDP capture rules, DefaultPref+1
+	// that of the TCP ones: before Tailscale (5210-5270) and sing-box
+	// (9000+), after OpenWrt mwan3 (1000-2xxx).
 	DefaultPref = 5101
 	// DefaultMark is the SO_MARK of dnstun's own sockets, DefaultMask the
 	// bits the capture rules test: a packet with any of them set is not
 	// captured.
 	DefaultMark = 0x53000000
 	DefaultMask = 0xffff0000
-	// NFTMark is what the nftables table sets on packets it steers; its
-	// rule (at DefaultPref-1) sends them to the table.
+	// NFTMark is what the nftables table sets on packets it steers and on
+	// packets coming out of the TUN; its rule (at DefaultPref-1) sends them
+	// to the table.
 	NFTMark = 0x54000000
 	NFTMask = 0xff000000
 	// Protocol tags every rule and route dnstun adds (unused in rt_protos).
@@ -33,8 +35,11 @@ const (
 
 // Config says what to steer.
 type Config struct {
-	Tun        string // the TUN device
-	Table      int
+	Tun   string // the TUN device
+	Table int
+	// Pref is the priority of the UDP/53 rules; the TCP/53 rules take
+	// Pref+1 and the nftables mark rule Pref-1, so every rule has a
+	// priority of its own within its family.
 	Pref       int
 	Mark, Mask uint32
 	IPv4, IPv6 bool
@@ -140,9 +145,14 @@ func PlanLinux(c Config) LinuxPlan {
 		if c.NFT {
 			p.Rules = append(p.Rules, Rule{Family: f, Pref: c.Pref - 1, Mark: NFTMark, Mask: NFTMask, Table: c.Table})
 		}
-		// UDP only: TCP/53 is not answered by the TUN yet, so it goes
-		// direct (unfiltered, but unbroken).
-		p.Rules = append(p.Rules, Rule{Family: f, Pref: c.Pref, IifLo: true, Mark: 0, Mask: c.Mask, IPProto: "udp", Dport: 53, Table: c.Table})
+		// UDP/53 and TCP/53, each rule with its own priority (a rule is
+		// told apart by it when the monitor puts deleted ones back) and
+		// the same selector otherwise: locally generated, none of the
+		// mask's bits set (dnstun's own UDP and TCP upstream sockets carry
+		// Mark), so nothing loops.
+		for i, proto := range []string{"udp", "tcp"} {
+			p.Rules = append(p.Rules, Rule{Family: f, Pref: c.Pref + i, IifLo: true, Mark: 0, Mask: c.Mask, IPProto: proto, Dport: 53, Table: c.Table})
+		}
 	}
 	if c.NFT {
 		p.NFT = nftCommands(c)
@@ -151,10 +161,12 @@ func PlanLinux(c Config) LinuxPlan {
 }
 
 // nftCommands build the owner table. The output chain marks locally
-// generated UDP/53 that policy rules may miss, except dnstun's own (marked)
-// traffic and local destinations (stubs); the prerouting chain marks
-// replies coming out of the TUN so that reverse-path filtering finds the
-// route back through it. One command per line: `nft -i` reads lines.
+// generated UDP/53 and TCP/53 that policy rules may miss, except dnstun's
+// own (marked) traffic and local destinations (stubs); the prerouting
+// chain marks everything coming out of the TUN, UDP replies and TCP
+// segments alike, so that reverse-path filtering finds the route back
+// through it. One command per line: `nft -i` reads lines; the prerouting
+// rule comes last (startNFT waits for it).
 func nftCommands(c Config) []string {
 	t := "inet " + NFTTable
 	return []string{
@@ -163,6 +175,7 @@ func nftCommands(c Config) []string {
 		fmt.Sprintf("add rule %s output meta mark & %#x != 0 return", t, c.Mask),
 		"add rule " + t + " output fib daddr type local return",
 		fmt.Sprintf("add rule %s output meta l4proto udp th dport 53 meta mark set meta mark | %#x", t, NFTMark),
+		fmt.Sprintf("add rule %s output meta l4proto tcp th dport 53 meta mark set meta mark | %#x", t, NFTMark),
 		"add chain " + t + " prerouting { type filter hook prerouting priority raw - 10; policy accept; }",
 		fmt.Sprintf("add rule %s prerouting iifname \"%s\" meta mark set meta mark | %#x", t, c.Tun, NFTMark),
 	}

@@ -59,13 +59,19 @@ func TestPlanLinuxShape(t *testing.T) {
 	p := PlanLinux(Config{Tun: "dnstun0", IPv4: true, IPv6: true})
 	// The exemption lives in each rule's own selector, so no rule depends
 	// on another and any subset left behind is harmless.
+	protos := map[string]int{}
 	for _, r := range p.Rules {
-		if !r.IifLo || r.Mark != 0 || r.Mask&DefaultMark != DefaultMark || r.Dport != 53 || r.IPProto != "udp" {
-			t.Errorf("rule %v: want iif lo, fwmark 0/mask covering the own mark, udp dport 53", r)
+		if !r.IifLo || r.Mark != 0 || r.Mask&DefaultMark != DefaultMark || r.Dport != 53 || (r.IPProto != "udp" && r.IPProto != "tcp") {
+			t.Errorf("rule %v: want iif lo, fwmark 0/mask covering the own mark, udp or tcp dport 53", r)
 		}
 		if r.Table != DefaultTable {
 			t.Errorf("rule %v: table", r)
 		}
+		protos[fmt.Sprintf("-%d %s", r.Family, r.IPProto)]++
+	}
+	// UDP/53 and TCP/53, for both families, once each.
+	if want := map[string]int{"-4 udp": 1, "-4 tcp": 1, "-6 udp": 1, "-6 tcp": 1}; fmt.Sprint(protos) != fmt.Sprint(want) {
+		t.Errorf("rules per family and protocol: %v, want %v", protos, want)
 	}
 	for _, r := range p.Routes {
 		if r.Dev != "dnstun0" {
@@ -74,6 +80,66 @@ func TestPlanLinuxShape(t *testing.T) {
 	}
 	if len(p.Sysctls) != 0 {
 		t.Errorf("sysctls without nft: %v", p.Sysctls)
+	}
+}
+
+// TestPlanLinuxTCPLikeUDP: every piece of capture covers TCP/53 as it
+// covers UDP/53, and each rule can be told apart by its priority (the
+// monitor re-adds deleted rules one by one; Withdraw deletes them so).
+func TestPlanLinuxTCPLikeUDP(t *testing.T) {
+	for _, c := range []Config{
+		{Tun: "dnstun0", IPv4: true, IPv6: true, NFT: true},
+		{Tun: "dt1", Table: 100, Pref: 200, Mask: 0xff000000, IPv4: true, IPv6: true},
+	} {
+		p := PlanLinux(c)
+		c.setDefaults()
+		seen := map[[2]int]Rule{}
+		byProto := map[string]Rule{}
+		for _, r := range p.Rules {
+			k := [2]int{r.Family, r.Pref}
+			if o, dup := seen[k]; dup {
+				t.Errorf("%v and %v share a priority", o, r)
+			}
+			seen[k] = r
+			if r.Table != c.Table {
+				t.Errorf("rule %v: table, want %d", r, c.Table)
+			}
+			if r.IPProto != "" {
+				byProto[fmt.Sprint(r.Family, r.IPProto)] = r
+			}
+		}
+		for _, f := range []int{4, 6} {
+			u, tc := byProto[fmt.Sprint(f, "udp")], byProto[fmt.Sprint(f, "tcp")]
+			if u.Pref != c.Pref || tc.Pref != c.Pref+1 {
+				t.Errorf("-%d: udp pref %d, tcp pref %d; want %d and %d", f, u.Pref, tc.Pref, c.Pref, c.Pref+1)
+			}
+			// The same selector but for the protocol: the own mark exempts
+			// dnstun's TCP upstream sockets as it does its UDP ones.
+			u.IPProto, u.Pref = "tcp", tc.Pref
+			if u != tc {
+				t.Errorf("-%d: tcp rule %v is not the udp rule %v for tcp", f, tc, u)
+			}
+			if tc.Mark&c.Mask != 0 || DefaultMark&tc.Mask == 0 {
+				t.Errorf("-%d: tcp rule %v does not exempt dnstun's own mark %#x", f, tc, DefaultMark)
+			}
+		}
+		if !c.NFT {
+			continue
+		}
+		// nftables: the output chain marks UDP/53 and TCP/53; the
+		// prerouting chain marks everything from the TUN (no protocol
+		// match), so TCP segments from the TUN pass strict rp_filter as UDP
+		// replies do; its rule is the last line (startNFT waits for it).
+		nft := strings.Join(p.NFT, "\n")
+		for _, proto := range []string{"udp", "tcp"} {
+			if !strings.Contains(nft, "output meta l4proto "+proto+" th dport 53 meta mark set") {
+				t.Errorf("nft output chain does not mark %s/53:\n%s", proto, nft)
+			}
+		}
+		last := p.NFT[len(p.NFT)-1]
+		if !strings.Contains(last, "prerouting iifname") || strings.Contains(last, "l4proto") || strings.Contains(last, "dport") {
+			t.Errorf("last nft command %q: want the prerouting mark for everything from the TUN", last)
+		}
 	}
 }
 

@@ -305,7 +305,12 @@ func (s *Steering) Monitor(done <-chan struct{}) error {
 }
 
 // restore re-adds whatever of the plan is missing; it returns how many
-// rules and routes it added.
+// rules and routes it added. Every rule of the plan (UDP/53, TCP/53 and
+// the nftables mark rule, per family) is offered again: RuleAdd asks for
+// NLM_F_EXCL, so the kernel refuses one equal in every selector to a rule
+// still in place (EEXIST, not counted), and the plan gives each rule a
+// priority of its own, so a rule still there never stands in for a
+// deleted one.
 func (s *Steering) restore() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
