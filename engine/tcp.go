@@ -276,8 +276,10 @@ func (c *tcpConn) serve() {
 		msg := buf[2 : 2+n]
 		switch w.handle(msg, c.key.client, c.key.resolver, viaTCP) {
 		case outAnswer:
-			if m := packet.AnswerDNSTo(msg, &w.q, &w.r, packet.StreamLimit); m > 0 {
-				c.enqueue(msg[:m])
+			// The answer grows in place past the query: give it the
+			// whole buffer.
+			if m := packet.AnswerDNSTo(buf[2:], &w.q, &w.r, packet.StreamLimit); m > 0 {
+				c.enqueue(buf[2 : 2+m])
 			} else {
 				<-c.slots
 			}
