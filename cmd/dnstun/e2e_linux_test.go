@@ -342,7 +342,9 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	if m.Id != 77 || m.Rcode != dns.RcodeFormatError {
 		t.Errorf("answer to the bad question: %v", m)
 	}
-	// Raw packets: UDP with a lying length field, and TCP to port 53.
+	// Raw packets: UDP with a lying length field, the same bytes as an
+	// ICMP packet (neither UDP nor TCP), and as a TCP segment to port 53
+	// (handed to the TCP stack, which drops its bad checksum).
 	err = l.Host.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
@@ -354,9 +356,11 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		udp := pkttest.UDP4(src, demo.Resolver4, pkttest.Pack(pkttest.Msg(1, "a.example", dns.TypeA)), nil)
 		liar := bytes.Clone(udp)
 		binary.BigEndian.PutUint16(liar[24:], 200) // UDP length beyond the packet: bad_header
+		icmp := bytes.Clone(udp)
+		icmp[9] = unix.IPPROTO_ICMP // not_udp
 		tcp := bytes.Clone(udp)
-		tcp[9] = unix.IPPROTO_TCP // not_udp
-		for _, p := range [][]byte{liar, tcp} {
+		tcp[9] = unix.IPPROTO_TCP // tcp_segments
+		for _, p := range [][]byte{liar, icmp, tcp} {
 			if err := unix.Sendto(fd, p, 0, dst); err != nil {
 				return err
 			}
@@ -370,7 +374,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("after garbage: %s", got)
 	}
-	sent := 6 - 1 + frags + 2 + 1 // the UDP payloads (the big one as frags), raw packets, the query
+	sent := 6 - 1 + frags + 3 + 1 // the UDP payloads (the big one as frags), raw packets, the query
 	want := map[string]uint64{
 		"packets":         sent,
 		"drop_short_dns":  2,
@@ -379,6 +383,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		"drop_fragment":   frags,
 		"drop_bad_header": 1,
 		"drop_not_udp":    1,
+		"tcp_segments":    1,
 		"forwarded":       1, // the query after the garbage
 		"replied":         1,
 	}
