@@ -45,6 +45,7 @@ type File struct {
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"` // --upstream-timeout
 	Timeout         time.Duration `yaml:"timeout"`          // --timeout
 	MaxPending      int           `yaml:"max_pending"`      // --max-pending
+	TCPIdleTimeout  time.Duration `yaml:"tcp_idle_timeout"` // --tcp-idle-timeout
 	LogLevel        string        `yaml:"log_level"`        // --log-level
 	Mode            string        `yaml:"mode"`             // --mode: tun or flow
 	Listen          string        `yaml:"listen"`           // --listen (flow mode)
@@ -92,6 +93,7 @@ const (
 	DefaultUpstreamTimeout = engine.DefaultUpstreamTimeout
 	DefaultTimeout         = engine.DefaultTotalTimeout
 	DefaultMaxPending      = engine.DefaultMaxPending
+	DefaultTCPIdleTimeout  = engine.DefaultTCPIdleTimeout
 	DefaultLogLevel        = "info"
 	DefaultMode            = "tun"
 	DefaultListen          = "127.0.0.1:53"
@@ -152,6 +154,7 @@ func DefaultFor(goos string) *File {
 		UpstreamTimeout: DefaultUpstreamTimeout,
 		Timeout:         DefaultTimeout,
 		MaxPending:      DefaultMaxPending,
+		TCPIdleTimeout:  DefaultTCPIdleTimeout,
 		LogLevel:        DefaultLogLevel,
 		Mode:            DefaultMode,
 		Listen:          DefaultListen,

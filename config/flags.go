@@ -40,6 +40,7 @@ var RunFlags = []RunFlag{
 	{"upstream-timeout", "upstream_timeout", "time one upstream gets before the query moves to the next"},
 	{"timeout", "timeout", "time after which a client gets SERVFAIL"},
 	{"max-pending", "max_pending", "forwarded queries waiting at most; more are answered REFUSED"},
+	{"tcp-idle-timeout", "tcp_idle_timeout", "close a DNS-over-TCP client connection without a query for this long"},
 	{"log-level", "log_level", "debug, info, warn or error"},
 	{"mode", "mode", "tun: packets on a TUN (dnstun's design); flow: the same engine behind a plain UDP socket, the model of Apple's NEDNSProxyProvider, for comparison"},
 	{"listen", "listen", "flow mode: the UDP address to serve on"},

@@ -39,6 +39,7 @@ type Options struct {
 	UpstreamTimeout time.Duration
 	Timeout         time.Duration
 	MaxPending      int
+	TCPIdleTimeout  time.Duration
 
 	LogLevel slog.Level
 	Mode     string         // "tun" or "flow"

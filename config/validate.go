@@ -153,9 +153,10 @@ func (v *validator) check() *Options {
 		Tun: f.Tun, MTU: f.MTU, ResolvConf: f.ResolvConf, Rules: slices.Clone(f.Rules), BypassSignals: f.BypassSignals,
 		ListCache: f.ListCache, ListRefresh: f.ListRefresh, ListWatch: f.ListWatch, BlockTTL: f.BlockTTL,
 		UpstreamTimeout: f.UpstreamTimeout, Timeout: f.Timeout, MaxPending: f.MaxPending, Mode: f.Mode,
-		Capture:   CaptureOptions{Enabled: f.Capture.Enabled, StateDir: f.Capture.StateDir, NFT: f.Capture.NFT, Resolved: f.Capture.Resolved, Watchdog: f.Capture.Watchdog},
-		Control:   ControlOptions{Socket: f.Control.Socket, Group: f.Control.Group},
-		StateFile: f.StateFile, ExitWhenDisabled: f.ExitWhenDisabled, ConfigFile: f.name,
+		TCPIdleTimeout: f.TCPIdleTimeout,
+		Capture:        CaptureOptions{Enabled: f.Capture.Enabled, StateDir: f.Capture.StateDir, NFT: f.Capture.NFT, Resolved: f.Capture.Resolved, Watchdog: f.Capture.Watchdog},
+		Control:        ControlOptions{Socket: f.Control.Socket, Group: f.Control.Group},
+		StateFile:      f.StateFile, ExitWhenDisabled: f.ExitWhenDisabled, ConfigFile: f.name,
 	}
 	if f.Tun == "" {
 		v.fail("tun", "empty TUN name", "leave the key out for the default")
@@ -228,6 +229,7 @@ func (v *validator) check() *Options {
 	}
 	v.duration("upstream_timeout", f.UpstreamTimeout, false)
 	v.duration("timeout", f.Timeout, false)
+	v.duration("tcp_idle_timeout", f.TCPIdleTimeout, false)
 	if f.UpstreamTimeout > 0 && f.Timeout > 0 && f.UpstreamTimeout > f.Timeout {
 		v.fail("upstream_timeout", fmt.Sprintf("%v is longer than timeout (%v)", f.UpstreamTimeout, f.Timeout), "clients would get SERVFAIL before the first upstream had its turn")
 	}

@@ -55,6 +55,7 @@ func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Con
 		// Steering exempts marked sockets; flow mode steers nothing, and
 		// so runs without CAP_NET_ADMIN.
 		c.Mark = upstream.Mark
+		c.TCP, c.TCPIdleTimeout, c.MTU = true, o.TCPIdleTimeout, o.MTU
 	}
 	return c
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
@@ -67,6 +68,17 @@ type Config struct {
 	QueryLog *querylog.Ring
 	// Mark is the SO_MARK of upstream sockets (Linux); see upstream.Mark.
 	Mark uint32
+	// TCP serves DNS over TCP on the TUN (RFC 7766) through a userspace
+	// TCP stack: connections to port 53 are answered, any other port is
+	// reset; queries that arrived over TCP are forwarded over TCP. TUN
+	// mode only.
+	TCP bool
+	// TCPIdleTimeout closes a client connection without a query for this
+	// long; 0 means DefaultTCPIdleTimeout.
+	TCPIdleTimeout time.Duration
+	// MTU is the TUN's MTU, which the TCP stack sizes its segments to; 0
+	// means tun.DefaultMTU.
+	MTU int
 	// Logger for the engine; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -98,6 +110,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending
+	}
+	if c.TCPIdleTimeout <= 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.MTU <= 0 {
+		c.MTU = tun.DefaultMTU
 	}
 	if c.MaxPending > MaxPendingLimit {
 		return fmt.Errorf("engine: max pending %d is more than %d (half the 16-bit ID space)", c.MaxPending, MaxPendingLimit)
@@ -137,6 +155,11 @@ type Engine struct {
 	coarse atomic.Int64
 	kick   chan struct{} // wakes the sweeper early
 
+	// tcp is the DNS-over-TCP front-end (nil without Config.TCP), streams
+	// the TCP connections to upstreams its queries are forwarded on.
+	tcp     *tcpFront
+	streams [MaxUpstreams]streamSlot
+
 	running   bool // receivers started (under dialMu)
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -162,6 +185,12 @@ func New(cfg Config, dev tun.Device, f filter.Filter) (*Engine, error) {
 		return nil, err
 	}
 	e.dev = dev
+	if cfg.TCP {
+		if e.tcp, err = newTCPFront(e, e.cfg.MTU); err != nil {
+			e.closeUpstreams()
+			return nil, fmt.Errorf("engine: TCP stack: %w", err)
+		}
+	}
 	return e, nil
 }
 
@@ -214,6 +243,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.dialMu.Unlock()
 	e.wg.Add(1)
 	go e.routineSweep()
+	if e.tcp != nil {
+		e.wg.Add(1)
+		go e.tcp.routineOut()
+	}
 	stop := context.AfterFunc(ctx, func() { e.Close() })
 	defer stop()
 	var err error
@@ -236,14 +269,13 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
-		e.dialMu.Lock() // no new upstreams from here on
-		for i := range int(e.nUps.Load()) {
-			e.ups[i].Load().Close()
-		}
-		e.dialMu.Unlock()
+		e.closeUpstreams()
 		e.recvWG.Wait()
 		close(e.closed)
 		e.failAll()
+		if e.tcp != nil {
+			e.tcp.close()
+		}
 		if e.dev != nil {
 			e.dev.Close()
 		} else {
@@ -251,6 +283,89 @@ func (e *Engine) Close() error {
 		}
 	})
 	return nil
+}
+
+// closeUpstreams closes the upstream sockets, UDP and TCP; no new ones are
+// opened once closing is set.
+func (e *Engine) closeUpstreams() {
+	e.dialMu.Lock() // no new upstreams from here on
+	for i := range int(e.nUps.Load()) {
+		e.ups[i].Load().Close()
+	}
+	e.dialMu.Unlock()
+	for i := range e.streams {
+		sl := &e.streams[i]
+		sl.mu.Lock()
+		if sl.c != nil {
+			sl.c.Close()
+			sl.c = nil
+		}
+		sl.mu.Unlock()
+	}
+}
+
+// streamSlot is the TCP connection to one upstream, dialled on first use.
+type streamSlot struct {
+	mu sync.Mutex
+	c  *upstream.StreamConn
+}
+
+// sendStream sends msg to upstream up over its TCP connection, dialling it
+// first if needed (with the upstream timeout); answers come back through
+// routineReceiveStream and the same delivery as UDP answers.
+func (e *Engine) sendStream(up int, msg []byte) error {
+	sl := &e.streams[up]
+	sl.mu.Lock()
+	c := sl.c
+	if c == nil {
+		if e.closing.Load() {
+			sl.mu.Unlock()
+			return net.ErrClosed
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.UpstreamTimeout)
+		var err error
+		c, err = upstream.DialStream(ctx, e.ups[up].Load().Addr, upstream.Options{Mark: e.cfg.Mark}, upstreamStreamIdle)
+		cancel()
+		if err != nil {
+			sl.mu.Unlock()
+			return err
+		}
+		sl.c = c
+		e.wg.Add(1)
+		go e.routineReceiveStream(up, c)
+	}
+	sl.mu.Unlock()
+	if err := c.Send(msg, e.cfg.UpstreamTimeout); err != nil {
+		e.dropStream(up, c)
+		return err
+	}
+	return nil
+}
+
+// dropStream closes c and forgets it, if it is still upstream up's.
+func (e *Engine) dropStream(up int, c *upstream.StreamConn) {
+	sl := &e.streams[up]
+	sl.mu.Lock()
+	if sl.c == c {
+		sl.c = nil
+	}
+	sl.mu.Unlock()
+	c.Close()
+}
+
+// routineReceiveStream delivers the answers of upstream up's TCP
+// connection until it closes or idles out.
+func (e *Engine) routineReceiveStream(up int, c *upstream.StreamConn) {
+	defer e.wg.Done()
+	defer e.dropStream(up, c)
+	r := &receiver{e: e, up: up, buf: make([]byte, replyOff+packet.StreamLimit)}
+	for {
+		n, err := c.Recv(r.buf[replyOff:])
+		if err != nil {
+			return
+		}
+		r.deliver(n)
+	}
 }
 
 // Stats returns a snapshot of the counters.

@@ -141,6 +141,17 @@ func (r *receiver) deliver(n int) {
 			}
 		}
 	}
+	if n > int(r.m.limit) {
+		// Larger than the client may receive over UDP (a spliced CNAME
+		// rewrite, or an upstream ignoring the query's size): the client
+		// gets TC and asks again over TCP.
+		if n = packet.Truncate(msg, r.q.End); n == 0 {
+			e.count(Unmatched)
+			return
+		}
+		msg = msg[:n]
+		e.count(Truncated)
+	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
 	e.count(Replied)
 	e.logQuery(r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), e.ups[r.up].Load().Addr, r.m.start)
@@ -151,6 +162,10 @@ func (r *receiver) deliver(n int) {
 // the flow socket, or wrapped into IP/UDP from resolver and written into the
 // TUN. bufs is the caller's one-element batch.
 func (e *Engine) send(buf []byte, bufs *[1][]byte, n int, to via, resolver, client netip.AddrPort) {
+	if to == viaTCP {
+		e.tcp.deliver(client, resolver, buf[replyOff:replyOff+n])
+		return
+	}
 	if to == viaFlow {
 		if _, err := e.flow.WriteToUDPAddrPort(buf[replyOff:replyOff+n], client); err != nil {
 			e.count(WriteErrors)
@@ -233,6 +248,16 @@ func (s *sweeper) sweep() {
 			e.count(Retried)
 			if h := &e.health[x.prev]; h.timeouts.Add(1) >= downAfterTimeouts {
 				h.downUntil.Store(now + int64(downFor))
+			}
+			if x.via == viaTCP {
+				// A TCP dial may take time: not on the sweeper.
+				q, up := append([]byte(nil), x.query[:x.qlen]...), int(x.up)
+				go func() {
+					if err := e.sendStream(up, q); err != nil {
+						e.count(SendErrors)
+					}
+				}()
+				continue
 			}
 			if err := e.ups[x.up].Load().Send(x.query[:x.qlen]); err != nil {
 				e.count(SendErrors)

@@ -29,6 +29,7 @@ type entry struct {
 	sent     uint32 // upstreams this query was sent to, as a bit mask
 	via      via    // where the answer goes
 	fixed    bool   // pass-through: every attempt goes to the same upstream
+	limit    uint16 // the largest answer the client may receive
 	client   netip.AddrPort
 	resolver netip.AddrPort // the address the client asked; the answer comes from it
 	qtype    uint16
@@ -100,6 +101,10 @@ func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.
 	e.resolver = resolver
 	e.via = from
 	e.fixed = fixed
+	e.limit = uint16(packet.ClientLimit(q))
+	if from == viaTCP {
+		e.limit = packet.StreamLimit
+	}
 	e.aliasLen = uint8(copy(e.alias[:], alias))
 	e.aliasTTL = aliasTTL
 	e.qtype, e.qclass = q.QType, q.QClass
@@ -118,6 +123,7 @@ type match struct {
 	client, resolver netip.AddrPort
 	origID           uint16
 	via              via
+	limit            uint16
 	start            int64
 	aliasLen         uint8
 	alias            [packet.MaxName]byte
@@ -140,7 +146,7 @@ func (p *pending) take(q *packet.Question, up int, m *match) bool {
 	if e.sent&(1<<up) == 0 || e.qtype != q.QType || e.qclass != q.QClass || string(e.name[:e.nameLen]) != string(q.Name()) {
 		return false
 	}
-	m.client, m.resolver, m.origID, m.via, m.start = e.client, e.resolver, e.origID, e.via, e.start
+	m.client, m.resolver, m.origID, m.via, m.start, m.limit = e.client, e.resolver, e.origID, e.via, e.start, e.limit
 	m.aliasLen, m.aliasTTL = e.aliasLen, e.aliasTTL
 	if e.aliasLen > 0 {
 		copy(m.alias[:], e.alias[:e.aliasLen])

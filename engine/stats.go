@@ -28,12 +28,20 @@ const (
 	ReadErrors                   // failed reads from the TUN
 	Rewritten                    // CNAME rewrites resolved through an upstream
 	AnswerBlocked                // upstream answers turned into block answers (CNAME cloaking, IP rules)
+	TCPSegments                  // TCP segments read from the TUN and handed to the TCP stack
+	TCPConns                     // DNS-over-TCP connections accepted
+	TCPRefused                   // TCP connections reset: not port 53, or over a bound
+	TCPQueries                   // DNS messages read from TCP connections
+	TCPOrphans                   // answers for a TCP connection that had closed
+	Truncated                    // answers cut to the header and question with TC, for a UDP client's size
+	BadVers                      // BADVERS answers to an EDNS version other than 0
 	numCounters
 )
 
 var counterNames = [numCounters]string{
 	"packets", "blocked", "local", "forwarded", "retried", "replied", "servfail",
 	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors", "rewritten", "answer_blocked",
+	"tcp_segments", "tcp_conns", "tcp_refused", "tcp_queries", "tcp_orphans", "truncated", "badvers",
 }
 
 func (c Counter) String() string {

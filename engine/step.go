@@ -15,6 +15,7 @@ const (
 	rcodeServFail = 2
 	rcodeNXDomain = 3
 	rcodeRefused  = 5
+	rcodeBadVers  = 16 // RFC 6891 §9: header rcode 0, OPT EXTENDED-RCODE 1
 	edeBlocked    = 15
 	typeCNAME     = 5
 	dnsHeaderLen  = 12
@@ -30,6 +31,7 @@ type via uint8
 const (
 	viaTUN  via = iota // an IP packet read from the TUN
 	viaFlow            // a datagram read from the flow-mode UDP socket
+	viaTCP             // a message of a TCP connection through the TUN
 )
 
 // outcome is what handle decided for one message.
@@ -66,6 +68,13 @@ func newWorker(e *Engine) *worker {
 func (w *worker) step(pkt []byte, n int) int {
 	w.e.count(Packets)
 	if r := w.parser.Decode(pkt[:n], &w.p); r != packet.OK {
+		if r == packet.DropNotUDP && w.e.tcp != nil && isTCP(pkt) {
+			// DNS over TCP: the userspace stack terminates it and hands
+			// each message back to handle.
+			w.e.count(TCPSegments)
+			w.e.tcp.inject(pkt[:n])
+			return 0
+		}
 		w.e.stats.drops[r].Add(1)
 		return 0
 	}
@@ -96,6 +105,14 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 	}
 	w.fq = filter.Query{Name: w.q.Name(), QType: w.q.QType, Client: client.Addr()}
 	d := e.filter.DecideQuery(&w.fq)
+	if w.q.EDNSVersion != 0 && d.Action != filter.Forward {
+		// dnstun answers this one itself, and speaks EDNS version 0 only
+		// (RFC 6891 §6.1.3): BADVERS, with an OPT of version 0. Forwarded
+		// queries get their upstream's answer to the version.
+		e.count(BadVers)
+		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Malformed, rcodeBadVers&0xf, netip.AddrPort{}, 0)
+		return w.reply(rcodeBadVers, nil, 0, false)
+	}
 	switch d.Action {
 	case filter.Block:
 		e.count(Blocked)
@@ -182,12 +199,32 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)
-	if err := e.ups[up].Load().Send(msg); err != nil {
+	if err := e.sendQuery(up, from, msg); err != nil {
 		e.count(SendErrors)
 		e.pending.expediteID(id)
 		e.wakeSweeper()
 	}
 	return outForward
+}
+
+// sendQuery sends msg to upstream up: over UDP, or over TCP when the
+// client asked over TCP (so that answers larger than any datagram come
+// through whole).
+func (e *Engine) sendQuery(up int, from via, msg []byte) error {
+	if from == viaTCP {
+		return e.sendStream(up, msg)
+	}
+	return e.ups[up].Load().Send(msg)
+}
+
+// isTCP reports whether the IP packet pkt (already checked to be a well
+// formed IPv4 or IPv6 header by the decoder) carries TCP.
+func isTCP(pkt []byte) bool {
+	const protoTCP = 6
+	if pkt[0]>>4 == 4 {
+		return pkt[9] == protoTCP
+	}
+	return pkt[6] == protoTCP
 }
 
 // isOwnResolver reports whether a is one of dnstun's virtual resolvers.
@@ -247,7 +284,7 @@ func (w *worker) forwardAlias(msg []byte, client, resolver netip.AddrPort, from 
 		e.count(Full)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
-	if err := e.ups[up].Load().Send(b); err != nil {
+	if err := e.sendQuery(up, from, b); err != nil {
 		e.count(SendErrors)
 		e.pending.expediteID(id)
 		e.wakeSweeper()

@@ -83,13 +83,29 @@ const (
 // question and OPT do not fit, or if q.End does not fit msg. Bytes of msg
 // past q.End are overwritten.
 func AnswerDNS(msg []byte, q *Question, r *Reply) int {
+	return AnswerDNSTo(msg, q, r, ClientLimit(q))
+}
+
+// ClientLimit is the largest answer a client may receive over UDP for the
+// query q: 512 bytes without EDNS (RFC 1035 §4.2.1), else its advertised
+// size, at least 512 (RFC 6891 §6.2.5).
+func ClientLimit(q *Question) int {
+	if q.EDNS && int(q.UDPSize) > minUDPSize {
+		return int(q.UDPSize)
+	}
+	return minUDPSize
+}
+
+// StreamLimit is the largest DNS message over TCP (RFC 1035 §4.2.2: a
+// two-byte length).
+const StreamLimit = 65535
+
+// AnswerDNSTo is AnswerDNS with the client's limit given: ClientLimit(q)
+// over UDP, StreamLimit over TCP.
+func AnswerDNSTo(msg []byte, q *Question, r *Reply, limit int) int {
 	base := q.End
 	if base < dnsHeaderLen || base > len(msg) {
 		return 0
-	}
-	limit := minUDPSize
-	if q.EDNS && int(q.UDPSize) > limit {
-		limit = int(q.UDPSize)
 	}
 	limit = min(limit, len(msg))
 
@@ -372,4 +388,21 @@ func writeHeaders(b []byte, fam uint8, src, dst netip.Addr, sport, dport uint16)
 	binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
 	u[6], u[7] = 0, 0
 	binary.BigEndian.PutUint16(u[6:], udpChecksum(ph, u))
+}
+
+// Truncate cuts the response msg, whose question section ends at qEnd, to
+// its header and question with TC set (RFC 1035 §4.1.1, RFC 2181 §9): what
+// a UDP client gets when the whole answer is larger than it may receive,
+// so that it asks again over TCP. It returns the new length, or 0 when
+// qEnd does not fit msg.
+func Truncate(msg []byte, qEnd int) int {
+	if qEnd < dnsHeaderLen || qEnd > len(msg) {
+		return 0
+	}
+	flags := binary.BigEndian.Uint16(msg[offFlags:])
+	binary.BigEndian.PutUint16(msg[offFlags:], flags|flagTC)
+	binary.BigEndian.PutUint16(msg[offAN:], 0)
+	binary.BigEndian.PutUint16(msg[offNS:], 0)
+	binary.BigEndian.PutUint16(msg[offAR:], 0)
+	return qEnd
 }

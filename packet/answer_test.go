@@ -5,6 +5,7 @@ package packet_test
 import (
 	"bytes"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/dnstun/dnstun/internal/pkttest"
@@ -376,4 +377,33 @@ func TestWrapReply(t *testing.T) {
 			t.Errorf("payload filling the buffer: %d", s)
 		}
 	})
+}
+
+func TestTruncate(t *testing.T) {
+	m := new(dns.Msg)
+	m.SetQuestion("big.example.", dns.TypeTXT)
+	m.Response = true
+	for range 20 {
+		m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: "big.example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{strings.Repeat("x", 200)}})
+	}
+	m.SetEdns0(4096, false)
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q packet.Question
+	if r := packet.ReadReply(b, &q); r != packet.OK {
+		t.Fatalf("ReadReply: %v", r)
+	}
+	n := packet.Truncate(b, q.End)
+	var got dns.Msg
+	if err := got.Unpack(b[:n]); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Truncated || got.Id != m.Id || len(got.Question) != 1 || got.Question[0].Name != "big.example." || len(got.Answer)+len(got.Ns)+len(got.Extra) != 0 || n > 512 {
+		t.Errorf("truncated to %d bytes: %v", n, &got)
+	}
+	if packet.Truncate(b, 5) != 0 || packet.Truncate(b[:10], 12) != 0 {
+		t.Error("a bad question end was accepted")
+	}
 }

@@ -43,6 +43,7 @@ type Question struct {
 	EDNS          bool   // an OPT RR was present (in a query)
 	DO            bool   // its DO bit
 	UDPSize       uint16 // the OPT's UDP payload size (0 when no EDNS)
+	EDNSVersion   uint8  // the OPT's VERSION (RFC 6891 §6.1.3; 0 when no EDNS)
 	End           int    // offset just past the question section in the message
 	nameLen       uint8
 	name          [MaxName]byte
@@ -67,7 +68,7 @@ func (q *Question) Name() []byte {
 // reset zeroes q without clearing the name buffer (only nameLen matters).
 func (q *Question) reset() {
 	q.ID, q.Flags, q.QType, q.QClass = 0, 0, 0, 0
-	q.EDNS, q.DO, q.UDPSize = false, false, 0
+	q.EDNS, q.DO, q.UDPSize, q.EDNSVersion = false, false, 0, 0
 	q.End, q.nameLen = 0, 0
 }
 
@@ -120,7 +121,7 @@ func ReadQuestion(msg []byte, q *Question) Reason {
 	}
 	if !q.readAdditional(msg, end, binary.BigEndian.Uint16(msg[offAR:])) {
 		q.nameLen, q.QType, q.QClass = 0, 0, 0
-		q.EDNS, q.DO, q.UDPSize = false, false, 0
+		q.EDNS, q.DO, q.UDPSize, q.EDNSVersion = false, false, 0, 0
 		return FormErr
 	}
 	q.End = end
@@ -243,6 +244,7 @@ func (q *Question) readAdditional(msg []byte, off int, count uint16) bool {
 			// §6.1.3: TTL is EXTENDED-RCODE(1) VERSION(1) then the flags
 			// word, whose top bit is DO (RFC 3225).
 			q.DO = ttl[2]&0x80 != 0
+			q.EDNSVersion = ttl[1]
 		}
 		off += rdlen
 	}

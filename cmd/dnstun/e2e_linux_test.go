@@ -84,6 +84,11 @@ func TestDemo(t *testing.T) {
 		{Name: "printer.lan", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "192.0.2.10"},
 		{Name: "printer.lan", Type: dns.TypeAAAA, Resolver: demo.Resolver6, Decision: "local", Upstream: "-", Rcode: dns.RcodeSuccess, Answer: "2001:db8::10"},
 		{Name: "nonexistent.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN"},
+		{Name: "www.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.80", Note: "over TCP"},
+		{Name: "ads.example.com", Type: dns.TypeAAAA, Resolver: demo.Resolver6, Decision: "blocked", Upstream: "-", Rcode: dns.RcodeNameError, Answer: "NXDOMAIN", Note: "over TCP"},
+		// Over UDP without EDNS the 4.6 KB answer comes back cut to its
+		// question with TC; the retry over TCP gets it whole.
+		{Name: "big.example.com", Type: dns.TypeTXT, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "primary", Rcode: dns.RcodeSuccess, Answer: "20 records, 4593 bytes", Note: "UDP: TC, 0 records; then TCP"},
 		{Name: "mail.example.com", Type: dns.TypeA, Resolver: demo.Resolver4, Decision: "forwarded", Upstream: "secondary", Rcode: dns.RcodeSuccess, Answer: "192.0.2.25"},
 	}
 	if len(rows) != len(want) {
@@ -92,7 +97,7 @@ func TestDemo(t *testing.T) {
 	for i, w := range want {
 		g := rows[i]
 		if g.Name != w.Name || g.Type != w.Type || g.Resolver != w.Resolver || g.Decision != w.Decision ||
-			g.Upstream != w.Upstream || g.Rcode != w.Rcode || g.Answer != w.Answer {
+			g.Upstream != w.Upstream || g.Rcode != w.Rcode || g.Answer != w.Answer || w.Note != "" && g.Note != w.Note {
 			t.Errorf("row %d: %s %s via %v: %s by %s, %s %q; want %s by %s, %s %q", i+1,
 				g.Name, dns.TypeToString[g.Type], g.Resolver, g.Decision, g.Upstream, dns.RcodeToString[g.Rcode], g.Answer,
 				w.Decision, w.Upstream, dns.RcodeToString[w.Rcode], w.Answer)
@@ -337,7 +342,9 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	if m.Id != 77 || m.Rcode != dns.RcodeFormatError {
 		t.Errorf("answer to the bad question: %v", m)
 	}
-	// Raw packets: UDP with a lying length field, and TCP to port 53.
+	// Raw packets: UDP with a lying length field, the same bytes as an
+	// ICMP packet (neither UDP nor TCP), and as a TCP segment to port 53
+	// (handed to the TCP stack, which drops its bad checksum).
 	err = l.Host.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
@@ -349,9 +356,11 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		udp := pkttest.UDP4(src, demo.Resolver4, pkttest.Pack(pkttest.Msg(1, "a.example", dns.TypeA)), nil)
 		liar := bytes.Clone(udp)
 		binary.BigEndian.PutUint16(liar[24:], 200) // UDP length beyond the packet: bad_header
+		icmp := bytes.Clone(udp)
+		icmp[9] = unix.IPPROTO_ICMP // not_udp
 		tcp := bytes.Clone(udp)
-		tcp[9] = unix.IPPROTO_TCP // not_udp
-		for _, p := range [][]byte{liar, tcp} {
+		tcp[9] = unix.IPPROTO_TCP // tcp_segments
+		for _, p := range [][]byte{liar, icmp, tcp} {
 			if err := unix.Sendto(fd, p, 0, dst); err != nil {
 				return err
 			}
@@ -365,7 +374,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	if got := demo.AnswerText(mustQuery(t, l, demo.Resolver4, "www.example.com", dns.TypeA)); got != "192.0.2.80" {
 		t.Errorf("after garbage: %s", got)
 	}
-	sent := 6 - 1 + frags + 2 + 1 // the UDP payloads (the big one as frags), raw packets, the query
+	sent := 6 - 1 + frags + 3 + 1 // the UDP payloads (the big one as frags), raw packets, the query
 	want := map[string]uint64{
 		"packets":         sent,
 		"drop_short_dns":  2,
@@ -374,6 +383,7 @@ func TestE2EMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 		"drop_fragment":   frags,
 		"drop_bad_header": 1,
 		"drop_not_udp":    1,
+		"tcp_segments":    1,
 		"forwarded":       1, // the query after the garbage
 		"replied":         1,
 	}

@@ -65,11 +65,24 @@ var Zone = []string{
 	"cdn.ads.example.com. 300 IN A 192.0.2.67",
 }
 
+// bigTXT is the number of 200-byte TXT records of big.example.com: an
+// answer of about 4 KB, larger than any client may receive over UDP
+// without EDNS (the lab's servers do not truncate: dnstun must).
+const bigTXT = 20
+
+func init() {
+	for i := range bigTXT {
+		Zone = append(Zone, fmt.Sprintf("big.example.com. 300 IN TXT \"%02d%s\"", i, strings.Repeat("x", 198)))
+	}
+}
+
 // Lab is the lab with the demo's servers and the dnstun it runs.
 type Lab struct {
 	*lab.Lab
 	PrimaryServer   *dnstest.Server
 	SecondaryServer *dnstest.Server
+	PrimaryTCP      *dnstest.Server // TCP on the primary's address
+	SecondaryTCP    *dnstest.Server // TCP on the secondary's address
 	OffLink4Server  *dnstest.Server
 	OffLink6Server  *dnstest.Server
 	TCPServer       *dnstest.Server // TCP on the off-link IPv4 address
@@ -103,6 +116,7 @@ func NewLab(prefix string) (_ *Lab, err error) {
 		{"udp", Primary, &d.PrimaryServer}, {"udp", Secondary, &d.SecondaryServer},
 		{"udp", OffLink4, &d.OffLink4Server}, {"udp", OffLink6, &d.OffLink6Server},
 		{"tcp", OffLink4, &d.TCPServer},
+		{"tcp", Primary, &d.PrimaryTCP}, {"tcp", Secondary, &d.SecondaryTCP},
 	} {
 		if *s.srv, err = l.Serve(l.Up, s.network, s.addr, zone); err != nil {
 			return nil, err
@@ -169,16 +183,22 @@ func (l *Lab) StopDnstun() error {
 	return l.Dnstun.Stop()
 }
 
-// query sends one query from the host namespace with miekg/dns.
+// Query sends one query from the host namespace with miekg/dns, over UDP.
 func (l *Lab) Query(server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (*dns.Msg, time.Duration, error) {
-	c, err := l.Host.Dial("udp", server.String())
+	return l.QueryNet("udp", server, name, qtype, timeout)
+}
+
+// QueryNet sends one query from the host namespace over network ("udp"
+// or "tcp"), without EDNS.
+func (l *Lab) QueryNet(network string, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (*dns.Msg, time.Duration, error) {
+	c, err := l.Host.Dial(network, server.String())
 	if err != nil {
 		return nil, 0, err
 	}
 	defer c.Close()
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
-	cl := &dns.Client{Timeout: timeout}
+	cl := &dns.Client{Net: network, Timeout: timeout}
 	r, rtt, err := cl.ExchangeWithConn(m, &dns.Conn{Conn: c})
 	return r, rtt, err
 }
@@ -191,6 +211,10 @@ type step struct {
 	before   func(l *Lab)
 	note     string // what before does
 	expected string
+	// net is how the client asks: "" over UDP, "tcp", or "udp+tcp": over
+	// UDP, then again over TCP when the answer came back truncated, as a
+	// resolver does.
+	net string
 }
 
 var steps = []step{
@@ -204,6 +228,9 @@ var steps = []step{
 	{name: "printer.lan", qtype: dns.TypeA, via: "v4", expected: "local"},
 	{name: "printer.lan", qtype: dns.TypeAAAA, via: "v6", expected: "local"},
 	{name: "nonexistent.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded"},
+	{name: "www.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded", net: "tcp", note: "over TCP"},
+	{name: "ads.example.com", qtype: dns.TypeAAAA, via: "v6", expected: "blocked", net: "tcp", note: "over TCP"},
+	{name: "big.example.com", qtype: dns.TypeTXT, via: "v4", expected: "forwarded", net: "udp+tcp"},
 	{name: "mail.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded",
 		before: func(l *Lab) { l.PrimaryServer.Close() }, note: "primary upstream stopped first"},
 }
@@ -292,15 +319,32 @@ func resolverFor(via string) netip.AddrPort {
 // one they did not see was blocked or answered locally by dnstun.
 func (l *Lab) observe(st step) Row {
 	r := Row{Name: st.name, Type: st.qtype, Resolver: resolverFor(st.via), Expected: st.expected, Upstream: "-", Rcode: -1, Note: st.note}
-	p0, s0 := l.PrimaryServer.QueriesFor(st.name), l.SecondaryServer.QueriesFor(st.name)
-	res, rtt, err := l.Query(r.Resolver, st.name, st.qtype, 5*time.Second)
+	seen := func() (primary, secondary int) {
+		return l.PrimaryServer.QueriesFor(st.name) + l.PrimaryTCP.QueriesFor(st.name), l.SecondaryServer.QueriesFor(st.name) + l.SecondaryTCP.QueriesFor(st.name)
+	}
+	p0, s0 := seen()
+	network := "udp"
+	if st.net == "tcp" {
+		network = "tcp"
+	}
+	res, rtt, err := l.QueryNet(network, r.Resolver, st.name, st.qtype, 5*time.Second)
+	if err == nil && st.net == "udp+tcp" {
+		if !res.Truncated {
+			r.Decision, r.Answer = "not truncated over UDP", AnswerText(res)
+			return r
+		}
+		r.Note = fmt.Sprintf("UDP: TC, %d records; then TCP", len(res.Answer))
+		var rtt2 time.Duration
+		res, rtt2, err = l.QueryNet("tcp", r.Resolver, st.name, st.qtype, 5*time.Second)
+		rtt += rtt2
+	}
 	r.RTT = rtt
 	if err != nil {
 		r.Decision, r.Answer = "no answer", "error: "+err.Error()
 		return r
 	}
 	r.Rcode, r.Answer = res.Rcode, AnswerText(res)
-	p1, s1 := l.PrimaryServer.QueriesFor(st.name), l.SecondaryServer.QueriesFor(st.name)
+	p1, s1 := seen()
 	switch {
 	case s1 > s0:
 		r.Decision, r.Upstream = "forwarded", "secondary"
@@ -354,6 +398,9 @@ func AnswerText(m *dns.Msg) string {
 	}
 	if len(parts) == 0 {
 		return "NOERROR (no records)"
+	}
+	if len(parts) > 4 {
+		return fmt.Sprintf("%d records, %d bytes", len(parts), m.Len())
 	}
 	return strings.Join(parts, " ")
 }

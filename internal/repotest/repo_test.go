@@ -66,6 +66,7 @@ func TestImportRules(t *testing.T) {
 		{"github.com/vishvananda/netlink", []string{"tun", "route"}},
 		{"github.com/miekg/dns", []string{"upstream", "cmd/dnstun", "internal/dnstest", "internal/pkttest", "internal/demo"}},
 		{"go.yaml.in/yaml", []string{"config"}},
+		{"gvisor.dev/gvisor", []string{"engine"}},
 		// The bench chart is its own module (bench/chart/go.mod), run by
 		// e2ebench with `go run`; the daemon's module never builds it.
 		{"gonum.org/v1/plot", nil},

@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/tun"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// Bounds of DNS over TCP (RFC 7766 §6.2: servers must bound what clients
+// can hold).
+const (
+	// DefaultTCPIdleTimeout closes a client connection with no query for
+	// this long (RFC 7766 §6.2.3 suggests seconds, not minutes).
+	DefaultTCPIdleTimeout = 10 * time.Second
+	// MaxTCPConns bounds the client connections open at once, and
+	// MaxTCPConnsPerClient those of one client address; a connection over
+	// either bound is reset at once.
+	MaxTCPConns          = 1024
+	MaxTCPConnsPerClient = 64
+	// MaxTCPInFlight bounds the queries of one connection being answered
+	// at once; the connection is not read further until one completes.
+	MaxTCPInFlight = 64
+	// tcpHandshakes bounds the connections being set up (SYN received,
+	// handshake not done): half-open floods are absorbed by the stack's
+	// SYN cookies beyond it.
+	tcpHandshakes = 256
+	// upstreamStreamIdle closes an upstream TCP connection after this long
+	// without a query.
+	upstreamStreamIdle = 30 * time.Second
+)
+
+// tcpFront is DNS over TCP on the TUN: TCP segments the reader hands over
+// go into gVisor's userspace TCP stack (netstack); each connection to port
+// 53 is served by its own goroutine, which reads length-framed queries and
+// passes each to the engine's one decision path (worker.handle), like a
+// UDP packet; other ports are reset at once. Segments the stack sends are
+// written back into the TUN.
+type tcpFront struct {
+	e      *Engine
+	s      *stack.Stack
+	ep     *channel.Endpoint
+	idle   time.Duration
+	ctx    context.Context // ends with close
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[connKey]*tcpConn
+	byClient map[netip.Addr]int
+}
+
+// connKey identifies a client connection: the client and the resolver
+// address it connected to.
+type connKey struct{ client, resolver netip.AddrPort }
+
+const tcpNIC tcpip.NICID = 1
+
+func newTCPFront(e *Engine, mtu int) (*tcpFront, error) {
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	t := &tcpFront{e: e, s: s, ep: channel.New(512, uint32(mtu), ""), idle: e.cfg.TCPIdleTimeout,
+		conns: map[connKey]*tcpConn{}, byClient: map[netip.Addr]int{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	// Small buffers: a DNS connection carries a few kilobytes, and a
+	// thousand idle ones must not cost megabytes each.
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 16 << 10, Max: 128 << 10}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 16 << 10, Max: 256 << 10}
+	sack := tcpip.TCPSACKEnabled(true)
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&rcv, &snd, &sack} {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return nil, tcpErr("set TCP option", err)
+		}
+	}
+	if err := s.CreateNIC(tcpNIC, t.ep); err != nil {
+		return nil, tcpErr("create NIC", err)
+	}
+	// Accept connections to any address: the virtual resolvers, and with
+	// capture whatever resolver the client chose.
+	if err := s.SetPromiscuousMode(tcpNIC, true); err != nil {
+		return nil, tcpErr("promiscuous mode", err)
+	}
+	if err := s.SetSpoofing(tcpNIC, true); err != nil {
+		return nil, tcpErr("spoofing", err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: tcpNIC}, {Destination: header.IPv6EmptySubnet, NIC: tcpNIC}})
+	fwd := tcp.NewForwarder(s, 0, tcpHandshakes, t.accept)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	return t, nil
+}
+
+func tcpErr(what string, err tcpip.Error) error {
+	return &net.OpError{Op: "netstack " + what, Err: tcpipError{err}}
+}
+
+type tcpipError struct{ e tcpip.Error }
+
+func (e tcpipError) Error() string { return e.e.String() }
+
+// inject hands one IP packet carrying TCP to the stack. It copies pkt.
+func (t *tcpFront) inject(pkt []byte) {
+	proto := header.IPv4ProtocolNumber
+	if pkt[0]>>4 == 6 {
+		proto = header.IPv6ProtocolNumber
+	}
+	pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+	t.ep.InjectInbound(proto, pkb)
+	pkb.DecRef()
+}
+
+// routineOut writes the segments the stack sends into the TUN until the
+// front-end closes.
+func (t *tcpFront) routineOut() {
+	defer t.e.wg.Done()
+	buf := make([]byte, tun.BufSize)
+	bufs := [1][]byte{}
+	for {
+		pkb := t.ep.ReadContext(t.ctx)
+		if pkb == nil {
+			return
+		}
+		v := pkb.ToView()
+		n, _ := v.Read(buf[tun.Headroom:])
+		v.Release()
+		pkb.DecRef()
+		bufs[0] = buf[:tun.Headroom+n]
+		if _, err := t.e.dev.Write(bufs[:], tun.Headroom); err != nil {
+			t.e.count(WriteErrors)
+		}
+	}
+}
+
+// accept serves a new connection to port 53, and resets any other.
+func (t *tcpFront) accept(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	client := netip.AddrPortFrom(addrOf(id.RemoteAddress), id.RemotePort)
+	resolver := netip.AddrPortFrom(addrOf(id.LocalAddress), id.LocalPort)
+	if id.LocalPort != 53 {
+		t.e.count(TCPRefused)
+		r.Complete(true) // RST: fail fast, not a timeout
+		return
+	}
+	key := connKey{client, resolver}
+	t.mu.Lock()
+	full := len(t.conns) >= MaxTCPConns || t.byClient[client.Addr()] >= MaxTCPConnsPerClient
+	if !full {
+		t.conns[key] = nil // reserved until the endpoint exists
+		t.byClient[client.Addr()]++
+	}
+	t.mu.Unlock()
+	if full {
+		t.e.count(TCPRefused)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, err := r.CreateEndpoint(&wq)
+	if err != nil {
+		r.Complete(true)
+		t.forget(key)
+		return
+	}
+	r.Complete(false)
+	c := &tcpConn{t: t, key: key, c: gonet.NewTCPConn(&wq, ep), slots: make(chan struct{}, MaxTCPInFlight), out: make(chan []byte, MaxTCPInFlight)}
+	t.mu.Lock()
+	t.conns[key] = c
+	t.mu.Unlock()
+	t.e.count(TCPConns)
+	go c.serve()
+}
+
+func (t *tcpFront) forget(k connKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.conns[k]; !ok {
+		return
+	}
+	delete(t.conns, k)
+	if t.byClient[k.client.Addr()]--; t.byClient[k.client.Addr()] <= 0 {
+		delete(t.byClient, k.client.Addr())
+	}
+}
+
+// deliver queues the answer msg for the client connection it belongs to;
+// it is dropped when that connection has gone. It never blocks: a query
+// holds a slot from when it is read until its answer is written, and the
+// queue has room for every slot.
+func (t *tcpFront) deliver(client, resolver netip.AddrPort, msg []byte) {
+	t.mu.Lock()
+	c := t.conns[connKey{client, resolver}]
+	t.mu.Unlock()
+	if c == nil {
+		t.e.count(TCPOrphans)
+		return
+	}
+	c.enqueue(msg)
+}
+
+// close resets every connection and stops the stack.
+func (t *tcpFront) close() {
+	t.mu.Lock()
+	conns := make([]*tcpConn, 0, len(t.conns))
+	for _, c := range t.conns {
+		if c != nil {
+			conns = append(conns, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.c.Close()
+	}
+	t.cancel()
+	t.ep.Close()
+	t.s.Close()
+}
+
+func addrOf(a tcpip.Address) netip.Addr {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return ip.Unmap()
+}
+
+// tcpConn is one client connection.
+type tcpConn struct {
+	t     *tcpFront
+	key   connKey
+	c     *gonet.TCPConn
+	slots chan struct{} // one per query being answered
+	out   chan []byte   // framed answers for the writer
+}
+
+// serve reads queries until the client closes, idles out or breaks the
+// framing, answering local decisions at once and forwarding the rest; a
+// writer goroutine sends the answers in the order they complete.
+func (c *tcpConn) serve() {
+	e := c.t.e
+	defer c.t.forget(c.key)
+	done := make(chan struct{})
+	defer close(done)
+	go c.write(done)
+	w := newWorker(e)
+	buf := make([]byte, 2+packet.StreamLimit)
+	for {
+		c.c.SetReadDeadline(time.Now().Add(c.t.idle))
+		if _, err := io.ReadFull(c.c, buf[:2]); err != nil {
+			break // closed, idle, or a length prefix and nothing more
+		}
+		n := int(binary.BigEndian.Uint16(buf))
+		if _, err := io.ReadFull(c.c, buf[2:2+n]); err != nil {
+			break
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-e.closed:
+			return
+		}
+		e.count(TCPQueries)
+		msg := buf[2 : 2+n]
+		switch w.handle(msg, c.key.client, c.key.resolver, viaTCP) {
+		case outAnswer:
+			// The answer grows in place past the query: give it the
+			// whole buffer.
+			if m := packet.AnswerDNSTo(buf[2:], &w.q, &w.r, packet.StreamLimit); m > 0 {
+				c.enqueue(buf[2 : 2+m])
+			} else {
+				<-c.slots
+			}
+		case outForward:
+			// The answer comes back through deliver.
+		default:
+			// Not a query we can answer (a response, garbage): over a
+			// stream there is no resynchronising, so the connection ends
+			// (RFC 7766 §8 leaves it to the server).
+			<-c.slots
+			c.c.Close()
+			return
+		}
+	}
+	// Let the answers still due be written before closing: every slot
+	// comes back once its answer (or SERVFAIL, at the latest after the
+	// total timeout) is written.
+	deadline := time.After(e.cfg.TotalTimeout + time.Second)
+	for range MaxTCPInFlight {
+		select {
+		case c.slots <- struct{}{}:
+		case <-deadline:
+			c.c.Close()
+			return
+		}
+	}
+	c.c.Close()
+}
+
+// enqueue frames msg (copied) for the writer.
+func (c *tcpConn) enqueue(msg []byte) {
+	f := make([]byte, 2+len(msg))
+	binary.BigEndian.PutUint16(f, uint16(len(msg)))
+	copy(f[2:], msg)
+	c.out <- f
+}
+
+// write sends queued answers until done; a client that does not read
+// within the idle timeout is cut off.
+func (c *tcpConn) write(done <-chan struct{}) {
+	for {
+		select {
+		case f := <-c.out:
+			c.c.SetWriteDeadline(time.Now().Add(c.t.idle))
+			_, err := c.c.Write(f)
+			<-c.slots
+			if err != nil {
+				c.c.Close()
+			}
+		case <-done:
+			return
+		}
+	}
+}
