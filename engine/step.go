@@ -241,7 +241,7 @@ func (e *Engine) isOwnResolver(a netip.Addr) bool {
 // query goes to the resolver it was sent to (fixed: every attempt there);
 // otherwise to the configured upstreams. -1: none.
 func (e *Engine) chooseUpstream(resolver netip.AddrPort, from via, now int64) (up int, fixed bool) {
-	if e.cfg.PassThrough && from == viaTUN && !e.isOwnResolver(resolver.Addr()) {
+	if e.cfg.PassThrough && from != viaFlow && !e.isOwnResolver(resolver.Addr()) {
 		if up = e.upstreamFor(resolver); up >= 0 {
 			return up, true
 		}

@@ -160,9 +160,30 @@ func TestCapturePassThroughNoLoop(t *testing.T) {
 			t.Errorf("blocked via %v: the upstream saw it %d times", s.addr, n)
 		}
 	}
-	// TCP/53 is not captured yet: it goes direct, unfiltered but unbroken.
-	if got := demo.AnswerText(ask(t, l, "tcp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
-		t.Errorf("TCP query: %s, want the upstream's own answer 192.0.2.66", got)
+	// TCP/53 is captured too: decided by dnstun, and passed through over
+	// TCP to the resolver the client chose, exactly once.
+	for _, s := range []struct {
+		addr  netip.AddrPort
+		srv   *dnstest.Server
+		qtype uint16
+		want  string
+	}{
+		{demo.OffLink4, l.TCPServer, dns.TypeA, "192.0.2.80"},
+		{demo.Secondary, l.SecondaryTCP, dns.TypeAAAA, "2001:db8::80"},
+	} {
+		before := s.srv.QueriesFor("www.example.com")
+		if got := demo.AnswerText(ask(t, l, "tcp", s.addr, "www.example.com", s.qtype)); got != s.want {
+			t.Errorf("TCP via %v: %s, want %s", s.addr, got, s.want)
+		}
+		if n := s.srv.QueriesFor("www.example.com") - before; n != 1 {
+			t.Errorf("TCP via %v: the upstream saw %d queries over TCP, want exactly 1", s.addr, n)
+		}
+		if got := demo.AnswerText(ask(t, l, "tcp", s.addr, "ads.doubleclick.net", s.qtype)); got != "NXDOMAIN" {
+			t.Errorf("blocked over TCP via %v: %s, want NXDOMAIN", s.addr, got)
+		}
+		if n := s.srv.QueriesFor("ads.doubleclick.net"); n != 0 {
+			t.Errorf("blocked over TCP via %v: the upstream saw it %d times", s.addr, n)
+		}
 	}
 }
 
@@ -194,10 +215,16 @@ func TestCaptureRestoresOnStopKillAndCleanup(t *testing.T) {
 	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
 		t.Fatalf("not captured before the kill: %s", got)
 	}
+	if got := demo.AnswerText(ask(t, l, "tcp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "NXDOMAIN" {
+		t.Fatalf("TCP not captured before the kill: %s", got)
+	}
 	l.Dnstun.Kill()
 	start := time.Now()
 	if got := demo.AnswerText(ask(t, l, "udp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
 		t.Errorf("right after kill -9: %s, want the upstream's own answer", got)
+	}
+	if got := demo.AnswerText(ask(t, l, "tcp", demo.OffLink4, "ads.doubleclick.net", dns.TypeA)); got != "192.0.2.66" {
+		t.Errorf("TCP right after kill -9: %s, want the upstream's own answer", got)
 	}
 	if got := demo.AnswerText(ask(t, l, "udp", demo.Secondary, "www.example.com", dns.TypeAAAA)); got != "2001:db8::80" {
 		t.Errorf("IPv6 right after kill -9: %s", got)
