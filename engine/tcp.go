@@ -225,6 +225,16 @@ func (t *tcpFront) close() {
 		}
 	}
 	t.mu.Unlock()
+	// The SERVFAILs Close just delivered get a moment to be written.
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		queued := 0
+		for _, c := range conns {
+			queued += len(c.out)
+		}
+		if queued == 0 {
+			break
+		}
+	}
 	for _, c := range conns {
 		c.c.Close()
 	}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -134,6 +135,8 @@ func Markdown(r *Report, smoke bool) string {
 				f(l(func(p *PhaseResult) time.Duration { return p.SendLagP99 }), us, 0))
 		}
 	}
+
+	w("%s", tcpMarkdown(r))
 
 	w("\n## Memory and start-up\n\n")
 	w("RSS (VmRSS) with the %d-name list after the load runs; with the %d-name list 1 s after the first answer and 1,000 queries. Start-up: from exec to the first NXDOMAIN for a listed name (polled every few ms).\n\n", o.ListSize, o.BigListSize)
@@ -281,4 +284,136 @@ func targets(r *Report) string {
 			fmt.Sprintf("%.2fx (max %.2fx)", ratio.Med, ratio.Max), ratio.Max < 2, ratio.N > 0)
 	}
 	return b.String()
+}
+
+// tcpMarkdown renders the DNS-over-TCP phases: one row per system and mix,
+// the 1-per-connection and the TCPPerConn-per-connection figures side by
+// side, and what went wrong. A phase that ran and answered nothing is
+// shown as failed, with its first error.
+func tcpMarkdown(r *Report) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	o := r.Options
+	ran := func(s *SystemReport, ph string) bool {
+		for _, rr := range s.Reps {
+			if rr.Phases[ph] != nil {
+				return true
+			}
+		}
+		return false
+	}
+	var with, without []string
+	for _, s := range r.Systems {
+		if len(s.Reps) == 0 {
+			continue
+		}
+		if slices.ContainsFunc(TCPPhases, func(ph string) bool { return ran(s, ph) }) {
+			with = append(with, s.Name)
+		} else {
+			without = append(without, s.Name)
+		}
+	}
+	if len(with) == 0 {
+		return ""
+	}
+	conns := (o.TCPConcurrency + o.TCPPipeline - 1) / max(o.TCPPipeline, 1)
+	w("\n## DNS over TCP: saturation (closed loop)\n\n")
+	w("Closed loop for %v per run with %d queries in flight, framed with the two-byte length (RFC 1035 §4.2.2). "+
+		"**1/conn**: %d connections at a time, each connect, one query, answer, close; the latency includes the handshake. "+
+		"**%d/conn**: %d connections at a time, each carrying %d queries with up to %d pipelined, then closed and reopened. "+
+		"Same mixes as over UDP; the upstream answers over TCP too (dnsmasq and dnsdist forward a query that came over TCP over TCP, unbound over UDP). "+
+		"dnsmasq `max-tcp-connections=%d` (one forked process per connection), unbound `incoming-num-tcp: %d`. "+
+		"Queries lost after %v; a connection the server closes loses its unanswered queries at once. qps: median (min–max) of the repetitions; latency: median of the repetitions' percentiles, µs.\n\n",
+		o.TCP, o.TCPConcurrency, o.TCPConcurrency, TCPPerConn, conns, TCPPerConn, o.TCPPipeline, tcpConns, tcpConns, o.Timeout)
+	w("| system | names | qps, 1/conn | p50 | p99 | qps, %d/conn | p50 | p99 | failures |\n|---|---|---|---|---|---|---|---|---|\n", TCPPerConn)
+	for _, s := range r.Systems {
+		if !slices.Contains(with, s.Name) {
+			continue
+		}
+		for _, mix := range []struct{ name, one, many string }{
+			{"forwarded", TCP1Forward, TCPNForward},
+			{"blocked", TCP1Blocked, TCPNBlocked},
+		} {
+			if !ran(s, mix.one) && !ran(s, mix.many) {
+				continue
+			}
+			cells := []string{s.Name, mix.name}
+			var fails []string
+			for _, ph := range []struct{ name, label string }{{mix.one, "1/conn"}, {mix.many, fmt.Sprintf("%d/conn", TCPPerConn)}} {
+				if !ran(s, ph.name) {
+					cells = append(cells, "–", "–", "–")
+					continue
+				}
+				q := s.PhaseMetric(ph.name, qps)
+				if q.N == 0 {
+					cells = append(cells, "**failed**", "–", "–")
+				} else {
+					p50 := s.PhaseMetric(ph.name, func(p *PhaseResult) float64 { return float64(p.Latency.P50) })
+					p99 := s.PhaseMetric(ph.name, func(p *PhaseResult) float64 { return float64(p.Latency.P99) })
+					cells = append(cells, f(q, 1, 0), fmt.Sprintf("%.0f", p50.Med/us), fmt.Sprintf("%.0f", p99.Med/us))
+				}
+				if t := tcpFailures(s, ph.name); t != "" {
+					fails = append(fails, ph.label+": "+t)
+				}
+			}
+			if len(fails) == 0 {
+				fails = []string{"none"}
+			}
+			w("| %s | %s |\n", strings.Join(cells, " | "), strings.Join(fails, "; "))
+		}
+	}
+	if len(without) > 0 {
+		w("\nNot measured over TCP: %s (UDP only).\n", strings.Join(without, ", "))
+	}
+	return b.String()
+}
+
+// tcpFailures sums what went wrong in phase ph over the repetitions of s:
+// lost queries, failed connects, connections closed by the server,
+// mismatched answers, other errors, and the first error met.
+func tcpFailures(s *SystemReport, ph string) string {
+	var sent, lost, failed, closed, mism, errs int64
+	var first string
+	for _, rr := range s.Reps {
+		p := rr.Phases[ph]
+		if p == nil {
+			continue
+		}
+		sent += p.Sent
+		lost += p.Lost
+		failed += p.ConnFailed
+		closed += p.Closed
+		mism += p.Mismatched
+		errs += p.Errors - p.ConnFailed
+		if first == "" {
+			first = p.FirstError
+		}
+	}
+	var parts []string
+	if lost > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d lost", lost, sent))
+	}
+	if failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d connects failed", failed))
+	}
+	if closed > 0 {
+		parts = append(parts, fmt.Sprintf("%d connections closed by the server", closed))
+	}
+	if mism > 0 {
+		parts = append(parts, fmt.Sprintf("%d mismatched answers", mism))
+	}
+	if errs > 0 {
+		parts = append(parts, fmt.Sprintf("%d other errors", errs))
+	}
+	if sent == 0 && failed == 0 {
+		parts = append(parts, "nothing sent")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	t := strings.Join(parts, ", ")
+	if first != "" {
+		t += " (first error: `" + strings.ReplaceAll(first, "|", "\\|") + "`)"
+	}
+	return t
 }

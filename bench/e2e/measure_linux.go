@@ -18,7 +18,8 @@ import (
 )
 
 // cpuTime returns the user+system time of process pid and all its
-// threads, dead ones included (/proc/PID/stat fields 14 and 15).
+// threads, dead ones included, and of its children that it has waited for
+// (dnsmasq forks one per TCP connection): /proc/PID/stat fields 14 to 17.
 func cpuTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -30,16 +31,20 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, errors.New("bad /proc/PID/stat")
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state): utime is field 14, stime 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state): utime is field 14, stime 15, cutime 16,
+	// cstime 17.
+	if len(f) < 15 {
 		return 0, errors.New("short /proc/PID/stat")
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("bad /proc/PID/stat times")
+	var ticks int64
+	for _, v := range f[11:15] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errors.New("bad /proc/PID/stat times")
+		}
+		ticks += n
 	}
-	return time.Duration(ut+st) * (time.Second / clkTck), nil
+	return time.Duration(ticks) * (time.Second / clkTck), nil
 }
 
 // clkTck is USER_HZ, 100 on every Linux architecture Go supports.

@@ -17,8 +17,19 @@ type Options struct {
 	// Closed is the length of each closed-loop (saturation) run, Open of
 	// each open-loop (fixed-rate) run.
 	Closed, Open time.Duration
-	// Concurrency is the closed-loop number of queries in flight.
+	// Concurrency is the closed-loop number of queries in flight (UDP
+	// and TCP).
 	Concurrency int
+	// TCP is the length of each DNS-over-TCP run (closed loop); 0 skips
+	// the TCP phases.
+	TCP time.Duration
+	// TCPConcurrency is the number of queries in flight in the TCP
+	// phases. The 1-per-connection phases have TCPConcurrency connections
+	// open at a time, the TCPPerConn ones TCPConcurrency/TCPPipeline, each
+	// with up to TCPPipeline queries in flight.
+	TCPConcurrency, TCPPipeline int
+	// TCPBlocked adds the TCP phases with blocked names.
+	TCPBlocked bool
 	// Rate is the open-loop rate in queries per second.
 	Rate float64
 	// Timeout is the time after which a query counts as lost.
@@ -48,6 +59,7 @@ func Defaults() Options {
 	return Options{
 		Reps: 3, Closed: 4 * time.Second, Open: 4 * time.Second,
 		Concurrency: 64, Rate: 2000, Timeout: time.Second,
+		TCP: 2 * time.Second, TCPConcurrency: 16, TCPPipeline: 1, TCPBlocked: true,
 		ListSize: 100_000, BigListSize: 1_000_000,
 		ClientCPU: 0, SUTCPU: 1, Dnsperf: true,
 	}
@@ -60,6 +72,7 @@ func Smoke() Options {
 	o.Reps = 1
 	o.Closed, o.Open = 500*time.Millisecond, 500*time.Millisecond
 	o.Rate = 1000
+	o.TCP, o.TCPBlocked = 100*time.Millisecond, false
 	o.ListSize, o.BigListSize = 10_000, 0
 	o.Dnsperf = false
 	return o
@@ -79,6 +92,26 @@ const (
 // Phases in the order they run.
 var Phases = []string{ClosedBlocked, ClosedForward, OpenBlocked, OpenForward}
 
+// DNS-over-TCP phase names: closed loop, one query per connection or
+// TCPPerConn per connection.
+const (
+	TCP1Forward = "tcp1-forward"
+	TCPNForward = "tcp100-forward"
+	TCP1Blocked = "tcp1-blocked"
+	TCPNBlocked = "tcp100-blocked"
+	TCPPerConn  = 100
+)
+
+// TCPPhases in the order they run (after Phases), for the systems that
+// answer over TCP; the blocked ones only with Options.TCPBlocked.
+var TCPPhases = []string{TCP1Forward, TCPNForward, TCP1Blocked, TCPNBlocked}
+
+// tcpConns is the number of TCP connections dnsmasq (max-tcp-connections,
+// default 20) and unbound (incoming-num-tcp, default 10) serve at once:
+// above the benchmark's Concurrency, so that none waits in the listen
+// queue because of a default.
+const tcpConns = 256
+
 // PhaseResult is one load run against one system.
 type PhaseResult struct {
 	Sent, Answered, Lost, Errors, Mismatched int64
@@ -92,6 +125,10 @@ type PhaseResult struct {
 	// CorePerQuery is the busy time of the system-under-test core divided
 	// by the answered queries (softirq included).
 	CorePerQuery time.Duration
+	// TCP phases: connections established, failed and closed by the
+	// server with queries in flight (loadgen.Result), and the first error.
+	Conns, ConnFailed, Closed int64  `json:",omitempty"`
+	FirstError                string `json:",omitempty"`
 }
 
 // RepResult is one repetition of one system.

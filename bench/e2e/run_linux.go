@@ -41,6 +41,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if o.Reps < 1 || o.Closed <= 0 || o.Open <= 0 || o.Rate <= 0 || o.ListSize < 1 {
 		return nil, errors.New("e2e: Reps, Closed, Open, Rate and ListSize must be positive")
 	}
+	if o.TCP < 0 || (o.TCP > 0 && (o.TCPConcurrency < 1 || o.TCPPipeline < 1 || o.TCPPipeline > min(TCPPerConn, loadgen.MaxPipeline, o.TCPConcurrency))) {
+		return nil, fmt.Errorf("e2e: TCP must be >= 0, TCPConcurrency positive and TCPPipeline 1..min(%d, TCPConcurrency)", TCPPerConn)
+	}
 	for _, n := range o.Systems {
 		if !slices.Contains(SystemNames(), n) {
 			return nil, fmt.Errorf("e2e: unknown system %q (have %s)", n, strings.Join(SystemNames(), ", "))
@@ -97,6 +100,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	defer l.Close()
 	e.lab, e.upstream = l, upstream
+	e.dial = newNSDialer(l.Host, max(o.TCPConcurrency, 1))
+	defer e.dial.Close()
 
 	var systems []*system
 	for _, s := range allSystems() {
@@ -244,6 +249,9 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 			return nil, fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.Err(), p.Log())
 		}
 	}
+	if err := runTCPPhases(ctx, e, s, o, rr, p, pid, blocked, forward, progress); err != nil {
+		return nil, err
+	}
 	if p != nil {
 		rr.RSS, rr.HWM = memKiB(p.Pid())
 		p.Stop()
@@ -276,6 +284,84 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 		bp.Stop()
 	}
 	return rr, nil
+}
+
+// runTCPPhases runs the DNS-over-TCP phases of s (when it answers over
+// TCP and o.TCP > 0) into rr. A system that does not answer over TCP gets
+// phases with nothing answered and the reason in FirstError: a failed
+// connect ends after o.Timeout, so nothing waits longer than o.TCP +
+// o.Timeout per phase.
+func runTCPPhases(ctx context.Context, e *env, s *system, o Options, rr *RepResult, p *lab.Proc, pid int,
+	blocked, forward []loadgen.Query, progress func(string, ...any)) error {
+	if !s.tcp || o.TCP <= 0 {
+		return nil
+	}
+	for _, ph := range TCPPhases {
+		qs, perConn, pipeline := forward, 1, 1
+		if ph == TCP1Blocked || ph == TCPNBlocked {
+			if !o.TCPBlocked || !s.blocks {
+				continue
+			}
+			qs = blocked
+		} else if !s.fwd {
+			continue
+		}
+		if ph == TCPNForward || ph == TCPNBlocked {
+			perConn, pipeline = TCPPerConn, o.TCPPipeline
+		}
+		cpu0, _ := cpuTime(pid)
+		core0 := coreBusy(o.SUTCPU)
+		res, err := loadTCP(ctx, e, s, o, qs, perConn, pipeline)
+		if err != nil {
+			return fmt.Errorf("%s: %w", ph, err)
+		}
+		cpu1, _ := cpuTime(pid)
+		core1 := coreBusy(o.SUTCPU)
+		pr := &PhaseResult{
+			Sent: res.Sent, Answered: res.Answered, Lost: res.Lost, Errors: res.Errors,
+			Mismatched: res.Mismatched, Rcodes: res.Rcodes, QPS: res.QPS, Latency: res.Latency,
+			Conns: res.Conns, ConnFailed: res.ConnFailed, Closed: res.Closed, FirstError: res.FirstError,
+		}
+		if res.Answered > 0 {
+			pr.CPUPerQuery = (cpu1 - cpu0) / time.Duration(res.Answered)
+			pr.CorePerQuery = (core1 - core0) / time.Duration(res.Answered)
+		}
+		rr.Phases[ph] = pr
+		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  conns %6d  failed %5d  closed %5d%s",
+			ph, pr.QPS, pr.Lost, pr.Latency.P50.Round(time.Microsecond/10), pr.Latency.P99.Round(time.Microsecond/10),
+			pr.Conns, pr.ConnFailed, pr.Closed, errSuffix(pr.FirstError))
+		if p != nil && p.Exited() {
+			return fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.Err(), p.Log())
+		}
+	}
+	return nil
+}
+
+func errSuffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "  first error: " + s
+}
+
+// loadTCP runs one bounded closed-loop DNS-over-TCP load against s from the
+// SUT namespace: o.TCPConcurrency queries in flight, perConn queries per
+// connection, up to pipeline of them in flight on one connection.
+func loadTCP(ctx context.Context, e *env, s *system, o Options, qs []loadgen.Query, perConn, pipeline int) (*loadgen.Result, error) {
+	return loadgen.Run(ctx, loadgen.Config{
+		Target:         s.target,
+		Names:          qs,
+		Seed:           1,
+		Transport:      loadgen.TCP,
+		Concurrency:    o.TCPConcurrency,
+		QueriesPerConn: perConn,
+		Pipeline:       pipeline,
+		Duration:       o.TCP,
+		// Bound by count too: no path here answers 1M qps.
+		MaxQueries:  int(o.TCP.Seconds()*1e6) + 1000,
+		Timeout:     o.Timeout,
+		DialContext: e.dial.DialContext,
+	})
 }
 
 // load runs one bounded load against s from the SUT namespace.

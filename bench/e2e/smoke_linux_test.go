@@ -27,6 +27,15 @@ func benchNamespaces(t *testing.T) []string {
 	return out
 }
 
+// tcpSystems answer DNS over TCP: the smoke run has their two forwarded
+// TCP phases.
+var tcpSystems = map[string]bool{"direct": true, "dnstun": true, "dnsmasq": true, "unbound": true, "dnsdist": true}
+
+// tcpPending are the systems whose TCP front-end is being built (issue
+// 11): their TCP phases must run, end in time and show in the table, but
+// may answer nothing yet.
+var tcpPending = map[string]bool{"dnstun": true}
+
 // TestSmoke runs the smoke benchmark (what `scripts/bench.sh --smoke` runs)
 // in namespaces: every system that is installed must answer in every phase
 // it has, and the namespaces must be gone afterwards. Peers that are not
@@ -52,6 +61,7 @@ func TestSmoke(t *testing.T) {
 	if after := benchNamespaces(t); !slices.Equal(before, after) {
 		t.Errorf("namespaces left behind: before %v, after %v", before, after)
 	}
+	md := e2e.Markdown(rep, true)
 	for _, s := range rep.Systems {
 		switch {
 		case s.Why != "":
@@ -70,10 +80,21 @@ func TestSmoke(t *testing.T) {
 		case "direct", "ceiling":
 			want = 2
 		}
+		if tcpSystems[s.Name] {
+			want += 2 // tcp1-forward, tcp100-forward
+		}
 		if got := len(s.Reps[0].Phases); got != want {
 			t.Errorf("%s: %d phases, want %d", s.Name, got, want)
 		}
 		for ph, p := range s.Reps[0].Phases {
+			if strings.HasPrefix(ph, "tcp") && tcpPending[s.Name] && p.Answered == 0 {
+				// Reported in the table as failed; see tcpPending.
+				t.Logf("%s %s: nothing answered over TCP yet (%d connects failed, first error %q)", s.Name, ph, p.ConnFailed, p.FirstError)
+				if !strings.Contains(md, "| "+s.Name+" | forwarded | **failed**") {
+					t.Errorf("%s %s: the failure is not shown in the TCP table", s.Name, ph)
+				}
+				continue
+			}
 			if p.Answered == 0 || p.Answered < p.Sent*9/10 {
 				t.Errorf("%s %s: answered %d of %d", s.Name, ph, p.Answered, p.Sent)
 			}
@@ -86,8 +107,7 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	md := e2e.Markdown(rep, true)
-	for _, want := range []string{"| dnstun |", "| ceiling |", "Blocked names: saturation"} {
+	for _, want := range []string{"| dnstun |", "| ceiling |", "Blocked names: saturation", "DNS over TCP: saturation", "| direct | forwarded |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}

@@ -23,6 +23,7 @@ type system struct {
 	target netip.AddrPort
 	blocks bool // has the block list (everything but direct)
 	fwd    bool // forwards (everything but the ceiling)
+	tcp    bool // answers DNS over TCP: measured in TCPPhases
 	// avail returns why the system cannot run here, or "".
 	avail func(e *env) string
 	// start starts it with the block list of n names; nil for direct.
@@ -51,6 +52,7 @@ type env struct {
 	// run in lab.Host (the SUT namespace), the upstream in lab.Up.
 	lab       *lab.Lab
 	upstream  *lab.Proc // bench/cmd/upstream on upstreamAddr
+	dial      *nsDialer // TCP connections from lab.Host
 	cpus      cpus
 	dir       string
 	moduleDir string
@@ -72,6 +74,14 @@ func newLab(ctx context.Context, upstreamBin string, c cpus) (_ *lab.Lab, _ *lab
 			l.Close()
 		}
 	}()
+	// DNS over TCP with one query per connection leaves a socket in
+	// TIME_WAIT per query on the client's side: reuse them (RFC 7323
+	// timestamps make it safe) and widen the port range, in the SUT
+	// namespace only.
+	sysctl := l.Host.Command(ctx, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65535", "net.ipv4.tcp_tw_reuse=1")
+	if out, serr := sysctl.CombinedOutput(); serr != nil {
+		return nil, nil, fmt.Errorf("sysctl in %s: %w: %s", l.Host.Name, serr, strings.TrimSpace(string(out)))
+	}
 	upstream, err := l.Start(l.Up, lab.Cmd{Args: []string{upstreamBin, "-listen", upstreamAddr.String()}, CPUs: cpuList(c.client), LogLimit: logLimit})
 	if err != nil {
 		return nil, nil, err
@@ -147,13 +157,13 @@ func allSystems() []*system {
 	return []*system{
 		{
 			name: "direct", label: "direct to upstream (baseline)", target: upstreamAddr,
-			fwd:     true,
+			fwd: true, tcp: true,
 			avail:   func(*env) string { return "" },
 			version: func(*env) string { return "bench/cmd/upstream" },
 		},
 		{
 			name: "dnstun", label: "dnstun, packet path (TUN)", target: tunResolver,
-			blocks: true, fwd: true, reloads: true,
+			blocks: true, fwd: true, reloads: true, tcp: true,
 			avail: func(*env) string { return "" },
 			start: func(e *env, n int) (*lab.Proc, error) {
 				return e.start(e.cpus.sut, e.bins["dnstun"], "run",
@@ -186,7 +196,7 @@ func allSystems() []*system {
 		},
 		{
 			name: "dnsmasq", label: "dnsmasq (address=/d/, cache-size=0)", target: localAddr,
-			blocks: true, fwd: true,
+			blocks: true, fwd: true, tcp: true,
 			avail: peerAvail("dnsmasq", "dnsmasq-base"),
 			start: func(e *env, n int) (*lab.Proc, error) {
 				conf := filepath.Join(e.dir, "dnsmasq-"+strconv.Itoa(n)+".conf")
@@ -200,12 +210,13 @@ server=%s
 listen-address=%s
 bind-interfaces
 dns-forward-max=10000
+max-tcp-connections=%d
 user=root
 group=root
 pid-file=
 log-facility=-
 conf-file=%s
-`, upstreamAddr.Addr(), localAddr.Addr(), e.lists[n][fmtDnsmasq])), 0o644)
+`, upstreamAddr.Addr(), localAddr.Addr(), tcpConns, e.lists[n][fmtDnsmasq])), 0o644)
 				if err != nil {
 					return nil, err
 				}
@@ -215,7 +226,7 @@ conf-file=%s
 		},
 		{
 			name: "unbound", label: "unbound (local-zone always_nxdomain, forward-zone)", target: localAddr,
-			blocks: true, fwd: true,
+			blocks: true, fwd: true, tcp: true,
 			avail: peerAvail("unbound", "unbound"),
 			start: func(e *env, n int) (*lab.Proc, error) {
 				conf := filepath.Join(e.dir, "unbound-"+strconv.Itoa(n)+".conf")
@@ -245,6 +256,7 @@ server:
 	key-cache-slabs: 1
 	num-queries-per-thread: 4096
 	outgoing-range: 8192
+	incoming-num-tcp: %d
 	prefetch: no
 	minimal-responses: yes
 	do-not-query-localhost: no
@@ -252,7 +264,7 @@ server:
 forward-zone:
 	name: "."
 	forward-addr: %s
-`, localAddr.Addr(), e.dir, e.lists[n][fmtUnbound], upstreamAddr.Addr())), 0o644)
+`, localAddr.Addr(), e.dir, tcpConns, e.lists[n][fmtUnbound], upstreamAddr.Addr())), 0o644)
 				if err != nil {
 					return nil, err
 				}
@@ -269,7 +281,7 @@ forward-zone:
 		},
 		{
 			name: "dnsdist", label: "dnsdist (SuffixMatchNodeRule + RCodeAction, no packet cache)", target: localAddr,
-			blocks: true, fwd: true,
+			blocks: true, fwd: true, tcp: true,
 			avail: peerAvail("dnsdist", "dnsdist"),
 			start: func(e *env, n int) (*lab.Proc, error) {
 				conf := filepath.Join(e.dir, "dnsdist-"+strconv.Itoa(n)+".lua")

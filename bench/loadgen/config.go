@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -32,9 +33,36 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
+// Transport says how queries travel to the target.
+type Transport int
+
+const (
+	// UDP sends each query in one datagram (the default).
+	UDP Transport = iota
+	// TCP sends queries over TCP connections, each message preceded by
+	// its two-byte length (RFC 1035 §4.2.2, RFC 7766 §8); closed loop
+	// only.
+	TCP
+)
+
+func (t Transport) String() string {
+	switch t {
+	case UDP:
+		return "udp"
+	case TCP:
+		return "tcp"
+	}
+	return fmt.Sprintf("Transport(%d)", int(t))
+}
+
 // Limits and defaults.
 const (
-	MaxDuration        = 10 * time.Minute // Duration is capped to this
+	MaxDuration = 10 * time.Minute // Duration is capped to this
+	// MaxQueriesPerConn bounds Config.QueriesPerConn: the queries of one
+	// connection have distinct IDs.
+	MaxQueriesPerConn = idSpace - 1
+	// MaxPipeline bounds Config.Pipeline.
+	MaxPipeline        = 256
 	DefaultConcurrency = 16
 	DefaultTimeout     = 2 * time.Second
 	maxSocketsDefault  = 8
@@ -78,8 +106,29 @@ type Config struct {
 	Sockets int
 	// Dial opens the sockets; nil means net.Dial. It is called with
 	// ("udp", Target.String()) and must return a connected datagram
-	// conn supporting read deadlines.
+	// conn supporting read deadlines; with Transport TCP, with ("tcp",
+	// Target.String()), and a dial still running after Timeout is
+	// abandoned (its connection closed when it arrives): prefer
+	// DialContext there.
 	Dial func(network, address string) (net.Conn, error)
+
+	// Transport is UDP (default) or TCP.
+	Transport Transport
+	// QueriesPerConn (TCP) is how many queries one connection carries
+	// before the client closes it and opens the next: 1 (the default)
+	// is connect, query, answer, close. At most MaxQueriesPerConn.
+	QueriesPerConn int
+	// Pipeline (TCP) is how many queries one connection keeps in
+	// flight: queries are written without waiting for the answers to
+	// the earlier ones, and answers are matched by ID in any order.
+	// Default 1 (query, answer, next query); at most MaxPipeline and
+	// QueriesPerConn. Concurrency queries in flight are spread over
+	// ceil(Concurrency/Pipeline) connections open at a time.
+	Pipeline int
+	// DialContext, when set, opens the connections (TCP) and sockets
+	// (UDP, when Dial is nil). A TCP dial gets a context that ends after
+	// Timeout or when the run is cancelled. Nil: net.Dialer's.
+	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // normalize validates c and fills in defaults.
@@ -105,6 +154,16 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.Sockets < 0 {
 		return c, errors.New("loadgen: Sockets must be >= 0")
+	}
+	switch c.Transport {
+	case UDP:
+		if c.QueriesPerConn != 0 || c.Pipeline != 0 {
+			return c, errors.New("loadgen: QueriesPerConn and Pipeline are for TCP")
+		}
+	case TCP:
+		return c.normalizeTCP()
+	default:
+		return c, fmt.Errorf("loadgen: unknown transport %v", c.Transport)
 	}
 	switch c.Mode {
 	case ClosedLoop:
@@ -139,6 +198,74 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.Dial == nil {
 		c.Dial = net.Dial
+		if dc := c.DialContext; dc != nil {
+			c.Dial = func(network, address string) (net.Conn, error) {
+				return dc(context.Background(), network, address)
+			}
+		}
 	}
 	return c, nil
+}
+
+// normalizeTCP is normalize's TCP half (Target, Names, Duration,
+// MaxQueries, Timeout and Sockets checked).
+func (c Config) normalizeTCP() (Config, error) {
+	if c.Mode != ClosedLoop {
+		return c, fmt.Errorf("loadgen: TCP supports the closed loop only, not %v", c.Mode)
+	}
+	if c.Sockets != 0 {
+		return c, errors.New("loadgen: Sockets is for UDP; TCP opens ceil(Concurrency/Pipeline) connections")
+	}
+	if c.Concurrency < 0 {
+		return c, errors.New("loadgen: Concurrency must be >= 0")
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.QueriesPerConn < 0 || c.QueriesPerConn > MaxQueriesPerConn {
+		return c, fmt.Errorf("loadgen: QueriesPerConn must be 0..%d", MaxQueriesPerConn)
+	}
+	if c.QueriesPerConn == 0 {
+		c.QueriesPerConn = 1
+	}
+	if c.Pipeline < 0 || c.Pipeline > MaxPipeline {
+		return c, fmt.Errorf("loadgen: Pipeline must be 0..%d", MaxPipeline)
+	}
+	c.Pipeline = min(max(c.Pipeline, 1), c.QueriesPerConn, c.Concurrency)
+	if c.DialContext == nil {
+		if c.Dial == nil {
+			c.DialContext = (&net.Dialer{}).DialContext
+		} else {
+			c.DialContext = abandonAfterCtx(c.Dial)
+		}
+	}
+	return c, nil
+}
+
+// abandonAfterCtx turns a dial function without a context into one that
+// returns when ctx ends; the abandoned dial's connection is closed when it
+// arrives.
+func abandonAfterCtx(dial func(network, address string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			c, err := dial(network, address)
+			ch <- result{c, err}
+		}()
+		select {
+		case x := <-ch:
+			return x.c, x.err
+		case <-ctx.Done():
+			go func() {
+				if x := <-ch; x.c != nil {
+					x.c.Close()
+				}
+			}()
+			return nil, fmt.Errorf("dial %s %s: %w", network, address, ctx.Err())
+		}
+	}
 }

@@ -1,7 +1,8 @@
-// Package loadgen is a UDP DNS load generator: it sends a query mix to one
-// resolver address and measures throughput, loss and latency. It is the
-// engine of `dnstun bench` and of the bench/ end-to-end comparisons
-// (dnstun's virtual resolver, dnsmasq, unbound, the upstream itself).
+// Package loadgen is a DNS load generator over UDP and TCP: it sends a
+// query mix to one resolver address and measures throughput, loss and
+// latency. It is the engine of `dnstun bench` and of the bench/ end-to-end
+// comparisons (dnstun's virtual resolver, dnsmasq, unbound, the upstream
+// itself).
 //
 // # Modes
 //
@@ -17,6 +18,33 @@
 // coarse part, then nanosleep(2) on a dedicated thread with 1 µs timer
 // slack, because Go's runtime timers round sub-millisecond sleeps up to
 // ~1 ms); when it is behind it sends immediately and keeps the schedule.
+//
+// # TCP
+//
+// With Config.Transport TCP (closed loop only) every message is preceded by
+// its two-byte length (RFC 1035 §4.2.2). Concurrency queries in flight are
+// spread over ceil(Concurrency/Pipeline) lanes; each lane is one goroutine
+// that owns one connection at a time: it connects (DialContext, bounded by
+// Timeout), writes up to Pipeline queries in one write, reads answers (any
+// order, matched by ID and question like UDP answers) and refills the
+// window, until the connection has carried QueriesPerConn queries; then it
+// closes it and connects again. QueriesPerConn 1 is connect, query,
+// answer, close. The queries written right after a connect are timed from
+// the start of the connect, so their latency includes the handshake (what
+// a client that opens a connection per query waits); Result.Connect is the
+// handshake alone.
+//
+// The IDs of one connection are consecutive and distinct (QueriesPerConn
+// is at most 65535). A query unanswered Timeout after its send is Lost and
+// its connection kept (an answer arriving later is Late); a connection the
+// server closes or resets makes its unanswered queries Lost at once and
+// counts in Result.Closed (they are not retried); a failed connect counts
+// in Result.ConnFailed and Errors, and the lane backs off (1 ms doubling
+// to 100 ms) before the next. When sending stops each lane waits for its
+// queries in flight, at most Timeout; a cancelled run interrupts every
+// connection at once (deadlines in the past) and reports InFlight as UDP
+// does. Per query, a lane does one write and (mostly) one read into fixed
+// buffers; allocation is per connection (the dial), not per query.
 //
 // # Coordinated omission
 //

@@ -51,6 +51,25 @@ type Result struct {
 	SendLag Percentiles
 	// Histogram is the full latency histogram.
 	Histogram *Histogram
+
+	// TCP only.
+
+	// Conns counts connections established; ConnFailed connection
+	// attempts that failed (refused, timed out after Timeout), also
+	// counted in Errors. The query a failed connection was opened for is
+	// not sent.
+	Conns, ConnFailed int64
+	// Closed counts connections the server closed or reset while queries
+	// were in flight on them, or before QueriesPerConn queries had been
+	// sent; their unanswered queries count as Lost at once (they are not
+	// retried on a new connection).
+	Closed int64
+	// Connect is the time to establish a connection (the TCP handshake).
+	Connect Percentiles
+
+	// FirstError is the first error met (dial, write or read), for
+	// reports; "" when there was none.
+	FirstError string
 }
 
 var rcodeNames = map[int]string{
@@ -75,6 +94,13 @@ func (r *Result) String() string {
 	fmt.Fprintf(&b, "  mismatched %d  late %d  errors %d\n", r.Mismatched, r.Late, r.Errors)
 	fmt.Fprintf(&b, "elapsed %v  qps %.1f\n", r.Elapsed.Round(time.Millisecond), r.QPS)
 	fmt.Fprintf(&b, "latency %v\n", r.Latency)
+	if r.Conns > 0 || r.ConnFailed > 0 {
+		fmt.Fprintf(&b, "tcp: connections %d  failed %d  closed by the server %d\n", r.Conns, r.ConnFailed, r.Closed)
+		fmt.Fprintf(&b, "connect %v\n", r.Connect)
+	}
+	if r.FirstError != "" {
+		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
+	}
 	if r.SendLag.Count > 0 {
 		fmt.Fprintf(&b, "send lag %v\n", r.SendLag)
 	}

@@ -67,6 +67,24 @@ type runner struct {
 	done    chan struct{}
 	closing atomic.Bool
 	socks   []*sock
+	errs    firstError
+}
+
+// firstError keeps the first error reported to it.
+type firstError struct{ p atomic.Pointer[string] }
+
+func (f *firstError) note(err error) {
+	if f.p.Load() == nil {
+		s := err.Error()
+		f.p.CompareAndSwap(nil, &s)
+	}
+}
+
+func (f *firstError) String() string {
+	if s := f.p.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 func (r *runner) now() int64 { return int64(time.Since(r.base)) }
@@ -83,8 +101,8 @@ func (r *runner) stopped() bool {
 // Run generates load as described by cfg and returns the measurements.
 // It stops when ctx ends, Duration has passed, or MaxQueries were sent;
 // then it waits up to Timeout for outstanding answers (not when ctx
-// ended), closes its sockets and returns. If ctx ended, the partial
-// result is returned together with ctx's error.
+// ended), closes its sockets or connections and returns. If ctx ended,
+// the partial result is returned together with ctx's error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -94,21 +112,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	order := make([]int32, len(cfg.Names))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	if cfg.Seed != 0 {
+		rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	if cfg.Transport == TCP {
+		return runTCP(ctx, cfg, tmpl, order)
+	}
 	r := &runner{
 		cfg:     cfg,
 		tmpl:    tmpl,
-		order:   make([]int32, len(cfg.Names)),
+		order:   order,
 		timeout: int64(cfg.Timeout),
 		period:  max(int64(cfg.Timeout)/16, int64(time.Millisecond)),
 		maxQ:    int64(cfg.MaxQueries),
 		done:    make(chan struct{}),
-	}
-	for i := range r.order {
-		r.order[i] = int32(i)
-	}
-	if cfg.Seed != 0 {
-		rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
-		rng.Shuffle(len(r.order), func(i, j int) { r.order[i], r.order[j] = r.order[j], r.order[i] })
 	}
 
 	r.socks = make([]*sock, cfg.Sockets)
@@ -229,6 +251,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Latency = lat.Percentiles()
 	res.SendLag = lag.Percentiles()
 	res.Histogram = &lat
+	res.FirstError = r.errs.String()
 	return res, ctx.Err()
 }
 
@@ -328,6 +351,7 @@ func (s *sock) send(sched int64) bool {
 	n := copy(s.scratch[:], p)
 	s.scratch[0], s.scratch[1] = byte(id>>8), byte(id)
 	if _, err := s.conn.Write(s.scratch[:n]); err != nil {
+		r.errs.note(err)
 		if sl.state.CompareAndSwap(gen, 0) {
 			s.outstanding.Add(-1)
 			s.releaseToken()
@@ -446,6 +470,7 @@ func (s *sock) receive() {
 				continue
 			}
 			s.recvErr++ // e.g. ECONNREFUSED after an ICMP port unreachable
+			r.errs.note(err)
 			continue
 		}
 		now := r.now()

@@ -37,7 +37,7 @@ const pinnedEnv = "DNSTUN_BENCH_PINNED"
 
 func main() {
 	o := e2e.Defaults()
-	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs, 10k list, no 1M list, no dnsperf; no targets")
+	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only), 10k list, no 1M list, no dnsperf; no targets")
 	optionFlags(flag.CommandLine, &o)
 	systems := flag.String("systems", "", "comma-separated systems to run (default all: "+strings.Join(e2e.SystemNames(), ",")+")")
 	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
@@ -197,6 +197,10 @@ func optionFlags(fs *flag.FlagSet, o *e2e.Options) {
 	fs.IntVar(&o.ClientCPU, "client-cpu", o.ClientCPU, "core of the client and the upstream (-1: no pinning)")
 	fs.IntVar(&o.SUTCPU, "sut-cpu", o.SUTCPU, "core of the system under test (-1: no pinning)")
 	fs.BoolVar(&o.Dnsperf, "dnsperf", o.Dnsperf, "cross-check loadgen against dnsperf when installed")
+	fs.DurationVar(&o.TCP, "tcp", o.TCP, "length of each DNS-over-TCP run (closed loop; 0: no TCP phases)")
+	fs.IntVar(&o.TCPConcurrency, "tcp-concurrency", o.TCPConcurrency, "TCP queries in flight (1 per connection: as many connections)")
+	fs.IntVar(&o.TCPPipeline, "tcp-pipeline", o.TCPPipeline, fmt.Sprintf("queries in flight per connection in the %d-per-connection TCP phases", e2e.TCPPerConn))
+	fs.BoolVar(&o.TCPBlocked, "tcp-blocked", o.TCPBlocked, "also run the TCP phases with blocked names")
 }
 
 // pin re-executes this program under `taskset -c cpu` once, so that every

@@ -8,11 +8,16 @@
 // by one goroutine that reads a query into a fixed buffer, rewrites it in
 // place and writes it back, so the steady state allocates nothing.
 //
-//	upstream -listen 192.0.2.1:53 [-sockets N]
+//	upstream -listen 192.0.2.1:53 [-sockets N] [-tcp=false]
 //
 // With -sockets > 1 the sockets share the port with SO_REUSEPORT and the
-// kernel spreads clients over them by flow hash. It exits on SIGINT or
-// SIGTERM and prints how many queries it answered.
+// kernel spreads clients over them by flow hash. It also answers over TCP
+// on the same address (RFC 1035 §4.2.2 length framing, RFC 7766): one
+// goroutine per connection, pipelined queries answered in order, the
+// answers to the queries of one read in one write; at most -tcp-conns
+// connections at once (more are closed at once), each closed after
+// -tcp-idle without a query. It exits on SIGINT or SIGTERM and prints how
+// many queries it answered.
 package main
 
 import (
@@ -27,6 +32,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +51,9 @@ var (
 func main() {
 	listen := flag.String("listen", "192.0.2.1:53", "UDP address to answer on")
 	sockets := flag.Int("sockets", 1, "sockets (SO_REUSEPORT), one goroutine each")
+	tcp := flag.Bool("tcp", true, "also answer over TCP on the same address")
+	tcpConns := flag.Int("tcp-conns", 4096, "TCP connections served at once")
+	tcpIdle := flag.Duration("tcp-idle", 10*time.Second, "close a TCP connection after this long without a query")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -79,10 +88,27 @@ func main() {
 			serve(c, &answered)
 		}()
 	}
-	fmt.Fprintf(os.Stderr, "upstream: answering on %s with %d socket(s)\n", *listen, len(conns))
+	var ts *tcpServer
+	if *tcp {
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "upstream:", err)
+			os.Exit(1)
+		}
+		ts = &tcpServer{ln: ln, max: int64(max(*tcpConns, 1)), idle: *tcpIdle, answered: &answered, conns: map[net.Conn]struct{}{}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts.serve()
+		}()
+	}
+	fmt.Fprintf(os.Stderr, "upstream: answering on %s with %d socket(s), TCP %v\n", *listen, len(conns), *tcp)
 	<-ctx.Done()
 	for _, c := range conns {
 		c.Close()
+	}
+	if ts != nil {
+		ts.close()
 	}
 	wg.Wait()
 	fmt.Fprintf(os.Stderr, "upstream: answered %d queries\n", answered.Load())
@@ -108,6 +134,122 @@ func serve(c *net.UDPConn, answered *atomic.Int64) {
 }
 
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// tcpServer answers DNS over TCP.
+type tcpServer struct {
+	ln       net.Listener
+	max      int64
+	idle     time.Duration
+	answered *atomic.Int64
+	open     atomic.Int64
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	closed   bool
+}
+
+// serve accepts connections until the listener is closed.
+func (s *tcpServer) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if isClosed(err) {
+				s.wg.Wait()
+				return
+			}
+			time.Sleep(time.Millisecond) // e.g. EMFILE: do not spin
+			continue
+		}
+		if s.open.Add(1) > s.max || !s.track(c, true) {
+			s.open.Add(-1)
+			c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.open.Add(-1)
+			defer c.Close()
+			defer s.track(c, false)
+			s.conn(c)
+		}()
+	}
+}
+
+// track adds or removes c from the open connections; false when the
+// server is closing.
+func (s *tcpServer) track(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		return true
+	}
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// close stops accepting and closes every connection.
+func (s *tcpServer) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+}
+
+// conn answers the queries of one connection, in order, until the client
+// closes it, it is idle for s.idle, or a message is not a query.
+func (s *tcpServer) conn(c net.Conn) {
+	in := make([]byte, 1<<17) // a 2-byte length says at most 65535
+	out := make([]byte, 0, 1<<14)
+	var scratch [4096]byte
+	have := 0
+	for {
+		c.SetReadDeadline(time.Now().Add(s.idle))
+		n, err := c.Read(in[have:])
+		if n == 0 && err != nil {
+			return
+		}
+		have += n
+		b := in[:have]
+		out = out[:0]
+		k := 0
+		for len(b) >= 2 {
+			m := int(b[0])<<8 | int(b[1])
+			if len(b) < 2+m {
+				break
+			}
+			// Room for the answer record (at most 28 bytes more).
+			if m > len(scratch)-32 {
+				return
+			}
+			copy(scratch[:], b[2:2+m])
+			if a := answer(scratch[:], m); a > 0 {
+				out = append(out, byte(a>>8), byte(a))
+				out = append(out, scratch[:a]...)
+				k++
+			}
+			b = b[2+m:]
+		}
+		have = copy(in, b)
+		if len(out) > 0 {
+			c.SetWriteDeadline(time.Now().Add(s.idle))
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+			s.answered.Add(int64(k))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
 
 // answer turns the query in b[:n] into its answer in place and returns the
 // answer's length, or 0 for anything that is not a one-question query.
