@@ -244,8 +244,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.wg.Add(1)
 	go e.routineSweep()
 	if e.tcp != nil {
-		e.wg.Add(1)
+		e.wg.Add(1 + len(e.tcp.lns))
 		go e.tcp.routineOut()
+		for _, ln := range e.tcp.lns {
+			go e.tcp.routineAccept(ln)
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { e.Close() })
 	defer stop()

@@ -30,7 +30,7 @@ const (
 	AnswerBlocked                // upstream answers turned into block answers (CNAME cloaking, IP rules)
 	TCPSegments                  // TCP segments read from the TUN and handed to the TCP stack
 	TCPConns                     // DNS-over-TCP connections accepted
-	TCPRefused                   // TCP connections reset: not port 53, or over a bound
+	TCPRefused                   // TCP connections closed at once: over a bound
 	TCPQueries                   // DNS messages read from TCP connections
 	TCPOrphans                   // answers for a TCP connection that had closed
 	Truncated                    // answers cut to the header and question with TC, for a UDP client's size

@@ -39,21 +39,21 @@ const (
 	// MaxTCPInFlight bounds the queries of one connection being answered
 	// at once; the connection is not read further until one completes.
 	MaxTCPInFlight = 64
-	// tcpHandshakes bounds the connections being set up (SYN received,
-	// handshake not done): half-open floods are absorbed by the stack's
-	// SYN cookies beyond it.
-	tcpHandshakes = 256
+	// tcpBacklog bounds the connections being set up (SYN received,
+	// handshake not done) and not yet accepted; beyond it the stack
+	// answers with SYN cookies, keeping no state.
+	tcpBacklog = 256
 	// upstreamStreamIdle closes an upstream TCP connection after this long
 	// without a query.
 	upstreamStreamIdle = 30 * time.Second
 )
 
 // tcpFront is DNS over TCP on the TUN: TCP segments the reader hands over
-// go into gVisor's userspace TCP stack (netstack); each connection to port
-// 53 is served by its own goroutine, which reads length-framed queries and
-// passes each to the engine's one decision path (worker.handle), like a
-// UDP packet; other ports are reset at once. Segments the stack sends are
-// written back into the TUN.
+// go into gVisor's userspace TCP stack (netstack), which listens on port 53
+// of any address; each connection is served by its own goroutine, which
+// reads length-framed queries and passes each to the engine's one decision
+// path (worker.handle), like a UDP packet; other ports are reset at once.
+// Segments the stack sends are written back into the TUN.
 type tcpFront struct {
 	e      *Engine
 	s      *stack.Stack
@@ -63,6 +63,7 @@ type tcpFront struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
+	lns      []*gonet.TCPListener
 	conns    map[connKey]*tcpConn
 	byClient map[netip.Addr]int
 }
@@ -103,9 +104,52 @@ func newTCPFront(e *Engine, mtu int) (*tcpFront, error) {
 		return nil, tcpErr("spoofing", err)
 	}
 	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: tcpNIC}, {Destination: header.IPv6EmptySubnet, NIC: tcpNIC}})
-	fwd := tcp.NewForwarder(s, 0, tcpHandshakes, t.accept)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	// One listener per family on port 53 of any address. A listener, not
+	// a forwarder of each SYN: beyond its backlog the stack answers SYNs
+	// with SYN cookies and keeps no state, so a flood of half-open
+	// connections costs nothing and blocks no one. Any other port has no
+	// listener: the stack resets it.
+	for _, proto := range []tcpip.NetworkProtocolNumber{ipv4.ProtocolNumber, ipv6.ProtocolNumber} {
+		ln, err := listen53(s, proto)
+		if err != nil {
+			t.s.Close()
+			return nil, err
+		}
+		t.lns = append(t.lns, ln)
+	}
 	return t, nil
+}
+
+func listen53(s *stack.Stack, proto tcpip.NetworkProtocolNumber) (*gonet.TCPListener, error) {
+	var wq waiter.Queue
+	ep, err := s.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if err != nil {
+		return nil, tcpErr("TCP endpoint", err)
+	}
+	if proto == ipv6.ProtocolNumber {
+		ep.SocketOptions().SetV6Only(true)
+	}
+	if err := ep.Bind(tcpip.FullAddress{NIC: tcpNIC, Port: 53}); err != nil {
+		ep.Close()
+		return nil, tcpErr("bind port 53", err)
+	}
+	if err := ep.Listen(tcpBacklog); err != nil {
+		ep.Close()
+		return nil, tcpErr("listen on port 53", err)
+	}
+	return gonet.NewTCPListener(s, &wq, ep), nil
+}
+
+// routineAccept serves the connections of one listener until it closes.
+func (t *tcpFront) routineAccept(ln *gonet.TCPListener) {
+	defer t.e.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		t.accept(c.(*gonet.TCPConn))
+	}
 }
 
 func tcpErr(what string, err tcpip.Error) error {
@@ -149,43 +193,37 @@ func (t *tcpFront) routineOut() {
 	}
 }
 
-// accept serves a new connection to port 53, and resets any other.
-func (t *tcpFront) accept(r *tcp.ForwarderRequest) {
-	id := r.ID()
-	client := netip.AddrPortFrom(addrOf(id.RemoteAddress), id.RemotePort)
-	resolver := netip.AddrPortFrom(addrOf(id.LocalAddress), id.LocalPort)
-	if id.LocalPort != 53 {
-		t.e.count(TCPRefused)
-		r.Complete(true) // RST: fail fast, not a timeout
-		return
-	}
+// accept serves a new connection, or closes it at once when it is over
+// the bounds.
+func (t *tcpFront) accept(nc *gonet.TCPConn) {
+	client := addrPortOf(nc.RemoteAddr())
+	resolver := addrPortOf(nc.LocalAddr())
 	key := connKey{client, resolver}
 	t.mu.Lock()
-	full := len(t.conns) >= MaxTCPConns || t.byClient[client.Addr()] >= MaxTCPConnsPerClient
+	_, dup := t.conns[key]
+	full := dup || len(t.conns) >= MaxTCPConns || t.byClient[client.Addr()] >= MaxTCPConnsPerClient
+	c := &tcpConn{t: t, key: key, c: nc, slots: make(chan struct{}, MaxTCPInFlight), out: make(chan []byte, MaxTCPInFlight)}
 	if !full {
-		t.conns[key] = nil // reserved until the endpoint exists
+		t.conns[key] = c
 		t.byClient[client.Addr()]++
 	}
 	t.mu.Unlock()
 	if full {
 		t.e.count(TCPRefused)
-		r.Complete(true)
+		nc.Close()
 		return
 	}
-	var wq waiter.Queue
-	ep, err := r.CreateEndpoint(&wq)
-	if err != nil {
-		r.Complete(true)
-		t.forget(key)
-		return
-	}
-	r.Complete(false)
-	c := &tcpConn{t: t, key: key, c: gonet.NewTCPConn(&wq, ep), slots: make(chan struct{}, MaxTCPInFlight), out: make(chan []byte, MaxTCPInFlight)}
-	t.mu.Lock()
-	t.conns[key] = c
-	t.mu.Unlock()
 	t.e.count(TCPConns)
 	go c.serve()
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	ta, _ := a.(*net.TCPAddr)
+	if ta == nil {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (t *tcpFront) forget(k connKey) {
@@ -217,12 +255,13 @@ func (t *tcpFront) deliver(client, resolver netip.AddrPort, msg []byte) {
 
 // close resets every connection and stops the stack.
 func (t *tcpFront) close() {
+	for _, ln := range t.lns {
+		ln.Close()
+	}
 	t.mu.Lock()
 	conns := make([]*tcpConn, 0, len(t.conns))
 	for _, c := range t.conns {
-		if c != nil {
-			conns = append(conns, c)
-		}
+		conns = append(conns, c)
 	}
 	t.mu.Unlock()
 	// The SERVFAILs Close just delivered get a moment to be written.

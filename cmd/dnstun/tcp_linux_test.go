@@ -22,7 +22,9 @@ import (
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/internal/demo"
 	"github.com/dnstun/dnstun/internal/lab"
+	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // DNS over TCP through the TUN (issue 11), with real clients: dig where
@@ -235,8 +237,9 @@ func TestTCPRefusedPortAndIdleClients(t *testing.T) {
 }
 
 // TestTCPSlowloris: 1,000 connections that only hold a length prefix,
-// from 20 addresses, neither exhaust memory nor stop a new client from
-// being served; 100 more from one address are cut at the per-client bound.
+// from 20 addresses, and 1,000 half-open ones (a SYN and nothing more)
+// neither exhaust memory nor stop a new client from being served; 100
+// more from one address are cut at the per-client bound.
 func TestTCPSlowloris(t *testing.T) {
 	l := startLab(t, "--tcp-idle-timeout", "30s")
 	pid := l.Dnstun.Pid()
@@ -261,13 +264,33 @@ func TestTCPSlowloris(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}
+	// 1,000 half-open connections: SYNs from an address the host does not
+	// have (the SYN-ACKs go nowhere), sent with a raw socket.
+	err := l.Host.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		dst := &unix.SockaddrInet4{Addr: demo.Resolver4.Addr().As4()}
+		for i := range 1000 {
+			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(200 + i%4)}), uint16(20000+i))
+			if err := unix.Sendto(fd, pkttest.SYN4(src, demo.Resolver4, uint32(i)*7919), 0, dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("SYN flood: %v", err)
+	}
 	// A new client, from the host's own address, is served at once.
 	m, rtt, err := l.QueryNet("tcp", demo.Resolver4, "www.example.com", dns.TypeA, 3*time.Second)
 	if err != nil || demo.AnswerText(m) != "192.0.2.80" {
 		t.Fatalf("a new client during the flood: %v %v", m, err)
 	}
 	rss1 := rssKiB(t, pid)
-	t.Logf("1,000 held connections: RSS %d -> %d KiB; a new client answered in %v", rss0, rss1, rtt)
+	t.Logf("1,000 held and 1,000 half-open connections: RSS %d -> %d KiB; a new client answered in %v", rss0, rss1, rtt)
 	if rss1-rss0 > 64<<10 {
 		t.Errorf("1,000 idle connections cost %d KiB, want < 64 MiB", rss1-rss0)
 	}

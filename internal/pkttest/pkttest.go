@@ -185,3 +185,22 @@ func Unpack(t testing.TB, payload []byte) *dns.Msg {
 	}
 	return m
 }
+
+// SYN4 serialises an IPv4/TCP SYN from src to dst, checksums computed by
+// gopacket: the first packet of a handshake, for half-open floods.
+func SYN4(src, dst netip.AddrPort, seq uint32) []byte {
+	ip := &layers.IPv4{
+		Version:  4,
+		TTL:      64,
+		Protocol: layers.IPProtocolTCP,
+		SrcIP:    net.IP(src.Addr().AsSlice()),
+		DstIP:    net.IP(dst.Addr().AsSlice()),
+	}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, SYN: true, Window: 65535}
+	tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, tcp); err != nil {
+		panic(fmt.Sprintf("pkttest: serialise SYN: %v", err))
+	}
+	return bytes.Clone(buf.Bytes())
+}
