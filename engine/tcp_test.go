@@ -3,9 +3,8 @@
 package engine
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/miekg/dns"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -78,30 +78,6 @@ func dialTCP(s *stack.Stack, to netip.AddrPort) (net.Conn, error) {
 	return gonet.DialContextTCP(ctx, s, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(to.Addr().AsSlice()), Port: to.Port()}, ipv4.ProtocolNumber)
 }
 
-func frame(t *testing.T, id uint16, name string, qtype uint16) []byte {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	m.Id = id
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)
-}
-
-func readMsg(r io.Reader) (*dns.Msg, error) {
-	var l [2]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, err
-	}
-	b := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	m := new(dns.Msg)
-	return m, m.Unpack(b)
-}
-
 // TestTCPFrontEnd: over one connection, pipelined, a blocked, a local
 // and a forwarded query (forwarded over TCP to the upstream) are answered
 // as a UDP query would be, with the counters a UDP query moves; another
@@ -127,16 +103,16 @@ func TestTCPFrontEnd(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	var q []byte
-	q = append(q, frame(t, 1, "x.tracker.example", dns.TypeA)...)
-	q = append(q, frame(t, 2, "printer.lan", dns.TypeA)...)
-	q = append(q, frame(t, 3, "www.example.com", dns.TypeA)...)
-	if _, err := c.Write(q); err != nil {
+	var q bytes.Buffer
+	for i, name := range []string{"x.tracker.example", "printer.lan", "www.example.com"} {
+		pkttest.WriteFrame(&q, pkttest.Msg(uint16(i+1), name, dns.TypeA))
+	}
+	if _, err := c.Write(q.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	want := map[uint16]string{1: "NXDOMAIN", 2: "NOERROR 192.0.2.7", 3: "NOERROR 192.0.2.80"}
 	for range 3 {
-		m, err := readMsg(c)
+		m, err := pkttest.ReadFrame(c)
 		if err != nil {
 			t.Fatal(err)
 		}

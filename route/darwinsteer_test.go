@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dnstun/dnstun/internal/golden"
 )
 
 // fakeMac stands in for scutil, configd and the cache flush: it keeps the
@@ -197,7 +199,7 @@ func index(calls []string, prefix string) int {
 func TestDarwinApplyOrder(t *testing.T) {
 	f := newFakeMac()
 	f.showLag = 2 // configd takes a moment
-	f.dns = macFixture(t, "scutil-dns-captured.txt")
+	f.dns = golden.MacFixture(t, "scutil-dns-captured.txt")
 	s, logs := testSteering(t, f)
 	if err := s.apply("utun6"); err != nil {
 		t.Fatal(err)
@@ -284,7 +286,7 @@ func TestDarwinApplyFailures(t *testing.T) {
 	})
 	t.Run("resolver not listed by configd", func(t *testing.T) {
 		f := newFakeMac()
-		f.dns = macFixture(t, "scutil-dns.txt")
+		f.dns = golden.MacFixture(t, "scutil-dns.txt")
 		s, logs := testSteering(t, f)
 		if err := s.apply("utun6"); err != nil {
 			t.Fatal(err)
@@ -396,7 +398,7 @@ func TestSweepDarwin(t *testing.T) {
 	key := darwinKey("")
 	dead := func(int) bool { return false }
 	live := func(int) bool { return true }
-	keyDump := macFixture(t, "show-dnstun-key.txt") // DnstunPID 4242
+	keyDump := golden.MacFixture(t, "show-dnstun-key.txt") // DnstunPID 4242
 
 	f := newFakeMac()
 	f.store[key] = keyDump

@@ -3,44 +3,13 @@
 package route
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dnstun/dnstun/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-// macFixture reads a fixture of real macOS output; their sources are in
-// internal/macos/testdata/SOURCES.md.
-func macFixture(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "internal", "macos", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./route -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
-	}
-}
 
 func TestPlanLinuxGolden(t *testing.T) {
 	for _, tc := range []struct {
@@ -51,7 +20,7 @@ func TestPlanLinuxGolden(t *testing.T) {
 		{"linux-v4-nft", Config{Tun: "dnstun0", IPv4: true, NFT: true}},
 		{"linux-custom", Config{Tun: "dt1", Table: 100, Pref: 200, Mask: 0xff000000, IPv6: true}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, PlanLinux(tc.cfg).String()) })
+		t.Run(tc.name, func(t *testing.T) { golden.Check(t, tc.name, PlanLinux(tc.cfg).String()) })
 	}
 }
 
@@ -149,14 +118,14 @@ func TestPlanDarwinGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "darwin", p.String())
+	golden.Check(t, "darwin", p.String())
 	if p.Key != "State:/Network/Service/dnstun-dns-filter/DNS" || p.Remove != "remove "+p.Key+"\n" || p.Show != "show "+p.Key+"\n" {
 		t.Errorf("key %q remove %q show %q", p.Key, p.Remove, p.Show)
 	}
 	// What scutil shows for the key this plan publishes (a fixture of
 	// scutil's dump format, internal/macos/testdata/SOURCES.md) passes the
 	// check of the read-back.
-	if err := VerifyDarwinKey(macFixture(t, "show-dnstun-key.txt"), cfg); err != nil {
+	if err := VerifyDarwinKey(golden.MacFixture(t, "show-dnstun-key.txt"), cfg); err != nil {
 		t.Errorf("read-back of the published key: %v", err)
 	}
 }
@@ -185,13 +154,13 @@ func TestPlanDarwinRefuses(t *testing.T) {
 
 func TestVerifyDarwinKey(t *testing.T) {
 	cfg := DarwinConfig{Resolvers: []netip.Addr{netip.MustParseAddr("198.19.53.53"), netip.MustParseAddr("fd64:6e73:7475::53")}, PID: 4242}
-	key := macFixture(t, "show-dnstun-key.txt")
+	key := golden.MacFixture(t, "show-dnstun-key.txt")
 	for _, tc := range []struct {
 		name, show string
 		cfg        DarwinConfig
 		want       string
 	}{
-		{"missing", macFixture(t, "show-missing.txt"), cfg, "not in the dynamic store"},
+		{"missing", golden.MacFixture(t, "show-missing.txt"), cfg, "not in the dynamic store"},
 		{"another owner", key, DarwinConfig{Resolvers: cfg.Resolvers, PID: 7}, `owned by pid "4242"`},
 		{"other addresses", key, DarwinConfig{Resolvers: cfg.Resolvers[:1], PID: 4242}, "not [198.19.53.53]"},
 		{"not a default resolver", strings.Replace(key, "    0 : \n", "    0 : example.com\n", 1), cfg, "no empty SupplementalMatchDomains"},
@@ -204,7 +173,7 @@ func TestVerifyDarwinKey(t *testing.T) {
 }
 
 func TestDecideSweep(t *testing.T) {
-	key := macFixture(t, "show-dnstun-key.txt") // DnstunPID 4242
+	key := golden.MacFixture(t, "show-dnstun-key.txt") // DnstunPID 4242
 	dead := func(int) bool { return false }
 	live := func(int) bool { return true }
 	for _, tc := range []struct {
@@ -219,9 +188,9 @@ func TestDecideSweep(t *testing.T) {
 		{"an earlier process with our pid", key, 0, 4242, live, true, "this one's pid"},
 		{"owner gone", key, 0, 1, dead, true, "no longer runs"},
 		{"owner running", key, 99, 1, live, false, "which is running"},
-		{"no marker", macFixture(t, "show-state-service-dns.txt"), 4242, 4242, dead, false, "no DnstunPID"},
+		{"no marker", golden.MacFixture(t, "show-state-service-dns.txt"), 4242, 4242, dead, false, "no DnstunPID"},
 		{"marker not a pid", strings.Replace(key, ": 4242", ": x", 1), 0, 1, dead, false, "not a pid"},
-		{"no key", macFixture(t, "show-missing.txt"), 4242, 1, dead, false, ""},
+		{"no key", golden.MacFixture(t, "show-missing.txt"), 4242, 1, dead, false, ""},
 	} {
 		remove, why, err := DecideSweep(tc.show, tc.journalPID, tc.self, tc.alive)
 		if err != nil || remove != tc.remove || !strings.Contains(why, tc.why) || (tc.why == "" && why != "") {
@@ -245,5 +214,5 @@ func TestResolvedPlanGolden(t *testing.T) {
 		}
 		s += "\n"
 	}
-	golden(t, "resolved", s)
+	golden.Check(t, "resolved", s)
 }

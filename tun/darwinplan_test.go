@@ -4,47 +4,13 @@ package tun
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dnstun/dnstun/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-// macFixture reads a fixture of real macOS output; their sources are in
-// internal/macos/testdata/SOURCES.md.
-func macFixture(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "internal", "macos", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./tun -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
-	}
-}
 
 // defaultCfg is what `dnstun run` asks for with its default flags.
 var defaultCfg = Config{
@@ -77,7 +43,7 @@ func TestDarwinCommandsGolden(t *testing.T) {
 	for _, c := range DarwinChecks("utun6", defaultCfg) {
 		checks = append(checks, c.Argv)
 	}
-	golden(t, "darwin-commands", "# configure\n"+render(cmds)+"# check\n"+render(checks))
+	golden.Check(t, "darwin-commands", "# configure\n"+render(cmds)+"# check\n"+render(checks))
 	for _, c := range cmds {
 		for _, a := range c {
 			if a == "no_dad" {
@@ -127,9 +93,9 @@ func (f *fakeMac) sleep(time.Duration) { f.sleeps++ }
 
 func newFakeMac(t *testing.T) *fakeMac {
 	return &fakeMac{answers: map[string][]string{
-		"/sbin/ifconfig utun6":                         {macFixture(t, "ifconfig-utun.txt")},
-		"/sbin/route -n get -inet 198.19.53.53":        {macFixture(t, "route-get-resolver.txt")},
-		"/sbin/route -n get -inet6 fd64:6e73:7475::53": {macFixture(t, "route-get-resolver6.txt")},
+		"/sbin/ifconfig utun6":                         {golden.MacFixture(t, "ifconfig-utun.txt")},
+		"/sbin/route -n get -inet 198.19.53.53":        {golden.MacFixture(t, "route-get-resolver.txt")},
+		"/sbin/route -n get -inet6 fd64:6e73:7475::53": {golden.MacFixture(t, "route-get-resolver6.txt")},
 	}, fail: map[string]error{}}
 }
 
@@ -149,7 +115,7 @@ func TestConfigureDarwin(t *testing.T) {
 func TestConfigureDarwinFailures(t *testing.T) {
 	t.Run("route add exits 0 but the route is missing", func(t *testing.T) {
 		f := newFakeMac(t)
-		f.answers["/sbin/route -n get -inet 198.19.53.53"] = []string{macFixture(t, "route-get-resolver-missing.txt")}
+		f.answers["/sbin/route -n get -inet 198.19.53.53"] = []string{golden.MacFixture(t, "route-get-resolver-missing.txt")}
 		err := configureDarwin(f.run, f.sleep, 300*time.Millisecond, "utun6", defaultCfg)
 		if err == nil || !strings.Contains(err.Error(), `goes via "en0", not utun6`) {
 			t.Fatalf("err %v", err)
@@ -157,7 +123,7 @@ func TestConfigureDarwinFailures(t *testing.T) {
 	})
 	t.Run("no route at all", func(t *testing.T) {
 		f := newFakeMac(t)
-		f.answers["/sbin/route -n get -inet6 fd64:6e73:7475::53"] = []string{macFixture(t, "route-get-noroute.txt")}
+		f.answers["/sbin/route -n get -inet6 fd64:6e73:7475::53"] = []string{golden.MacFixture(t, "route-get-noroute.txt")}
 		f.fail["/sbin/route -n get -inet6 fd64:6e73:7475::53"] = errors.New("exit status 1")
 		err := configureDarwin(f.run, f.sleep, 0, "utun6", defaultCfg)
 		if err == nil || !strings.Contains(err.Error(), "no route") || !strings.Contains(err.Error(), "fd64:6e73:7475::53") {
@@ -166,14 +132,14 @@ func TestConfigureDarwinFailures(t *testing.T) {
 	})
 	t.Run("a tentative address is waited for", func(t *testing.T) {
 		f := newFakeMac(t)
-		f.answers["/sbin/ifconfig utun6"] = []string{macFixture(t, "ifconfig-utun-tentative.txt"), macFixture(t, "ifconfig-utun.txt")}
+		f.answers["/sbin/ifconfig utun6"] = []string{golden.MacFixture(t, "ifconfig-utun-tentative.txt"), golden.MacFixture(t, "ifconfig-utun.txt")}
 		if err := configureDarwin(f.run, f.sleep, time.Second, "utun6", defaultCfg); err != nil || f.sleeps != 1 {
 			t.Fatalf("err %v after %d sleeps", err, f.sleeps)
 		}
 	})
 	t.Run("an address that stays tentative", func(t *testing.T) {
 		f := newFakeMac(t)
-		f.answers["/sbin/ifconfig utun6"] = []string{macFixture(t, "ifconfig-utun-tentative.txt")}
+		f.answers["/sbin/ifconfig utun6"] = []string{golden.MacFixture(t, "ifconfig-utun-tentative.txt")}
 		err := configureDarwin(f.run, f.sleep, 300*time.Millisecond, "utun6", defaultCfg)
 		if err == nil || !strings.Contains(err.Error(), "fd64:6e73:7475::1 is tentative") || f.sleeps != 3 {
 			t.Fatalf("err %v after %d sleeps", err, f.sleeps)
@@ -181,12 +147,12 @@ func TestConfigureDarwinFailures(t *testing.T) {
 	})
 	t.Run("down and without its IPv6 address", func(t *testing.T) {
 		f := newFakeMac(t)
-		f.answers["/sbin/ifconfig utun6"] = []string{macFixture(t, "ifconfig-utun-down.txt")}
+		f.answers["/sbin/ifconfig utun6"] = []string{golden.MacFixture(t, "ifconfig-utun-down.txt")}
 		err := configureDarwin(f.run, f.sleep, 0, "utun6", defaultCfg)
 		if err == nil || !strings.Contains(err.Error(), "not up") {
 			t.Fatalf("err %v", err)
 		}
-		err = CheckDarwinIfconfig(strings.Replace(macFixture(t, "ifconfig-utun-down.txt"), "8050<", "8051<UP,", 1), "utun6", defaultCfg)
+		err = CheckDarwinIfconfig(strings.Replace(golden.MacFixture(t, "ifconfig-utun-down.txt"), "8050<", "8051<UP,", 1), "utun6", defaultCfg)
 		if err == nil || !strings.Contains(err.Error(), "fd64:6e73:7475::1 is missing") {
 			t.Fatalf("err %v", err)
 		}

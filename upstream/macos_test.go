@@ -4,47 +4,13 @@ package upstream
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dnstun/dnstun/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-// macFixture reads a fixture of real macOS output; their sources are in
-// internal/macos/testdata/SOURCES.md.
-func macFixture(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "internal", "macos", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./upstream -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
-	}
-}
 
 // dnstun's own addresses with the default flags: virtual resolvers and TUN
 // addresses.
@@ -58,7 +24,7 @@ func TestDarwinScriptsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "darwin-resolver-scripts", "# DarwinGlobalScript\n"+DarwinGlobalScript+"# DarwinServiceScript\n"+svc)
+	golden.Check(t, "darwin-resolver-scripts", "# DarwinGlobalScript\n"+DarwinGlobalScript+"# DarwinServiceScript\n"+svc)
 	for _, bad := range []string{"", "a b", "x\nremove State:/Network/Global/DNS", `a"b`} {
 		if _, err := DarwinServiceScript(bad); err == nil {
 			t.Errorf("service id %q accepted", bad)
@@ -67,12 +33,12 @@ func TestDarwinScriptsGolden(t *testing.T) {
 }
 
 func TestPickDarwinResolvers(t *testing.T) {
-	ipv4 := macFixture(t, "show-global-ipv4.txt")
-	gdns := macFixture(t, "show-global-dns.txt")
-	gdnsOwn := macFixture(t, "show-global-dns-captured.txt")
-	setup := macFixture(t, "show-setup-service-dns.txt")
-	state := macFixture(t, "show-state-service-dns.txt")
-	missing := macFixture(t, "show-missing.txt")
+	ipv4 := golden.MacFixture(t, "show-global-ipv4.txt")
+	gdns := golden.MacFixture(t, "show-global-dns.txt")
+	gdnsOwn := golden.MacFixture(t, "show-global-dns-captured.txt")
+	setup := golden.MacFixture(t, "show-setup-service-dns.txt")
+	state := golden.MacFixture(t, "show-state-service-dns.txt")
+	missing := golden.MacFixture(t, "show-missing.txt")
 	const svc = "8A2E6C39-5F1B-4E8E-9C6A-3F2D1B0A7E44"
 	ownAndReal := "<dictionary> {\n  ServerAddresses : <array> {\n    0 : 198.19.53.53\n    1 : 1.1.1.1\n  }\n}\n"
 	for _, tc := range []struct {

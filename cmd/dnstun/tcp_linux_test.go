@@ -5,10 +5,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -138,29 +136,6 @@ func TestTCPTruncatedThenWhole(t *testing.T) {
 	}
 }
 
-// writeFrame writes one length-framed message.
-func writeFrame(w io.Writer, m *dns.Msg) error {
-	b, err := m.Pack()
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
-	return err
-}
-
-func readFrame(r io.Reader) (*dns.Msg, error) {
-	var l [2]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, err
-	}
-	b := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	m := new(dns.Msg)
-	return m, m.Unpack(b)
-}
-
 // TestTCPPipelined: 100 queries written back to back on one connection
 // (blocked, local and forwarded mixed) are all answered, each correctly,
 // matched by ID (answers may come in any order, RFC 7766 §6.2.1.1).
@@ -183,7 +158,7 @@ func TestTCPPipelined(t *testing.T) {
 			m := new(dns.Msg)
 			m.SetQuestion(n.name+".", dns.TypeA)
 			m.Id = uint16(1000 + i)
-			if err := writeFrame(w, m); err != nil {
+			if err := pkttest.WriteFrame(w, m); err != nil {
 				return
 			}
 		}
@@ -195,7 +170,7 @@ func TestTCPPipelined(t *testing.T) {
 	}
 	r := bufio.NewReader(c)
 	for range 100 {
-		m, err := readFrame(r)
+		m, err := pkttest.ReadFrame(r)
 		if err != nil {
 			t.Fatalf("after %d answers: %v", 100-len(want), err)
 		}

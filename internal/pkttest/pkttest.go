@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -203,4 +204,26 @@ func SYN4(src, dst netip.AddrPort, seq uint32) []byte {
 		panic(fmt.Sprintf("pkttest: serialise SYN: %v", err))
 	}
 	return bytes.Clone(buf.Bytes())
+}
+
+// WriteFrame writes m to w with the two-byte length prefix of DNS over TCP
+// (RFC 1035 §4.2.2).
+func WriteFrame(w io.Writer, m *dns.Msg) error {
+	b := Pack(m)
+	_, err := w.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+	return err
+}
+
+// ReadFrame reads one length-prefixed DNS message from r.
+func ReadFrame(r io.Reader) (*dns.Msg, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	m := new(dns.Msg)
+	return m, m.Unpack(b)
 }
