@@ -7,6 +7,7 @@
 #   scripts/bench.sh --smoke    a few seconds, 1 repetition, no targets,
 #                               prints the tables only (CI)
 #   scripts/bench.sh [e2ebench flags...]   e.g. --reps 5 --systems dnstun,ceiling
+#                               (--tcp 0 skips the DNS-over-TCP phases)
 #
 # It installs the peers it compares against from Debian's packages
 # (dnsmasq-base, unbound, dnsdist, dnsperf) when apt-get is there, with a

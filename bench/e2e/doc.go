@@ -5,7 +5,10 @@
 // test in turn (direct, dnstun on the TUN, dnstun's flow mode, dnsmasq,
 // unbound, dnsdist and the ceiling program), drives them with
 // bench/loadgen, and reports queries per second, latency percentiles, CPU
-// per query, RSS and start-up time.
+// per query, RSS and start-up time; over UDP, and for the systems that
+// answer DNS over TCP (all but dnstun's flow mode and the ceiling) in
+// closed-loop TCP phases too: one query per connection, and TCPPerConn
+// queries per connection.
 //
 // # Topology
 //
@@ -14,7 +17,7 @@
 //
 //	┌─ SUT namespace (dnb-SFX-host) ────────────────┐       ┌─ dnb-SFX-up ────────────┐
 //	│ client (loadgen, this process)     core C     │       │ bench/cmd/upstream      │
-//	│ system under test                  core S     │ veth  │ 192.0.2.1:53   core C   │
+//	│ system under test                  core S     │ veth  │ 192.0.2.1:53 UDP+TCP C  │
 //	│   dnstun/ceiling: TUN, 198.19.53.53           ├───────┤ A 192.0.2.80, TTL 0     │
 //	│   flow/dnsmasq/unbound/dnsdist: 198.51.100.53 │       │                         │
 //	│ dt-h 192.0.2.2/24                             │       │ dt-u 192.0.2.1/24       │
@@ -26,10 +29,15 @@
 // in the namespace that owns the TUN, and it is also how dnstun is used
 // (the machine's own clients query it). Socket-based resolvers listen on
 // 198.51.100.53, an address on the namespace's loopback; "direct" queries
-// the upstream over the veth. The client and the upstream share core C, the
-// system under test runs alone on core S (taskset), so its CPU time per
-// answered query (utime+stime from /proc/PID/stat) is the comparable cost;
-// qps at saturation is often the client's limit on a 2-core machine.
+// the upstream over the veth. TCP connections are opened from the SUT
+// namespace by a pool of threads switched into it once (nsDialer); the
+// namespace reuses sockets in TIME_WAIT and has a wide ephemeral port
+// range, so seconds of one connection per query do not run out of ports.
+// The client and the upstream share core C, the system under test runs
+// alone on core S (taskset), so its CPU time per answered query (utime and
+// stime from /proc/PID/stat, with those of the children it reaped: dnsmasq
+// forks per TCP connection) is the comparable cost; qps at saturation is
+// often the client's limit on a 2-core machine.
 //
 // # Invariants
 //

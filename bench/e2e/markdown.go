@@ -317,15 +317,20 @@ func tcpMarkdown(r *Report) string {
 		return ""
 	}
 	conns := (o.TCPConcurrency + o.TCPPipeline - 1) / max(o.TCPPipeline, 1)
+	many := "one after the other (the next query written when the answer to the previous one is in)"
+	if o.TCPPipeline > 1 {
+		many = fmt.Sprintf("with up to %d pipelined (answers in any order)", o.TCPPipeline)
+	}
 	w("\n## DNS over TCP: saturation (closed loop)\n\n")
-	w("Closed loop for %v per run with %d queries in flight, framed with the two-byte length (RFC 1035 §4.2.2). "+
-		"**1/conn**: %d connections at a time, each connect, one query, answer, close; the latency includes the handshake. "+
-		"**%d/conn**: %d connections at a time, each carrying %d queries with up to %d pipelined, then closed and reopened. "+
-		"Same mixes as over UDP; the upstream answers over TCP too (dnsmasq and dnsdist forward a query that came over TCP over TCP, unbound over UDP). "+
-		"dnsmasq `max-tcp-connections=%d` (one forked process per connection), unbound `incoming-num-tcp: %d`. "+
-		"Queries lost after %v; a connection the server closes loses its unanswered queries at once. qps: median (min–max) of the repetitions; latency: median of the repetitions' percentiles, µs.\n\n",
-		o.TCP, o.TCPConcurrency, o.TCPConcurrency, TCPPerConn, conns, TCPPerConn, o.TCPPipeline, tcpConns, tcpConns, o.Timeout)
-	w("| system | names | qps, 1/conn | p50 | p99 | qps, %d/conn | p50 | p99 | failures |\n|---|---|---|---|---|---|---|---|---|\n", TCPPerConn)
+	w("Closed loop for %v per run with %d queries in flight, each message framed with its two-byte length (RFC 1035 §4.2.2). "+
+		"**1/conn**: %d connections at a time, each connect, one query, answer, close; latency from the start of the connect, so it includes the handshake. "+
+		"**%d/conn**: %d connections at a time, each carrying %d queries %s, then closed and reopened. "+
+		"Same name mixes as over UDP. The upstream answers over TCP too: dnstun, dnsmasq and dnsdist forward a query that came over TCP over TCP, unbound over UDP (its default). "+
+		"dnsmasq `max-tcp-connections=%d` (it forks a process per connection; their CPU time is counted once reaped), unbound `incoming-num-tcp: %d`. "+
+		"A query is lost after %v, or at once when the server closes its connection. qps: median (min–max) of the repetitions; p50, p99 (µs) and CPU µs/q: medians of the repetitions' figures. "+
+		"For direct, CPU/q is the upstream responder's, on the client's core.\n\n",
+		o.TCP, o.TCPConcurrency, o.TCPConcurrency, TCPPerConn, conns, TCPPerConn, many, tcpConns, tcpConns, o.Timeout)
+	w("| system | names | 1/conn qps | p50 | p99 | CPU µs/q | %d/conn qps | p50 | p99 | CPU µs/q | failures |\n|---|---|---|---|---|---|---|---|---|---|---|\n", TCPPerConn)
 	for _, s := range r.Systems {
 		if !slices.Contains(with, s.Name) {
 			continue
@@ -341,16 +346,17 @@ func tcpMarkdown(r *Report) string {
 			var fails []string
 			for _, ph := range []struct{ name, label string }{{mix.one, "1/conn"}, {mix.many, fmt.Sprintf("%d/conn", TCPPerConn)}} {
 				if !ran(s, ph.name) {
-					cells = append(cells, "–", "–", "–")
+					cells = append(cells, "–", "–", "–", "–")
 					continue
 				}
 				q := s.PhaseMetric(ph.name, qps)
 				if q.N == 0 {
-					cells = append(cells, "**failed**", "–", "–")
+					cells = append(cells, "**failed**", "–", "–", "–")
 				} else {
 					p50 := s.PhaseMetric(ph.name, func(p *PhaseResult) float64 { return float64(p.Latency.P50) })
 					p99 := s.PhaseMetric(ph.name, func(p *PhaseResult) float64 { return float64(p.Latency.P99) })
-					cells = append(cells, f(q, 1, 0), fmt.Sprintf("%.0f", p50.Med/us), fmt.Sprintf("%.0f", p99.Med/us))
+					cpu := s.PhaseMetric(ph.name, cpuQ)
+					cells = append(cells, f(q, 1, 0), fmt.Sprintf("%.0f", p50.Med/us), fmt.Sprintf("%.0f", p99.Med/us), fmt.Sprintf("%.1f", cpu.Med/us))
 				}
 				if t := tcpFailures(s, ph.name); t != "" {
 					fails = append(fails, ph.label+": "+t)

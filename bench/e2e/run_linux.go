@@ -311,7 +311,9 @@ func runTCPPhases(ctx context.Context, e *env, s *system, o Options, rr *RepResu
 		}
 		cpu0, _ := cpuTime(pid)
 		core0 := coreBusy(o.SUTCPU)
+		t0 := time.Now()
 		res, err := loadTCP(ctx, e, s, o, qs, perConn, pipeline)
+		took := time.Since(t0)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph, err)
 		}
@@ -327,9 +329,9 @@ func runTCPPhases(ctx context.Context, e *env, s *system, o Options, rr *RepResu
 			pr.CorePerQuery = (core1 - core0) / time.Duration(res.Answered)
 		}
 		rr.Phases[ph] = pr
-		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  conns %6d  failed %5d  closed %5d%s",
+		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  cpu/q %6v  conns %6d  failed %5d  closed %5d  in %v%s",
 			ph, pr.QPS, pr.Lost, pr.Latency.P50.Round(time.Microsecond/10), pr.Latency.P99.Round(time.Microsecond/10),
-			pr.Conns, pr.ConnFailed, pr.Closed, errSuffix(pr.FirstError))
+			pr.CPUPerQuery, pr.Conns, pr.ConnFailed, pr.Closed, took.Round(time.Millisecond), errSuffix(pr.FirstError))
 		if p != nil && p.Exited() {
 			return fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.Err(), p.Log())
 		}

@@ -36,7 +36,7 @@
 //
 // The IDs of one connection are consecutive and distinct (QueriesPerConn
 // is at most 65535). A query unanswered Timeout after its send is Lost and
-// its connection kept (an answer arriving later is Late); a connection the
+// its connection kept (an answer arriving later on it is Late); a connection the
 // server closes or resets makes its unanswered queries Lost at once and
 // counts in Result.Closed (they are not retried); a failed connect counts
 // in Result.ConnFailed and Errors, and the lane backs off (1 ms doubling

@@ -32,8 +32,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: dnstun bench --target IP[:PORT] --names FILE [flags]
 
-Sends DNS queries over UDP to one resolver and reports throughput, loss and
-latency. Closed loop keeps --concurrency queries in flight (capacity);
+Sends DNS queries over UDP (or TCP) to one resolver and reports throughput,
+loss and latency. Closed loop keeps --concurrency queries in flight (capacity);
 open loop sends at a fixed --rate and measures latency from the scheduled
 send time (p50 ... p99.9). The names file has one "name [TYPE]" per line
 (dnsperf's format; TYPE defaults to A). Works against any resolver address,
@@ -46,7 +46,7 @@ Flags:
 	var (
 		c                benchConfig
 		target, names    string
-		mode             string
+		mode, transport  string
 		seed             uint64
 		concurrency, max int
 	)
@@ -60,6 +60,9 @@ Flags:
 	fs.DurationVar(&c.lg.Timeout, "timeout", loadgen.DefaultTimeout, "a query unanswered this long is lost")
 	fs.IntVar(&c.lg.Sockets, "sockets", 0, "UDP sockets (source ports); 0: the load generator's default")
 	fs.Uint64Var(&seed, "seed", 0, "shuffle the names once with this seed (0: file order)")
+	fs.StringVar(&transport, "transport", "udp", "udp, or tcp (two-byte length framing; closed loop only)")
+	fs.IntVar(&c.lg.QueriesPerConn, "per-conn", 0, "tcp: queries per connection before it is closed and a new one opened (0: 1)")
+	fs.IntVar(&c.lg.Pipeline, "pipeline", 0, "tcp: queries in flight per connection; --concurrency is spread over concurrency/pipeline connections (0: 1)")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
@@ -82,6 +85,22 @@ Flags:
 		c.lg.Mode = loadgen.OpenLoop
 	default:
 		return nil, usageError{fmt.Errorf("--mode %q: want closed or open", mode)}
+	}
+	switch transport {
+	case "udp":
+		if c.lg.QueriesPerConn != 0 || c.lg.Pipeline != 0 {
+			return nil, usageError{errors.New("--per-conn and --pipeline need --transport tcp")}
+		}
+	case "tcp":
+		c.lg.Transport = loadgen.TCP
+		if c.lg.Mode != loadgen.ClosedLoop {
+			return nil, usageError{errors.New("--transport tcp supports --mode closed only")}
+		}
+		if c.lg.Sockets != 0 {
+			return nil, usageError{errors.New("--sockets is for UDP; over TCP --concurrency and --pipeline set the connections")}
+		}
+	default:
+		return nil, usageError{fmt.Errorf("--transport %q: want udp or tcp", transport)}
 	}
 	c.lg.Concurrency, c.lg.MaxQueries, c.lg.Seed = concurrency, max, seed
 	if names == "" {
@@ -128,7 +147,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
 	} else {
-		fmt.Fprintf(stdout, "target %v  %v  %d names\n%s\n", c.lg.Target, c.lg.Mode, len(c.lg.Names), res)
+		fmt.Fprintf(stdout, "target %v  %v  %v  %d names\n%s\n", c.lg.Target, c.lg.Transport, c.lg.Mode, len(c.lg.Names), res)
 	}
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C: the partial result was printed
@@ -140,6 +159,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 // rcodes by name.
 type benchResult struct {
 	Target      string             `json:"target"`
+	Transport   string             `json:"transport"`
 	Mode        string             `json:"mode"`
 	Names       int                `json:"names"`
 	Concurrency int                `json:"concurrency,omitempty"`
@@ -156,6 +176,14 @@ type benchResult struct {
 	LatencyUS   map[string]float64 `json:"latency_us"`
 	SendLagUS   map[string]float64 `json:"send_lag_us,omitempty"`
 	Rcodes      map[string]int64   `json:"rcodes"`
+	// TCP only.
+	QueriesPerConn int                `json:"queries_per_conn,omitempty"`
+	Pipeline       int                `json:"pipeline,omitempty"`
+	Conns          int64              `json:"conns,omitempty"`
+	ConnFailed     int64              `json:"conn_failed,omitempty"`
+	Closed         int64              `json:"closed_by_server,omitempty"`
+	ConnectUS      map[string]float64 `json:"connect_us,omitempty"`
+	FirstError     string             `json:"first_error,omitempty"`
 }
 
 var rcodeText = map[int]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -171,10 +199,14 @@ func pctUS(p loadgen.Percentiles) map[string]float64 {
 
 func benchJSON(c *benchConfig, r *loadgen.Result) benchResult {
 	out := benchResult{
-		Target: c.lg.Target.String(), Mode: strings.TrimSuffix(c.lg.Mode.String(), "-loop"), Names: len(c.lg.Names),
+		Target: c.lg.Target.String(), Transport: c.lg.Transport.String(), Mode: strings.TrimSuffix(c.lg.Mode.String(), "-loop"), Names: len(c.lg.Names),
 		Sent: r.Sent, Answered: r.Answered, Lost: r.Lost, InFlight: r.InFlight, Errors: r.Errors,
 		Mismatched: r.Mismatched, Late: r.Late, ElapsedS: r.Elapsed.Seconds(), QPS: r.QPS,
 		LatencyUS: pctUS(r.Latency), SendLagUS: pctUS(r.SendLag), Rcodes: map[string]int64{},
+		Conns: r.Conns, ConnFailed: r.ConnFailed, Closed: r.Closed, ConnectUS: pctUS(r.Connect), FirstError: r.FirstError,
+	}
+	if c.lg.Transport == loadgen.TCP {
+		out.QueriesPerConn, out.Pipeline = max(c.lg.QueriesPerConn, 1), max(c.lg.Pipeline, 1)
 	}
 	if c.lg.Mode == loadgen.ClosedLoop {
 		out.Concurrency = c.lg.Concurrency

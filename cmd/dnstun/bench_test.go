@@ -44,6 +44,10 @@ func TestParseBenchFlags(t *testing.T) {
 		{args: []string{"--target", "192.0.2.1", "--names", names, "--mode", "half"}, wantErr: "want closed or open"},
 		{args: []string{"--target", "192.0.2.1", "--names", writeNames(t, "a.example BOGUS\n")}, wantErr: "line 1"},
 		{args: []string{"--target", "192.0.2.1", "--names", names, "extra"}, wantErr: "unexpected argument"},
+		{args: []string{"--target", "192.0.2.1", "--names", names, "--transport", "sctp"}, wantErr: "want udp or tcp"},
+		{args: []string{"--target", "192.0.2.1", "--names", names, "--per-conn", "5"}, wantErr: "need --transport tcp"},
+		{args: []string{"--target", "192.0.2.1", "--names", names, "--transport", "tcp", "--mode", "open"}, wantErr: "closed only"},
+		{args: []string{"--target", "192.0.2.1", "--names", names, "--transport", "tcp", "--sockets", "2"}, wantErr: "--sockets is for UDP"},
 	}
 	for _, tt := range tests {
 		c, err := parseBenchFlags(tt.args, io.Discard)
@@ -66,6 +70,65 @@ func TestParseBenchFlags(t *testing.T) {
 	}
 	if _, err := parseBenchFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+// echoTCPResponder answers every length-framed query on loopback over TCP
+// with NXDOMAIN, in order.
+func echoTCPResponder(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var hdr [2]byte
+				for {
+					if _, err := io.ReadFull(c, hdr[:]); err != nil {
+						return
+					}
+					msg := make([]byte, 2+(int(hdr[0])<<8|int(hdr[1])))
+					copy(msg, hdr[:])
+					if _, err := io.ReadFull(c, msg[2:]); err != nil || len(msg) < 14 {
+						return
+					}
+					msg[4] |= 0x80
+					msg[5] = 0x80 | 3
+					if _, err := c.Write(msg); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestCmdBenchTCP(t *testing.T) {
+	target := echoTCPResponder(t)
+	names := writeNames(t, "a.example A\nb.example AAAA\n")
+	for _, perConn := range []string{"1", "100"} {
+		var out, errb bytes.Buffer
+		code := Main([]string{"bench", "--target", target, "--names", names, "--transport", "tcp", "--per-conn", perConn,
+			"--pipeline", "4", "--duration", "5s", "--max-queries", "200", "--json"}, &out, &errb)
+		if code != 0 {
+			t.Fatalf("%s per connection: exit %d: %s", perConn, code, errb.String())
+		}
+		var r benchResult
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		if r.Transport != "tcp" || r.Sent != 200 || r.Answered != 200 || r.Rcodes["NXDOMAIN"] != 200 || r.Conns == 0 || r.ConnectUS["p50"] <= 0 {
+			t.Errorf("%s per connection: %+v", perConn, r)
+		}
 	}
 }
 

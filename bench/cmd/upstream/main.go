@@ -17,7 +17,7 @@
 // answers to the queries of one read in one write; at most -tcp-conns
 // connections at once (more are closed at once), each closed after
 // -tcp-idle without a query. It exits on SIGINT or SIGTERM and prints how
-// many queries it answered.
+// many queries it answered over UDP and over TCP.
 package main
 
 import (
@@ -79,7 +79,7 @@ func main() {
 		}
 		conns = append(conns, pc.(*net.UDPConn))
 	}
-	var answered atomic.Int64
+	var answered, answeredTCP atomic.Int64
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		wg.Add(1)
@@ -95,7 +95,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "upstream:", err)
 			os.Exit(1)
 		}
-		ts = &tcpServer{ln: ln, max: int64(max(*tcpConns, 1)), idle: *tcpIdle, answered: &answered, conns: map[net.Conn]struct{}{}}
+		ts = &tcpServer{ln: ln, max: int64(max(*tcpConns, 1)), idle: *tcpIdle, answered: &answeredTCP, conns: map[net.Conn]struct{}{}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -111,7 +111,7 @@ func main() {
 		ts.close()
 	}
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "upstream: answered %d queries\n", answered.Load())
+	fmt.Fprintf(os.Stderr, "upstream: answered %d queries over UDP, %d over TCP\n", answered.Load(), answeredTCP.Load())
 }
 
 // serve answers queries on c until it is closed.
