@@ -39,6 +39,9 @@ const (
 	// MaxTCPInFlight bounds the queries of one connection being answered
 	// at once; the connection is not read further until one completes.
 	MaxTCPInFlight = 64
+	// tcpBufSize is a connection's read buffer: queries are far smaller
+	// (and larger than MaxQuery are refused), local answers too.
+	tcpBufSize = 4096
 	// tcpBacklog bounds the connections being set up (SYN received,
 	// handshake not done) and not yet accepted; beyond it the stack
 	// answers with SYN cookies, keeping no state.
@@ -74,7 +77,7 @@ type connKey struct{ client, resolver netip.AddrPort }
 
 const tcpNIC tcpip.NICID = 1
 
-func newTCPFront(e *Engine, mtu int) (*tcpFront, error) {
+func newTCPFront(e *Engine, mtu int) (_ *tcpFront, err error) {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
@@ -82,26 +85,32 @@ func newTCPFront(e *Engine, mtu int) (*tcpFront, error) {
 	t := &tcpFront{e: e, s: s, ep: channel.New(512, uint32(mtu), ""), idle: e.cfg.TCPIdleTimeout,
 		conns: map[connKey]*tcpConn{}, byClient: map[netip.Addr]int{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			t.cancel()
+			s.Close()
+		}
+	}()
 	// Small buffers: a DNS connection carries a few kilobytes, and a
 	// thousand idle ones must not cost megabytes each.
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 16 << 10, Max: 128 << 10}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 16 << 10, Max: 256 << 10}
 	sack := tcpip.TCPSACKEnabled(true)
 	for _, opt := range []tcpip.SettableTransportProtocolOption{&rcv, &snd, &sack} {
-		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
-			return nil, tcpErr("set TCP option", err)
+		if terr := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); terr != nil {
+			return nil, tcpErr("set TCP option", terr)
 		}
 	}
-	if err := s.CreateNIC(tcpNIC, t.ep); err != nil {
-		return nil, tcpErr("create NIC", err)
+	if terr := s.CreateNIC(tcpNIC, t.ep); terr != nil {
+		return nil, tcpErr("create NIC", terr)
 	}
 	// Accept connections to any address: the virtual resolvers, and with
 	// capture whatever resolver the client chose.
-	if err := s.SetPromiscuousMode(tcpNIC, true); err != nil {
-		return nil, tcpErr("promiscuous mode", err)
+	if terr := s.SetPromiscuousMode(tcpNIC, true); terr != nil {
+		return nil, tcpErr("promiscuous mode", terr)
 	}
-	if err := s.SetSpoofing(tcpNIC, true); err != nil {
-		return nil, tcpErr("spoofing", err)
+	if terr := s.SetSpoofing(tcpNIC, true); terr != nil {
+		return nil, tcpErr("spoofing", terr)
 	}
 	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: tcpNIC}, {Destination: header.IPv6EmptySubnet, NIC: tcpNIC}})
 	// One listener per family on port 53 of any address. A listener, not
@@ -112,7 +121,6 @@ func newTCPFront(e *Engine, mtu int) (*tcpFront, error) {
 	for _, proto := range []tcpip.NetworkProtocolNumber{ipv4.ProtocolNumber, ipv6.ProtocolNumber} {
 		ln, err := listen53(s, proto)
 		if err != nil {
-			t.s.Close()
 			return nil, err
 		}
 		t.lns = append(t.lns, ln)
@@ -306,13 +314,17 @@ func (c *tcpConn) serve() {
 	defer close(done)
 	go c.write(done)
 	w := newWorker(e)
-	buf := make([]byte, 2+packet.StreamLimit)
+	small := make([]byte, 2+tcpBufSize)
 	for {
+		buf := small
 		c.c.SetReadDeadline(time.Now().Add(c.t.idle))
 		if _, err := io.ReadFull(c.c, buf[:2]); err != nil {
 			break // closed, idle, or a length prefix and nothing more
 		}
 		n := int(binary.BigEndian.Uint16(buf))
+		if n > tcpBufSize {
+			buf = make([]byte, 2+n) // a query this large is refused, but read whole
+		}
 		if _, err := io.ReadFull(c.c, buf[2:2+n]); err != nil {
 			break
 		}
@@ -325,8 +337,8 @@ func (c *tcpConn) serve() {
 		msg := buf[2 : 2+n]
 		switch w.handle(msg, c.key.client, c.key.resolver, viaTCP) {
 		case outAnswer:
-			// The answer grows in place past the query: give it the
-			// whole buffer.
+			// The answer grows in place past the query, within the
+			// buffer: local answers are small (a block, a few records).
 			if m := packet.AnswerDNSTo(buf[2:], &w.q, &w.r, packet.StreamLimit); m > 0 {
 				c.enqueue(buf[2 : 2+m])
 			} else {
