@@ -283,7 +283,7 @@ func (t *tcpFront) close() {
 		}
 	}
 	for _, c := range conns {
-		c.c.Close()
+		c.close()
 	}
 	t.cancel()
 	t.ep.Close()
@@ -351,7 +351,7 @@ func (c *tcpConn) serve() {
 			// stream there is no resynchronising, so the connection ends
 			// (RFC 7766 §8 leaves it to the server).
 			<-c.slots
-			c.c.Close()
+			c.close()
 			return
 		}
 	}
@@ -363,10 +363,19 @@ func (c *tcpConn) serve() {
 		select {
 		case c.slots <- struct{}{}:
 		case <-deadline:
-			c.c.Close()
+			c.close()
 			return
 		}
 	}
+	c.close()
+}
+
+// close closes the connection after stopping its deadline timers: each
+// SetReadDeadline of the netstack adapter arms a timer that would keep
+// the connection's memory alive until it fires (up to the idle timeout
+// after the close), which under connection churn adds up.
+func (c *tcpConn) close() {
+	c.c.SetDeadline(time.Time{})
 	c.c.Close()
 }
 
@@ -388,7 +397,7 @@ func (c *tcpConn) write(done <-chan struct{}) {
 			_, err := c.c.Write(f)
 			<-c.slots
 			if err != nil {
-				c.c.Close()
+				c.close()
 			}
 		case <-done:
 			return
