@@ -212,7 +212,7 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 	}
 	var list upList
 	for i, a := range cfg.Upstreams {
-		c, err := e.dial(a)
+		c, err := e.dialOrWait(a)
 		if err != nil {
 			for j := range i {
 				e.ups[j].Load().Close()
@@ -399,8 +399,54 @@ func (e *Engine) dial(a netip.AddrPort) (*upstream.Conn, error) {
 	return upstream.Dial(context.Background(), a, upstream.Options{Mark: e.cfg.Mark, RecvBuffer: 4 << 20})
 }
 
-// startReceiver starts the receive loop of upstream i; e.dialMu is held.
+// dialOrWait dials a configured upstream; one that cannot be reached yet
+// (no route, as at boot) gets a placeholder that redialUnreachable
+// replaces once it can: dnstun serves from the start, queries go to the
+// other upstreams or get SERVFAIL meanwhile.
+func (e *Engine) dialOrWait(a netip.AddrPort) (*upstream.Conn, error) {
+	c, err := e.dial(a)
+	if err != nil && upstream.IsNoRoute(err) {
+		e.log.Warn("upstream cannot be reached yet; it is used as soon as it can be", "upstream", a, "err", err)
+		return upstream.Unreachable(a), nil
+	}
+	return c, err
+}
+
+// redialUnreachable dials again the upstreams that could not be reached,
+// and starts receiving on those that now can. The sweeper calls it every
+// redialEvery.
+func (e *Engine) redialUnreachable() {
+	e.dialMu.Lock()
+	defer e.dialMu.Unlock()
+	if e.closing.Load() {
+		return
+	}
+	for i := range int(e.nUps.Load()) {
+		old := e.ups[i].Load()
+		if old.Connected() {
+			continue
+		}
+		c, err := e.dial(old.Addr)
+		if err != nil {
+			continue
+		}
+		e.ups[i].Store(c)
+		if e.running {
+			e.startReceiver(i)
+		}
+		e.log.Info("upstream reachable now", "upstream", old.Addr)
+	}
+}
+
+// redialEvery is how often unreachable upstreams are dialled again.
+const redialEvery = 2 * time.Second
+
+// startReceiver starts the receive loop of upstream i, if its socket is
+// open (a placeholder gets one when redialled); e.dialMu is held.
 func (e *Engine) startReceiver(i int) {
+	if !e.ups[i].Load().Connected() {
+		return
+	}
 	e.wg.Add(1)
 	e.recvWG.Add(1)
 	go e.routineReceive(i, e.ups[i].Load())
@@ -475,7 +521,7 @@ func (e *Engine) upstreamFor(addr netip.AddrPort) int {
 	if n == MaxUpstreams || e.closing.Load() {
 		return -1
 	}
-	c, err := e.dial(addr)
+	c, err := e.dialOrWait(addr)
 	if err != nil {
 		if e.logLimit.allow(e.now()) {
 			e.log.Warn("pass-through: cannot open a socket to the resolver the client asked", "resolver", addr, "err", err)
@@ -505,7 +551,8 @@ func (e *Engine) UpstreamStates() []UpstreamState {
 	l := e.cfgUps.Load()
 	out := make([]UpstreamState, len(l.idx))
 	for i, u := range l.idx {
-		out[i] = UpstreamState{Addr: e.ups[u].Load().Addr, Healthy: e.health[u].downUntil.Load() <= now}
+		c := e.ups[u].Load()
+		out[i] = UpstreamState{Addr: c.Addr, Healthy: c.Connected() && e.health[u].downUntil.Load() <= now}
 	}
 	return out
 }

@@ -215,6 +215,7 @@ func (e *Engine) routineSweep() {
 	s := newSweeper(e)
 	tick := time.NewTicker(sweepInterval(e.cfg.UpstreamTimeout))
 	defer tick.Stop()
+	nextRedial := e.now() + int64(redialEvery)
 	for {
 		select {
 		case <-e.closed:
@@ -222,8 +223,13 @@ func (e *Engine) routineSweep() {
 		case <-tick.C:
 		case <-e.kick:
 		}
-		e.coarse.Store(e.now())
+		now := e.now()
+		e.coarse.Store(now)
 		s.sweep()
+		if now >= nextRedial {
+			nextRedial = now + int64(redialEvery)
+			e.redialUnreachable()
+		}
 	}
 }
 

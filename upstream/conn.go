@@ -17,10 +17,35 @@ import (
 // wg-quick and sing-box; it stays below 0x80000000.
 const Mark = 0x53000000
 
-// Conn is a connected UDP socket to one upstream resolver.
+// Conn is a connected UDP socket to one upstream resolver, or a
+// placeholder for one that cannot be reached yet (Unreachable).
 type Conn struct {
 	Addr netip.AddrPort
-	c    *net.UDPConn
+	c    *net.UDPConn // nil for a placeholder
+}
+
+// ErrNoRoute is Send's error on a placeholder: the upstream could not be
+// reached when its socket was opened.
+var ErrNoRoute = errors.New("upstream not reachable yet (no route when its socket was opened)")
+
+// Unreachable returns a placeholder for addr: Send fails with ErrNoRoute
+// until the caller dials again and replaces it.
+func Unreachable(addr netip.AddrPort) *Conn { return &Conn{Addr: addr} }
+
+// Connected reports whether c is a real socket (not a placeholder).
+func (c *Conn) Connected() bool { return c.c != nil }
+
+// IsNoRoute reports whether a Dial error means the upstream cannot be
+// reached now (no route, no source address, interface down) but may be
+// later, as at boot before the network is up: the caller keeps a
+// placeholder and dials again, instead of failing.
+func IsNoRoute(err error) bool {
+	for _, e := range []error{syscall.ENETUNREACH, syscall.EHOSTUNREACH, syscall.EADDRNOTAVAIL, syscall.ENETDOWN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Options tune how sockets are made.
@@ -55,6 +80,9 @@ func Dial(ctx context.Context, addr netip.AddrPort, opt Options) (*Conn, error) 
 
 // Send writes one DNS message. It does not allocate.
 func (c *Conn) Send(msg []byte) error {
+	if c.c == nil {
+		return ErrNoRoute
+	}
 	_, err := c.c.Write(msg)
 	return err
 }
@@ -67,7 +95,12 @@ func (c *Conn) Recv(buf []byte) (int, error) {
 }
 
 // Close closes the socket; a blocked Recv returns net.ErrClosed.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error {
+	if c.c == nil {
+		return nil
+	}
+	return c.c.Close()
+}
 
 // IsClosed reports whether err means the socket was closed.
 func IsClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

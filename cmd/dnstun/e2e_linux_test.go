@@ -455,3 +455,53 @@ func TestE2EStopRemovesTUN(t *testing.T) {
 		t.Errorf("no clean-stop log line:\n%s", l.Log())
 	}
 }
+
+// TestUnreachableUpstreamAtStart (from issue 12): dnstun started while its
+// only upstream has no route serves from the start, with SERVFAIL, says
+// why in the log and the status, and answers for real once the route is
+// added, without a restart.
+func TestUnreachableUpstreamAtStart(t *testing.T) {
+	privtest.RequirePriv(t)
+	l, err := demo.NewLab("dnstun-noroute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	// The off-link upstream is reachable only through the default route.
+	if err := l.Host.IP("route", "del", "default"); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	l.ReadyRcode = dns.RcodeServerFailure
+	if err := l.StartDnstun(context.Background(), []string{exe}, []string{"DNSTUN_TEST_MAIN=1"}, nil,
+		"--upstream", demo.OffLink4.String(), "--timeout", "1s", "--upstream-timeout", "500ms", "--log-level", "info"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(l.Log(), "upstream cannot be reached yet") {
+		t.Errorf("the log does not say why:\n%s", l.Log())
+	}
+	st, err := client(t, l).Status(context.Background())
+	if err != nil || len(st.Upstreams) != 1 || st.Upstreams[0].Healthy {
+		t.Errorf("status while unreachable: %+v %v", st.Upstreams, err)
+	}
+	if m := mustQuery(t, l, demo.Resolver4, "www.example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("while unreachable: %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	if err := l.Host.IP("route", "add", "default", "via", demo.Primary.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, _, err := l.Query(demo.Resolver4, "www.example.com", dns.TypeA, 2*time.Second)
+		if err == nil && demo.AnswerText(m) == "192.0.2.80" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no real answer 10 s after the route came: %v %v\n%s", m, err, l.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(l.Log(), "upstream reachable now") {
+		t.Errorf("the log does not say the upstream came back:\n%s", l.Log())
+	}
+}

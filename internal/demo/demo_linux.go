@@ -87,6 +87,9 @@ type Lab struct {
 	OffLink6Server  *dnstest.Server
 	TCPServer       *dnstest.Server // TCP on the off-link IPv4 address
 	Dnstun          *lab.Proc       // the latest `dnstun run`; nil before the first
+	// ReadyRcode is the answer StartDnstun waits for (NOERROR by
+	// default; SERVFAIL for a dnstun that cannot reach its upstream yet).
+	ReadyRcode int
 }
 
 // NewLab builds the namespaces (named PREFIX-SFX-host and -up) and
@@ -156,7 +159,7 @@ func (l *Lab) StartDnstun(ctx context.Context, exe []string, env []string, lists
 	l.Dnstun = p
 	// Ready when the virtual resolver answers; one query at a time, each
 	// given 200 ms, so that few probes are still in flight afterwards.
-	if _, err := l.Host.FirstAnswer(ctx, lab.Probe{Target: Resolver4, Name: "ready.example.com",
+	if _, err := l.Host.FirstAnswer(ctx, lab.Probe{Target: Resolver4, Name: "ready.example.com", Rcode: l.ReadyRcode,
 		Limit: 15 * time.Second, Every: 200 * time.Millisecond, Proc: p}); err != nil {
 		return fmt.Errorf("dnstun: %w\n%s", err, p.Log())
 	}
