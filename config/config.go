@@ -26,7 +26,7 @@ import (
 
 // File is dnstun's configuration: one field per flag of `dnstun run`, plus
 // the control socket and the lifecycle options. Addresses are kept as
-// written; Validate checks them.
+// written; Options checks them.
 type File struct {
 	Tun             string        `yaml:"tun"`              // --tun
 	MTU             int           `yaml:"mtu"`              // --mtu
@@ -169,17 +169,6 @@ func DefaultFor(goos string) *File {
 	}
 }
 
-// Name is the file name errors cite ("" for a File not read from a file).
-func (f *File) Name() string { return f.name }
-
-// IsSet reports whether the file set the key at the dotted path (for
-// example "capture.enabled"). Flags given on the command line override
-// the file; this tells which values came from it.
-func (f *File) IsSet(path string) bool {
-	_, ok := f.pos[path]
-	return ok
-}
-
 // Error is one problem in a configuration file or with a flag.
 type Error struct {
 	Flag   string // the flag that set the value ("" when it came from a file)
@@ -254,7 +243,7 @@ func Parse(data []byte, name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Validate(); err != nil {
+	if _, err := f.Options(); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -69,8 +69,10 @@ func TestExampleGolden(t *testing.T) {
 	if !reflect.DeepEqual(def, want) {
 		t.Errorf("Default() = %+v, the example says %+v", def, want)
 	}
-	if !f.IsSet("capture.watchdog") || f.IsSet("upstreams") || f.Name() != "example.yaml" {
-		t.Errorf("IsSet/Name wrong: watchdog %v upstreams %v name %q", f.IsSet("capture.watchdog"), f.IsSet("upstreams"), f.Name())
+	_, watchdog := f.pos["capture.watchdog"]
+	_, upstreams := f.pos["upstreams"]
+	if !watchdog || upstreams || f.name != "example.yaml" {
+		t.Errorf("positions or name wrong: watchdog %v upstreams %v name %q", watchdog, upstreams, f.name)
 	}
 }
 
@@ -243,7 +245,7 @@ func TestAllErrorsReported(t *testing.T) {
 	}
 }
 
-// TestValidateAfterOverride: flags override the file, then Validate runs
+// TestValidateAfterOverride: flags override the file, then Options runs
 // again; a key from the file still cites its line, one from a flag none.
 func TestValidateAfterOverride(t *testing.T) {
 	f, err := Parse([]byte("mode: tun\nlog_level: info\n"), "o.yaml")
@@ -252,14 +254,14 @@ func TestValidateAfterOverride(t *testing.T) {
 	}
 	f.Mode = "bogus"
 	f.MaxPending = -1
-	err = f.Validate()
+	_, err = f.Options()
 	if err == nil || !strings.Contains(err.Error(), `o.yaml:1:7: mode: unknown mode "bogus"`) || !strings.Contains(err.Error(), "o.yaml: max_pending: -1 is out of range") {
 		t.Errorf("got %v", err)
 	}
-	if err := Default().Validate(); err != nil {
+	if _, err := Default().Options(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
 	}
-	if err := DefaultFor("darwin").Validate(); err != nil {
+	if _, err := DefaultFor("darwin").Options(); err != nil {
 		t.Errorf("darwin defaults invalid: %v", err)
 	}
 }
@@ -306,7 +308,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if err := file.Validate(); err != nil {
+		if _, err := file.Options(); err != nil {
 			t.Fatalf("parsed but invalid: %v", err)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,17 +19,12 @@ import (
 	"github.com/dnstun/dnstun/upstream"
 )
 
-// Validate checks the values: the one validator of dnstun's settings,
-// whether they came from the file, from flags or from both. Problems with
-// keys read from the file cite its line and column; those with values
-// from a flag name the flag. It touches nothing outside f.
-func (f *File) Validate() error {
-	_, err := f.Options()
-	return err
-}
-
-// Options validates f and returns its typed, immutable form. Every value
-// it accepts is honoured as given: nothing is clamped later.
+// Options validates f and returns its typed, immutable form: the one
+// validator of dnstun's settings, whether they came from the file, from
+// flags or from both. Problems with keys read from the file cite its line
+// and column; those with values from a flag name the flag. Every value it
+// accepts is honoured as given: nothing is clamped later. It touches
+// nothing outside f.
 func (f *File) Options() (*Options, error) {
 	v := &validator{f: f}
 	o := v.check()
@@ -87,12 +83,12 @@ func ParseListSpec(s string) (ListSpec, error) {
 			}
 			ls.Opts.Mode, ls.Opts.BlockAddrs = m, addrs
 		case k == "ttl":
-			var ttl uint32
 			// 0 would mean "the default TTL" to the filter: refused.
-			if _, err := fmt.Sscan(val, &ttl); err != nil || ttl < 1 || ttl > maxTTL || fmt.Sprint(ttl) != val {
+			ttl, err := strconv.ParseUint(val, 10, 31)
+			if err != nil || ttl < 1 {
 				return ListSpec{}, fmt.Errorf("block list %q: ttl %q: want seconds, 1 to %d", s, val, maxTTL)
 			}
-			ls.Opts.TTL = ttl
+			ls.Opts.TTL = uint32(ttl)
 		default:
 			return ListSpec{}, fmt.Errorf("block list %q: unknown setting %q (keys: mode, ttl)", s, k)
 		}

@@ -538,20 +538,38 @@ func TestEngineDropsGarbageAndKeepsServing(t *testing.T) {
 	}
 }
 
-// startUpstreamAt serves testZone on a given loopback address.
+// startUpstreamAt serves testZone over UDP on a given loopback address.
 func startUpstreamAt(t testing.TB, addr string) *dnstest.Server {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := dnstest.Serve(pc, testZoneParsed(t))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// startUpstreamTCP serves testZone over TCP on addr (the port of a UDP
+// upstream, say).
+func startUpstreamTCP(t testing.TB, addr netip.AddrPort) *dnstest.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dnstest.ServeTCP(ln, testZoneParsed(t))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testZoneParsed(t testing.TB) dnstest.Zone {
+	t.Helper()
 	z, err := dnstest.ParseZone(testZone...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := dnstest.Serve(pc, z)
-	t.Cleanup(s.Close)
-	return s
+	return z
 }
 
 func TestEnginePassThrough(t *testing.T) {

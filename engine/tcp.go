@@ -5,6 +5,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -161,12 +162,8 @@ func (t *tcpFront) routineAccept(ln *gonet.TCPListener) {
 }
 
 func tcpErr(what string, err tcpip.Error) error {
-	return &net.OpError{Op: "netstack " + what, Err: tcpipError{err}}
+	return fmt.Errorf("netstack: %s: %s", what, err)
 }
-
-type tcpipError struct{ e tcpip.Error }
-
-func (e tcpipError) Error() string { return e.e.String() }
 
 // inject hands one IP packet carrying TCP to the stack. It copies pkt.
 func (t *tcpFront) inject(pkt []byte) {
@@ -288,11 +285,6 @@ func (t *tcpFront) close() {
 	t.cancel()
 	t.ep.Close()
 	t.s.Close()
-}
-
-func addrOf(a tcpip.Address) netip.Addr {
-	ip, _ := netip.AddrFromSlice(a.AsSlice())
-	return ip.Unmap()
 }
 
 // tcpConn is one client connection.

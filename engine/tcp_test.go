@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/miekg/dns"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -84,16 +83,7 @@ func dialTCP(s *stack.Stack, to netip.AddrPort) (net.Conn, error) {
 // port is refused.
 func TestTCPFrontEnd(t *testing.T) {
 	up := startUpstream(t)
-	ln, err := net.Listen("tcp", up.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := dnstest.ParseZone(testZone...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	upTCP := dnstest.ServeTCP(ln, z)
-	t.Cleanup(upTCP.Close)
+	upTCP := startUpstreamTCP(t, up.Addr())
 	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}, TCP: true}, testList)
 	s := clientStack(t, h, client4.Addr())
 

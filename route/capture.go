@@ -75,7 +75,7 @@ func StartCapture(cc CaptureConfig) (*Capture, error) {
 	if cc.Watchdog > 0 {
 		go func() {
 			probe := func(ctx context.Context) error { return cc.Probe(ctx, cc.Watchdog) }
-			if err := Watchdog(ctx, probe, cc.Watchdog, WatchdogMisses); err != nil {
+			if err := watchdog(ctx, probe, cc.Watchdog, WatchdogMisses); err != nil {
 				cc.Log.Error("watchdog: the engine stopped answering; steering is withdrawn so DNS falls back to the system's resolvers", "err", err)
 				c.stalled <- err
 			}
@@ -111,11 +111,11 @@ func selfTest(ctx context.Context, probe func(context.Context, time.Duration) er
 	}
 }
 
-// Watchdog calls probe every interval until ctx ends (it then returns
+// watchdog calls probe every interval until ctx ends (it then returns
 // nil) or misses probes in a row fail (it returns the last error). A hang
 // is the one failure that kernel-owned lifetimes do not cover: the caller
 // turns this into a withdrawal.
-func Watchdog(ctx context.Context, probe func(context.Context) error, interval time.Duration, misses int) error {
+func watchdog(ctx context.Context, probe func(context.Context) error, interval time.Duration, misses int) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	bad := 0

@@ -23,7 +23,7 @@ func TestWatchdog(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := Watchdog(ctx, probe, time.Millisecond, 3)
+	err := watchdog(ctx, probe, time.Millisecond, 3)
 	if err == nil || calls.Load() != 6 {
 		t.Errorf("stalled after %d probes (%v), want an error after probe 6", calls.Load(), err)
 	}
@@ -31,7 +31,7 @@ func TestWatchdog(t *testing.T) {
 	// A healthy path is never reported; the watchdog ends with ctx.
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
-	if err := Watchdog(ctx2, func(context.Context) error { return nil }, time.Millisecond, 3); err != nil {
+	if err := watchdog(ctx2, func(context.Context) error { return nil }, time.Millisecond, 3); err != nil {
 		t.Errorf("healthy path reported: %v", err)
 	}
 }
