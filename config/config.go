@@ -33,6 +33,9 @@ type File struct {
 	Resolvers       []string      `yaml:"resolvers"`        // --resolver
 	TunAddrs        []string      `yaml:"tun_addrs"`        // --tun-addr (empty: one default per resolver family)
 	Upstreams       []string      `yaml:"upstreams"`        // --upstream (empty: the nameservers of resolv_conf)
+	Bootstrap       []string      `yaml:"bootstrap"`        // --bootstrap (empty: the system's resolvers)
+	UpstreamMode    string        `yaml:"upstream_mode"`    // --upstream-mode
+	Upstream0x20    bool          `yaml:"upstream_0x20"`    // --upstream-0x20
 	ResolvConf      string        `yaml:"resolv_conf"`      // --resolv-conf
 	Blocklists      []string      `yaml:"blocklists"`       // --blocklist (paths or http(s) URLs)
 	Rules           []string      `yaml:"rules"`            // --rule: inline rules, any list format
@@ -95,6 +98,7 @@ const (
 	DefaultMaxPending      = engine.DefaultMaxPending
 	DefaultTCPIdleTimeout  = engine.DefaultTCPIdleTimeout
 	DefaultLogLevel        = "info"
+	DefaultUpstreamMode    = "failover"
 	DefaultMode            = "tun"
 	DefaultListen          = "127.0.0.1:53"
 	DefaultResolved        = "auto"
@@ -151,6 +155,7 @@ func DefaultFor(goos string) *File {
 		ListWatch:       DefaultListWatch,
 		BlockMode:       DefaultBlockMode,
 		BlockTTL:        DefaultBlockTTL,
+		UpstreamMode:    DefaultUpstreamMode,
 		UpstreamTimeout: DefaultUpstreamTimeout,
 		Timeout:         DefaultTimeout,
 		MaxPending:      DefaultMaxPending,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/upstream"
 )
 
 // leafKeys lists the dotted keys of every value of a File.
@@ -125,7 +126,7 @@ func TestFlagsOverrideFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.Upstreams) != 1 || o.Upstreams[0] != netip.MustParseAddrPort("192.0.2.9:53") {
+	if len(o.Upstreams) != 1 || o.Upstreams[0].String() != "192.0.2.9:53" {
 		t.Errorf("upstreams %v, want the flag's only", o.Upstreams)
 	}
 	if o.BlockMode != filter.ModeNull || o.MaxPending != 200 || o.ConfigFile != p {
@@ -176,7 +177,30 @@ func TestFileAndFlagAgree(t *testing.T) {
 		{"upstream host name", "upstreams: [dns.example]\n", []string{"--upstream", "dns.example"}, "host name", nil},
 		{"upstream with zone", "upstreams: [\"fe80::1%eth0\"]\n", []string{"--upstream", "fe80::1%eth0"}, "zone", nil},
 		{"upstream port", "upstreams: [\"192.0.2.1:5353\"]\n", []string{"--upstream", "192.0.2.1:5353"}, "",
-			func(o *Options) bool { return o.Upstreams[0].Port() == 5353 }},
+			func(o *Options) bool { return o.Upstreams[0].Port == 5353 }},
+		{"upstream DoT by name", "upstreams: [\"tls://dns.example\"]\n", []string{"--upstream", "tls://dns.example"}, "",
+			func(o *Options) bool {
+				return o.Upstreams[0].Proto == upstream.ProtoTLS && o.Upstreams[0].Host == "dns.example" && o.Upstreams[0].Port == 853
+			}},
+		{"upstream DoH", "upstreams: [\"https://192.0.2.1/q\"]\n", []string{"--upstream", "https://192.0.2.1/q"}, "",
+			func(o *Options) bool { return o.Upstreams[0].String() == "https://192.0.2.1:443/q" }},
+		{"bad upstream scheme", "upstreams: [\"sdns://x\"]\n", []string{"--upstream", "sdns://x"}, "sdns", nil},
+		{"split DNS", "upstreams: [192.0.2.1, \"[/corp.example/lab.example/]192.0.2.2\", \"[/pub.corp.example/]#\"]\n",
+			[]string{"--upstream", "192.0.2.1", "--upstream", "[/corp.example/lab.example/]192.0.2.2", "--upstream", "[/pub.corp.example/]#"}, "",
+			func(o *Options) bool {
+				return len(o.Upstreams) == 1 && len(o.Domains) == 3 && o.Domains[0].Domain == "corp.example" &&
+					o.Domains[1].Upstreams[0].String() == "192.0.2.2:53" && o.Domains[2].UseDefault && !o.FollowsSystem()
+			}},
+		{"split DNS only follows the system", "upstreams: [\"[/corp.example/]192.0.2.2\"]\n", []string{"--upstream", "[/corp.example/]192.0.2.2"}, "",
+			func(o *Options) bool { return len(o.Upstreams) == 0 && len(o.Domains) == 1 && o.FollowsSystem() }},
+		{"upstream mode", "upstream_mode: parallel\n", []string{"--upstream-mode", "parallel"}, "",
+			func(o *Options) bool { return o.UpstreamMode == engine.Parallel }},
+		{"bad upstream mode", "upstream_mode: random\n", []string{"--upstream-mode", "random"}, "want one of failover, parallel, fastest", nil},
+		{"bootstrap", "bootstrap: [192.0.2.53]\n", []string{"--bootstrap", "192.0.2.53"}, "",
+			func(o *Options) bool { return len(o.Bootstrap) == 1 && o.Bootstrap[0].String() == "192.0.2.53:53" }},
+		{"bootstrap loops", "bootstrap: [198.19.53.53]\n", []string{"--bootstrap", "198.19.53.53"}, "bootstrapping through dnstun would loop", nil},
+		{"0x20", "upstream_0x20: true\n", []string{"--upstream-0x20"}, "",
+			func(o *Options) bool { return o.Upstream0x20 }},
 		{"local stub with capture", "upstreams: [127.0.0.53]\ncapture:\n  enabled: true\n", []string{"--upstream", "127.0.0.53", "--capture"}, "local stub", nil},
 		{"flow mode", "mode: flow\nlisten: 127.0.0.1:5300\n", []string{"--mode", "flow", "--listen", "127.0.0.1:5300"}, "",
 			func(o *Options) bool { return o.Mode == "flow" && o.Listen.String() == "127.0.0.1:5300" }},

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/upstream"
 )
 
 // Options is dnstun's validated configuration: the file (if any), then the
@@ -20,10 +22,15 @@ type Options struct {
 	MTU       int
 	Resolvers []netip.Addr // the virtual resolvers, routed into the TUN
 	TunAddrs  []netip.Addr // the TUN's own addresses, one per resolver family at least
-	// Upstreams as given; empty means: follow the system's resolvers
-	// (ResolvConf, or macOS's dynamic store).
-	Upstreams  []netip.AddrPort
-	ResolvConf string
+	// Upstreams are the default upstreams as given; empty means: follow
+	// the system's resolvers (ResolvConf, or macOS's dynamic store).
+	Upstreams []upstream.Spec
+	// Domains are the routed domains (split DNS).
+	Domains      []engine.DomainUpstreams
+	Bootstrap    []netip.AddrPort // empty: the system's resolvers
+	UpstreamMode engine.Strategy
+	Upstream0x20 bool
+	ResolvConf   string
 
 	Blocklists    []ListSpec
 	Rules         []string // inline rules, any list format

@@ -143,6 +143,57 @@ func (v *validator) nonEmpty(key, p string) {
 	v.path(key, p)
 }
 
+// upstreams reads the upstreams: default ones and routed domains.
+func (v *validator) upstreams(o *Options) {
+	f := v.f
+	n := 0
+	for i, s := range f.Upstreams {
+		key := fmt.Sprintf("upstreams[%d]", i)
+		domains, spec, useDefault, err := upstream.ParseUpstreamArg(s)
+		if err == nil && spec.Addr.Zone() != "" {
+			err = fmt.Errorf("upstream %q: a link-local address with a zone cannot be used", s)
+		}
+		if err != nil {
+			v.fail(key, err.Error(), "")
+			continue
+		}
+		if !useDefault && spec.Addr.IsValid() {
+			if o.IsOwn(spec.Addr) {
+				v.fail(key, fmt.Sprintf("%v is one of dnstun's own addresses", spec.Addr), "that would loop; name a real resolver")
+			}
+			if f.Capture.Enabled && spec.Proto == upstream.ProtoUDP && spec.Addr.IsLoopback() {
+				v.fail(key, fmt.Sprintf("%v is a local stub", spec), "with capture its own queries would be captured again (a loop); name the real resolvers")
+			}
+		}
+		if domains == nil {
+			o.Upstreams = append(o.Upstreams, spec)
+			n++
+			continue
+		}
+		for _, d := range domains {
+			j := slices.IndexFunc(o.Domains, func(x engine.DomainUpstreams) bool { return x.Domain == d })
+			if j < 0 {
+				o.Domains = append(o.Domains, engine.DomainUpstreams{Domain: d})
+				j = len(o.Domains) - 1
+			}
+			if useDefault {
+				o.Domains[j].UseDefault = true
+			} else {
+				o.Domains[j].Upstreams = append(o.Domains[j].Upstreams, spec)
+				n++
+			}
+		}
+	}
+	for _, d := range o.Domains {
+		if d.UseDefault && len(d.Upstreams) > 0 {
+			v.fail("upstreams", fmt.Sprintf("domain %s has upstreams and \"#\" (the default upstreams)", d.Domain), "give one or the other")
+		}
+	}
+	if n > engine.MaxUpstreams {
+		v.fail("upstreams", fmt.Sprintf("%d upstreams given", n), fmt.Sprintf("at most %d", engine.MaxUpstreams))
+	}
+}
+
 func (v *validator) check() *Options {
 	f := v.f
 	o := &Options{
@@ -181,26 +232,23 @@ func (v *validator) check() *Options {
 			v.fail("tun_addrs", fmt.Sprintf("%v is both a resolver and the TUN's own address", r), "a resolver must be routed into the TUN: pick another TUN address or resolver")
 		}
 	}
-	for i, s := range f.Upstreams {
-		key := fmt.Sprintf("upstreams[%d]", i)
+	v.upstreams(o)
+	o.Upstream0x20 = f.Upstream0x20
+	if m, err := engine.ParseStrategy(f.UpstreamMode); err != nil {
+		v.fail("upstream_mode", err.Error(), "")
+	} else {
+		o.UpstreamMode = m
+	}
+	for i, s := range f.Bootstrap {
 		ap, err := upstream.ParseAddrPort(s)
-		if err == nil && ap.Addr().Zone() != "" {
-			err = fmt.Errorf("upstream %q: a link-local address with a zone cannot be used", s)
+		if err == nil && o.IsOwn(ap.Addr()) {
+			err = fmt.Errorf("%v is one of dnstun's own addresses: bootstrapping through dnstun would loop", ap)
 		}
 		if err != nil {
-			v.fail(key, err.Error(), "")
+			v.fail(fmt.Sprintf("bootstrap[%d]", i), err.Error(), "a plain resolver's IP[:PORT]")
 			continue
 		}
-		if o.IsOwn(ap.Addr()) {
-			v.fail(key, fmt.Sprintf("%v is one of dnstun's own addresses", ap), "that would loop; name a real resolver")
-		}
-		if f.Capture.Enabled && ap.Addr().IsLoopback() {
-			v.fail(key, fmt.Sprintf("%v is a local stub", ap), "with capture its own queries would be captured again (a loop); name the real resolvers")
-		}
-		o.Upstreams = append(o.Upstreams, ap)
-	}
-	if len(o.Upstreams) > engine.MaxUpstreams {
-		v.fail("upstreams", fmt.Sprintf("%d upstreams given", len(o.Upstreams)), fmt.Sprintf("at most %d", engine.MaxUpstreams))
+		o.Bootstrap = append(o.Bootstrap, ap)
 	}
 	v.nonEmpty("resolv_conf", f.ResolvConf)
 	for i, p := range f.Blocklists {

@@ -44,7 +44,7 @@ func (h *fakeHandler) Status() (Status, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return Status{Enabled: h.enabled, Steering: "virtual", Tun: "dnstun0",
-		Upstreams:     []UpstreamStatus{{"192.0.2.1:53", true}, {"192.0.2.2:53", false}},
+		Upstreams:     []UpstreamStatus{{Addr: "192.0.2.1:53", Healthy: true, Sent: 3, Answers: 3, RTTMillis: 1.5}, {Addr: "tls://dns.example:853", Healthy: false, Domains: []string{"corp.example"}}},
 		UptimeSeconds: 12.5, PID: 4242, Version: "test", Counters: map[string]uint64{"queries": 7}}, nil
 }
 func (h *fakeHandler) Enable() error {
@@ -125,7 +125,7 @@ func TestVerbsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Status{Enabled: true, Steering: "virtual", Tun: "dnstun0",
-		Upstreams:     []UpstreamStatus{{"192.0.2.1:53", true}, {"192.0.2.2:53", false}},
+		Upstreams:     []UpstreamStatus{{Addr: "192.0.2.1:53", Healthy: true, Sent: 3, Answers: 3, RTTMillis: 1.5}, {Addr: "tls://dns.example:853", Healthy: false, Domains: []string{"corp.example"}}},
 		UptimeSeconds: 12.5, PID: 4242, Version: "test", Counters: map[string]uint64{"queries": 7}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("status = %+v, want %+v", st, want)

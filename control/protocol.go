@@ -87,8 +87,16 @@ type Status struct {
 
 // UpstreamStatus is one upstream resolver's state.
 type UpstreamStatus struct {
-	Addr    string `json:"addr"`
+	Addr    string `json:"addr"` // the upstream as a URL (IP:PORT for plain UDP)
 	Healthy bool   `json:"healthy"`
+	// Domains the upstream serves (split DNS); none for a default one.
+	Domains []string `json:"domains,omitempty"`
+	// RTTMillis is the average round trip of its recent answers (0: none yet).
+	RTTMillis float64 `json:"rtt_ms"`
+	Sent      uint64  `json:"sent"`     // attempts sent to it
+	Answers   uint64  `json:"answers"`  // answers accepted from it
+	Timeouts  uint64  `json:"timeouts"` // attempts that got no answer in time
+	Errors    uint64  `json:"errors"`   // sends that failed, transport failures
 }
 
 // QueryLogEntry is one recent query. The type is querylog.Record, defined

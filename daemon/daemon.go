@@ -88,13 +88,16 @@ func New(c Config) (*Daemon, error) {
 	}
 	d := &Daemon{reload: c.Reload, log: log, o: c.Options, qlog: querylog.New(QueryLogSize), start: time.Now(),
 		fatal: make(chan error, 1), quit: make(chan int, 1)}
-	if c.Options.FollowsSystem() {
+	if c.Options.FollowsSystem() || needsBootstrap(c.Options) {
 		sys, err := firstSystemResolvers(c.Options)
 		if err != nil {
 			return nil, fmt.Errorf("no upstream given and %w", err)
 		}
-		if len(sys.ups) == 0 && !c.Options.Capture.Enabled {
+		if len(sys.ups) == 0 && !c.Options.Capture.Enabled && c.Options.FollowsSystem() {
 			return nil, fmt.Errorf("no upstream given and %s lists no usable nameserver: give --upstream IP[:PORT]", c.Options.ResolvConf)
+		}
+		if len(sys.ups) == 0 && needsBootstrap(c.Options) {
+			return nil, fmt.Errorf("an upstream is named by a host name, no --bootstrap resolver is given, and %s lists no usable nameserver to resolve it: give --bootstrap IP[:PORT]", c.Options.ResolvConf)
 		}
 		d.sys = sys
 	}
@@ -227,7 +230,8 @@ func (d *Daemon) Status() (control.Status, error) {
 		st.Problem = fmt.Sprintf("no upstream has answered since %s: %s", h.since.UTC().Format(time.RFC3339), h.why)
 	}
 	for _, u := range d.on.e.UpstreamStates() {
-		st.Upstreams = append(st.Upstreams, control.UpstreamStatus{Addr: u.Addr.String(), Healthy: u.Healthy})
+		st.Upstreams = append(st.Upstreams, control.UpstreamStatus{Addr: u.URL, Healthy: u.Healthy, Domains: u.Domains,
+			RTTMillis: float64(u.RTT.Microseconds()) / 1000, Sent: u.Sent, Answers: u.Answers, Timeouts: u.Timeouts, Errors: u.Errors})
 	}
 	s := d.on.e.Stats()
 	st.Counters = s.Map()
@@ -274,7 +278,7 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	var sys systemResolvers
-	if no.FollowsSystem() {
+	if no.FollowsSystem() || needsBootstrap(no) {
 		var err error
 		if sys, err = firstSystemResolvers(no); err != nil {
 			return fmt.Errorf("reload refused: %w", err)
@@ -289,8 +293,8 @@ func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ups := upstreamsOf(no, sys)
-	if d.on != nil && fmt.Sprint(ups) != fmt.Sprint(upstreamsOf(d.o, d.sys)) {
-		if err := d.on.e.SetUpstreams(ups); err != nil {
+	if d.on != nil && (fmt.Sprint(ups) != fmt.Sprint(upstreamsOf(d.o, d.sys)) || fmt.Sprint(no.Domains) != fmt.Sprint(d.o.Domains)) {
+		if err := d.on.e.SetUpstreams(ups, no.Domains); err != nil {
 			return fmt.Errorf("reload refused: %w", err)
 		}
 	}
@@ -311,6 +315,15 @@ func (d *Daemon) Stats() (map[string]uint64, error) {
 	s := d.on.e.Stats()
 	m := s.Map()
 	m["pending"] = uint64(s.Pending)
+	for _, u := range d.on.e.UpstreamStates() {
+		k := "upstream." + u.URL + "."
+		m[k+"sent"], m[k+"answers"], m[k+"timeouts"], m[k+"errors"] = u.Sent, u.Answers, u.Timeouts, u.Errors
+		m[k+"rtt_us"] = uint64(u.RTT.Microseconds())
+		m[k+"healthy"] = 0
+		if u.Healthy {
+			m[k+"healthy"] = 1
+		}
+	}
 	return m, nil
 }
 

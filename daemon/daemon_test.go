@@ -281,7 +281,7 @@ func TestFollowKeepsLastGoodResolvers(t *testing.T) {
 	upstreamsNow := func() string {
 		var s []string
 		for _, u := range d.on.e.UpstreamStates() {
-			s = append(s, u.Addr.String())
+			s = append(s, u.URL)
 		}
 		return strings.Join(s, ",")
 	}

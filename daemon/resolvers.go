@@ -28,6 +28,28 @@ type systemResolvers struct {
 	setup upstream.Setup   // with capture: what the setup is, for the log
 }
 
+// needsBootstrap reports whether an upstream of o is named by a host name
+// and no bootstrap resolver is given: the system's resolvers then resolve
+// it.
+func needsBootstrap(o *config.Options) bool {
+	if len(o.Bootstrap) > 0 {
+		return false
+	}
+	for _, s := range o.Upstreams {
+		if !s.Addr.IsValid() {
+			return true
+		}
+	}
+	for _, d := range o.Domains {
+		for _, s := range d.Upstreams {
+			if !s.Addr.IsValid() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // readSystemResolvers reads the system's resolvers, all of them (the
 // caller leaves dnstun's own out). With capture, local stubs are left out
 // (they would loop) and the resolver setup is detected for the log; on
@@ -99,7 +121,7 @@ func (d *Daemon) followResolvers(ctx context.Context, e *engine.Engine, interval
 		if !r.Changed {
 			return
 		}
-		if err := e.SetUpstreams(r.Use); err != nil {
+		if err := e.SetUpstreams(upstream.UDPSpecs(r.Use), o.Domains); err != nil {
 			d.log.Warn("the system's resolvers changed but cannot be used", "upstreams", r.Use, "err", err)
 			return
 		}

@@ -36,6 +36,10 @@ type session struct {
 func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Config {
 	c := engine.Config{
 		Upstreams:       upstreamsOf(o, sys),
+		Domains:         o.Domains,
+		Strategy:        o.UpstreamMode,
+		Bootstrap:       bootstrapOf(o, sys),
+		Case0x20:        o.Upstream0x20,
 		UpstreamTimeout: o.UpstreamTimeout,
 		TotalTimeout:    o.Timeout,
 		BlockMode:       o.BlockMode,
@@ -62,11 +66,20 @@ func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Con
 
 // upstreamsOf is where queries to dnstun's own address go: the options'
 // upstreams, or the system's resolvers.
-func upstreamsOf(o *config.Options, sys systemResolvers) []netip.AddrPort {
+func upstreamsOf(o *config.Options, sys systemResolvers) []upstream.Spec {
 	if o.FollowsSystem() {
-		return sys.ups
+		return upstream.UDPSpecs(sys.ups)
 	}
 	return o.Upstreams
+}
+
+// bootstrapOf is what resolves the host names of upstream URLs: the
+// options' bootstrap resolvers, or the system's.
+func bootstrapOf(o *config.Options, sys systemResolvers) []netip.AddrPort {
+	if len(o.Bootstrap) > 0 {
+		return o.Bootstrap
+	}
+	return sys.ups
 }
 
 // newEngine opens the front-end (the TUN, or the flow socket) and the

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/filter"
-	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
@@ -37,12 +37,27 @@ const (
 
 // Config configures an Engine.
 type Config struct {
-	// Upstreams are tried in order; a query that gets no answer within
-	// UpstreamTimeout moves to the next one (cycling) until TotalTimeout,
-	// then the client gets SERVFAIL.
-	Upstreams       []netip.AddrPort
-	UpstreamTimeout time.Duration
-	TotalTimeout    time.Duration
+	// Upstreams are the default upstreams, asked by Strategy: a query
+	// that gets no answer within UpstreamTimeout moves to the next one
+	// (cycling) until TotalTimeout, then the client gets SERVFAIL.
+	Upstreams []upstream.Spec
+	// Domains route the queries for some domains to other upstreams
+	// (split DNS).
+	Domains  []DomainUpstreams
+	Strategy Strategy
+	// Bootstrap resolves the host names of upstream URLs.
+	Bootstrap []netip.AddrPort
+	// RootCAs verify encrypted upstreams; nil: the system's roots.
+	RootCAs *x509.CertPool
+	// Case0x20 randomises the case of the name in each query sent
+	// upstream and accepts only answers that repeat it (draft-vixie-dnsext-dns0x20).
+	Case0x20 bool
+	// QueriesPerSocket is how many queries a plain UDP socket carries
+	// before a fresh one (a new random source port) takes over; 0 means
+	// upstream.PoolOptions' default.
+	QueriesPerSocket int
+	UpstreamTimeout  time.Duration
+	TotalTimeout     time.Duration
 	// BlockMode answers blocked names whose rule names no mode; with
 	// filter.ModeCustom, BlockAddrs are the addresses answered.
 	BlockMode  filter.BlockMode
@@ -133,16 +148,13 @@ type Engine struct {
 	flow   *net.UDPConn // the flow-mode front-end, or nil
 	filter filter.Filter
 	log    *slog.Logger
-	// ups holds the upstream sockets, up to MaxUpstreams: the configured
-	// ones and those pass-through opened for the resolvers clients asked.
-	// Entries are only ever added; a socket is reused for its address.
-	ups  [MaxUpstreams]atomic.Pointer[upstream.Conn]
-	nUps atomic.Int32
-	// cfgUps lists, in order, the indexes in ups of the configured
-	// upstreams; SetUpstreams swaps it whole.
-	cfgUps     atomic.Pointer[upList]
-	dialMu     sync.Mutex
-	health     [MaxUpstreams]upHealth
+	// slots are the upstreams in use, configured and pass-through; a
+	// nil entry is free. They change under slotMu.
+	slots      [MaxUpstreams]atomic.Pointer[slot]
+	slotMu     sync.Mutex
+	route      atomic.Pointer[routing]
+	pool       *upstream.Pool
+	explore    atomic.Uint32 // the fastest strategy's query counter
 	healthName []byte
 	pending    *pending
 	stats      stats
@@ -155,25 +167,15 @@ type Engine struct {
 	coarse atomic.Int64
 	kick   chan struct{} // wakes the sweeper early
 
-	// tcp is the DNS-over-TCP front-end (nil without Config.TCP), streams
-	// the TCP connections to upstreams its queries are forwarded on.
-	tcp     *tcpFront
-	streams [MaxUpstreams]streamSlot
+	// tcp is the DNS-over-TCP front-end (nil without Config.TCP).
+	tcp *tcpFront
 
-	running   bool // receivers started (under dialMu)
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
 	recvWG    sync.WaitGroup
 	logLimit  rateLimiter
-}
-
-// upHealth tracks whether an upstream answers, so that new queries start at
-// one that does.
-type upHealth struct {
-	downUntil atomic.Int64 // engine clock; 0 = healthy
-	timeouts  atomic.Int32 // consecutive attempts that timed out
 }
 
 // New makes an engine reading from dev and deciding with f. It opens the
@@ -210,21 +212,16 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 		kick:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 	}
-	var list upList
-	for i, a := range cfg.Upstreams {
-		c, err := e.dialOrWait(a)
-		if err != nil {
-			for j := range i {
-				e.ups[j].Load().Close()
-			}
-			return nil, err
-		}
-		e.ups[i].Store(c)
-		list.idx = append(list.idx, i)
-		list.mask |= 1 << i
+	var err error
+	e.pool, err = upstream.NewPool(upstream.PoolOptions{Mark: cfg.Mark, QueriesPerSocket: cfg.QueriesPerSocket, Linger: cfg.TotalTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("engine: upstream sockets: %w", err)
 	}
-	e.nUps.Store(int32(len(cfg.Upstreams)))
-	e.cfgUps.Store(&list)
+	e.route.Store(&routing{groups: make([]upList, 1)})
+	if err := e.SetUpstreams(cfg.Upstreams, cfg.Domains); err != nil {
+		e.closeUpstreams()
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -235,13 +232,9 @@ func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
 // flight are answered SERVFAIL, sockets and the device are closed. It
 // returns nil after a requested stop, or the error that stopped the reader.
 func (e *Engine) Run(ctx context.Context) error {
-	e.dialMu.Lock()
-	e.running = true
-	for i := range int(e.nUps.Load()) {
-		e.startReceiver(i)
-	}
-	e.dialMu.Unlock()
-	e.wg.Add(1)
+	e.wg.Add(2)
+	e.recvWG.Add(1)
+	go e.routineReceive()
 	go e.routineSweep()
 	if e.tcp != nil {
 		e.wg.Add(1 + len(e.tcp.lns))
@@ -288,87 +281,17 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// closeUpstreams closes the upstream sockets, UDP and TCP; no new ones are
-// opened once closing is set.
+// closeUpstreams closes every upstream socket and connection; no new
+// ones are opened once closing is set.
 func (e *Engine) closeUpstreams() {
-	e.dialMu.Lock() // no new upstreams from here on
-	for i := range int(e.nUps.Load()) {
-		e.ups[i].Load().Close()
-	}
-	e.dialMu.Unlock()
-	for i := range e.streams {
-		sl := &e.streams[i]
-		sl.mu.Lock()
-		if sl.c != nil {
-			sl.c.Close()
-			sl.c = nil
+	e.slotMu.Lock()
+	defer e.slotMu.Unlock()
+	for i := range e.slots {
+		if s := e.slots[i].Swap(nil); s != nil {
+			e.closeSlot(s)
 		}
-		sl.mu.Unlock()
 	}
-}
-
-// streamSlot is the TCP connection to one upstream, dialled on first use.
-type streamSlot struct {
-	mu sync.Mutex
-	c  *upstream.StreamConn
-}
-
-// sendStream sends msg to upstream up over its TCP connection, dialling it
-// first if needed (with the upstream timeout); answers come back through
-// routineReceiveStream and the same delivery as UDP answers.
-func (e *Engine) sendStream(up int, msg []byte) error {
-	sl := &e.streams[up]
-	sl.mu.Lock()
-	c := sl.c
-	if c == nil {
-		if e.closing.Load() {
-			sl.mu.Unlock()
-			return net.ErrClosed
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.UpstreamTimeout)
-		var err error
-		c, err = upstream.DialStream(ctx, e.ups[up].Load().Addr, upstream.Options{Mark: e.cfg.Mark}, upstreamStreamIdle)
-		cancel()
-		if err != nil {
-			sl.mu.Unlock()
-			return err
-		}
-		sl.c = c
-		e.wg.Add(1)
-		go e.routineReceiveStream(up, c)
-	}
-	sl.mu.Unlock()
-	if err := c.Send(msg, e.cfg.UpstreamTimeout); err != nil {
-		e.dropStream(up, c)
-		return err
-	}
-	return nil
-}
-
-// dropStream closes c and forgets it, if it is still upstream up's.
-func (e *Engine) dropStream(up int, c *upstream.StreamConn) {
-	sl := &e.streams[up]
-	sl.mu.Lock()
-	if sl.c == c {
-		sl.c = nil
-	}
-	sl.mu.Unlock()
-	c.Close()
-}
-
-// routineReceiveStream delivers the answers of upstream up's TCP
-// connection until it closes or idles out.
-func (e *Engine) routineReceiveStream(up int, c *upstream.StreamConn) {
-	defer e.wg.Done()
-	defer e.dropStream(up, c)
-	r := &receiver{e: e, up: up, buf: make([]byte, replyOff+packet.StreamLimit)}
-	for {
-		n, err := c.Recv(r.buf[replyOff:])
-		if err != nil {
-			return
-		}
-		r.deliver(n)
-	}
+	e.pool.Close()
 }
 
 // Stats returns a snapshot of the counters.
@@ -381,6 +304,7 @@ func (e *Engine) Stats() Stats {
 		s.Drops[i] = e.stats.drops[i].Load()
 	}
 	s.Pending = e.pending.len()
+	s.Sockets = e.pool.Stats()
 	return s
 }
 
@@ -393,168 +317,6 @@ func (r *rateLimiter) allow(now int64) bool {
 	const interval = int64(5 * time.Second)
 	next := r.next.Load()
 	return now >= next && r.next.CompareAndSwap(next, now+interval)
-}
-
-func (e *Engine) dial(a netip.AddrPort) (*upstream.Conn, error) {
-	return upstream.Dial(context.Background(), a, upstream.Options{Mark: e.cfg.Mark, RecvBuffer: 4 << 20})
-}
-
-// dialOrWait dials a configured upstream; one that cannot be reached yet
-// (no route, as at boot) gets a placeholder that redialUnreachable
-// replaces once it can: dnstun serves from the start, queries go to the
-// other upstreams or get SERVFAIL meanwhile.
-func (e *Engine) dialOrWait(a netip.AddrPort) (*upstream.Conn, error) {
-	c, err := e.dial(a)
-	if err != nil && upstream.IsNoRoute(err) {
-		e.log.Warn("upstream cannot be reached yet; it is used as soon as it can be", "upstream", a, "err", err)
-		return upstream.Unreachable(a), nil
-	}
-	return c, err
-}
-
-// redialUnreachable dials again the upstreams that could not be reached,
-// and starts receiving on those that now can. The sweeper calls it every
-// redialEvery.
-func (e *Engine) redialUnreachable() {
-	e.dialMu.Lock()
-	defer e.dialMu.Unlock()
-	if e.closing.Load() {
-		return
-	}
-	for i := range int(e.nUps.Load()) {
-		old := e.ups[i].Load()
-		if old.Connected() {
-			continue
-		}
-		c, err := e.dial(old.Addr)
-		if err != nil {
-			continue
-		}
-		e.ups[i].Store(c)
-		if e.running {
-			e.startReceiver(i)
-		}
-		e.log.Info("upstream reachable now", "upstream", old.Addr)
-	}
-}
-
-// redialEvery is how often unreachable upstreams are dialled again.
-const redialEvery = 2 * time.Second
-
-// startReceiver starts the receive loop of upstream i, if its socket is
-// open (a placeholder gets one when redialled); e.dialMu is held.
-func (e *Engine) startReceiver(i int) {
-	if !e.ups[i].Load().Connected() {
-		return
-	}
-	e.wg.Add(1)
-	e.recvWG.Add(1)
-	go e.routineReceive(i, e.ups[i].Load())
-}
-
-// upList is the ordered list of configured upstreams, as indexes into ups,
-// with the same set as a bit mask.
-type upList struct {
-	idx  []int
-	mask uint32
-}
-
-// next returns the upstream after up in the list (cycling); the first one
-// if up is not in it (the list changed).
-func (l *upList) next(up int) int {
-	for i, u := range l.idx {
-		if u == up {
-			return l.idx[(i+1)%len(l.idx)]
-		}
-	}
-	return l.idx[0]
-}
-
-// SetUpstreams replaces the configured upstreams (the system's resolvers
-// changed, or a reload). Queries in flight finish on the sockets they use;
-// a socket is kept for reuse if its address comes back.
-func (e *Engine) SetUpstreams(addrs []netip.AddrPort) error {
-	if len(addrs) > MaxUpstreams {
-		return fmt.Errorf("engine: %d upstreams given, at most %d are supported", len(addrs), MaxUpstreams)
-	}
-	var list upList
-	for _, a := range addrs {
-		i := e.upstreamFor(a)
-		if i < 0 {
-			return fmt.Errorf("engine: cannot use upstream %v (socket table full or socket error)", a)
-		}
-		list.idx = append(list.idx, i)
-		list.mask |= 1 << i
-	}
-	e.cfgUps.Store(&list)
-	return nil
-}
-
-// Upstreams returns the configured upstreams.
-func (e *Engine) Upstreams() []netip.AddrPort {
-	l := e.cfgUps.Load()
-	out := make([]netip.AddrPort, len(l.idx))
-	for i, u := range l.idx {
-		out[i] = e.ups[u].Load().Addr
-	}
-	return out
-}
-
-// upstreamFor returns the index of the upstream socket for addr, opening it
-// on first use. It returns -1 when the table of upstreams is full or the
-// socket cannot be opened.
-func (e *Engine) upstreamFor(addr netip.AddrPort) int {
-	n := int(e.nUps.Load())
-	for i := range n {
-		if e.ups[i].Load().Addr == addr {
-			return i
-		}
-	}
-	e.dialMu.Lock()
-	defer e.dialMu.Unlock()
-	n = int(e.nUps.Load())
-	for i := range n {
-		if e.ups[i].Load().Addr == addr {
-			return i
-		}
-	}
-	if n == MaxUpstreams || e.closing.Load() {
-		return -1
-	}
-	c, err := e.dialOrWait(addr)
-	if err != nil {
-		if e.logLimit.allow(e.now()) {
-			e.log.Warn("pass-through: cannot open a socket to the resolver the client asked", "resolver", addr, "err", err)
-		}
-		return -1
-	}
-	e.ups[n].Store(c)
-	e.nUps.Store(int32(n + 1))
-	if e.running {
-		e.startReceiver(n)
-	}
-	e.log.Debug("pass-through: new upstream", "resolver", addr)
-	return n
-}
-
-// UpstreamState is one configured upstream and whether it is answering.
-type UpstreamState struct {
-	Addr    netip.AddrPort
-	Healthy bool
-}
-
-// UpstreamStates returns the configured upstreams in the order they are
-// tried, each marked healthy unless it is being skipped (timeouts in a row
-// or refusals).
-func (e *Engine) UpstreamStates() []UpstreamState {
-	now := e.now()
-	l := e.cfgUps.Load()
-	out := make([]UpstreamState, len(l.idx))
-	for i, u := range l.idx {
-		c := e.ups[u].Load()
-		out[i] = UpstreamState{Addr: c.Addr, Healthy: c.Connected() && e.health[u].downUntil.Load() <= now}
-	}
-	return out
 }
 
 // logQuery records one answered query in the query log, if there is one.

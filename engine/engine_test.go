@@ -18,6 +18,7 @@ import (
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun/tuntest"
+	"github.com/dnstun/dnstun/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -113,7 +114,7 @@ func (h *harness) exchange(t testing.TB, pkt []byte, wait time.Duration) (*dns.M
 // (blocked, local, FORMERR, NOTIMP).
 func TestEngineDecisions(t *testing.T) {
 	up := startUpstream(t)
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}}, testList)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()})}, testList)
 	notimp := pkttest.Msg(0xbbbb, "www.example.com", dns.TypeA)
 	notimp.Opcode = dns.OpcodeStatus
 	rows := []struct {
@@ -249,7 +250,7 @@ func addrsOf(t testing.TB, pkt []byte) (src, dst netip.AddrPort) {
 func TestEngineQueryLog(t *testing.T) {
 	up := startUpstream(t)
 	ring := querylog.New(16)
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}, QueryLog: ring}, testList)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()}), QueryLog: ring}, testList)
 	h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(1, "ads.example", dns.TypeA)), 3*time.Second)
 	h.exchange(t, pkttest.Query(client6, resolver6, pkttest.Msg(2, "www.example.com", dns.TypeAAAA)), 3*time.Second)
 	h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(3, "printer.lan", dns.TypeA)), 3*time.Second)
@@ -288,7 +289,7 @@ func TestEngineBlockModes(t *testing.T) {
 		{filter.ModeNull, dns.TypeMX, dns.RcodeSuccess, nil},
 	} {
 		t.Run(tc.mode.String()+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
-			h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}, BlockMode: tc.mode}, testList)
+			h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()}), BlockMode: tc.mode}, testList)
 			m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(7, "ads.example", tc.qtype)), 3*time.Second)
 			if m.Rcode != tc.rcode {
 				t.Errorf("rcode %s, want %s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
@@ -317,7 +318,7 @@ func TestEngineFailoverToSecondUpstream(t *testing.T) {
 	silent.SetSilent(true)
 	good := startUpstream(t)
 	h := startEngine(t, Config{
-		Upstreams:       []netip.AddrPort{silent.Addr(), good.Addr()},
+		Upstreams:       upstream.UDPSpecs([]netip.AddrPort{silent.Addr(), good.Addr()}),
 		UpstreamTimeout: 200 * time.Millisecond,
 		TotalTimeout:    2 * time.Second,
 	}, testList)
@@ -342,7 +343,7 @@ func TestEngineServfailWhenNoUpstreamAnswers(t *testing.T) {
 	silent := startUpstream(t)
 	silent.SetSilent(true)
 	h := startEngine(t, Config{
-		Upstreams:       []netip.AddrPort{silent.Addr()},
+		Upstreams:       upstream.UDPSpecs([]netip.AddrPort{silent.Addr()}),
 		UpstreamTimeout: 100 * time.Millisecond,
 		TotalTimeout:    350 * time.Millisecond,
 	}, testList)
@@ -369,7 +370,7 @@ func TestEngineRefusingUpstreamFailsFast(t *testing.T) {
 	addr := dead.Addr()
 	dead.Close() // now the kernel answers with ICMP port unreachable
 	h := startEngine(t, Config{
-		Upstreams:       []netip.AddrPort{addr},
+		Upstreams:       upstream.UDPSpecs([]netip.AddrPort{addr}),
 		UpstreamTimeout: 2 * time.Second,
 		TotalTimeout:    5 * time.Second,
 	}, testList)
@@ -386,7 +387,7 @@ func TestEngineRefusingUpstreamFailsFast(t *testing.T) {
 func TestEngineFullTableRefuses(t *testing.T) {
 	silent := startUpstream(t)
 	silent.SetSilent(true)
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{silent.Addr()}, MaxPending: 1, TotalTimeout: 10 * time.Second}, testList)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{silent.Addr()}), MaxPending: 1, TotalTimeout: 10 * time.Second}, testList)
 	if !h.pipe.Inject(pkttest.Query(client4, resolver4, pkttest.Msg(1, "www.example.com", dns.TypeA))) {
 		t.Fatal("inject")
 	}
@@ -403,7 +404,7 @@ func TestEngineCloseAnswersPending(t *testing.T) {
 	silent := startUpstream(t)
 	silent.SetSilent(true)
 	pipe := tuntest.NewPipe(1, 16)
-	e, err := New(Config{Upstreams: []netip.AddrPort{silent.Addr()}, TotalTimeout: time.Minute}, pipe, filter.NewLive(buildSet(t, testList)))
+	e, err := New(Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{silent.Addr()}), TotalTimeout: time.Minute}, pipe, filter.NewLive(buildSet(t, testList)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +437,7 @@ func TestEngineCloseAnswersPending(t *testing.T) {
 // the upstream, and that a valid query is still answered afterwards.
 func TestEngineDropsGarbageAndKeepsServing(t *testing.T) {
 	up := startUpstream(t)
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}}, testList)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()})}, testList)
 	valid := pkttest.Query(client4, resolver4, pkttest.Msg(9, "ads.example", dns.TypeA))
 	valid6 := pkttest.Query(client6, resolver6, pkttest.Msg(9, "ads.example", dns.TypeA))
 	// edit returns a copy of pkt with f applied.
@@ -580,7 +581,7 @@ func TestEnginePassThrough(t *testing.T) {
 	b := startUpstreamAt(t, "127.0.53.2:53")
 	override := startUpstream(t)
 	h := startEngine(t, Config{
-		Upstreams:   []netip.AddrPort{override.Addr()},
+		Upstreams:   upstream.UDPSpecs([]netip.AddrPort{override.Addr()}),
 		PassThrough: true,
 		Resolvers:   []netip.Addr{resolver4.Addr()},
 		HealthName:  "dnstun-health.invalid",
@@ -619,14 +620,14 @@ func answerText(m *dns.Msg) string { return strings.Join(dnstest.Addrs(m), ",") 
 func TestEngineSetUpstreams(t *testing.T) {
 	a := startUpstream(t)
 	b := startUpstream(t)
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{a.Addr()}}, testList)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{a.Addr()})}, testList)
 	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(31, "www.example.com", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeSuccess {
 		t.Fatal(m)
 	}
-	if err := h.e.SetUpstreams([]netip.AddrPort{b.Addr()}); err != nil {
+	if err := h.e.SetUpstreams(upstream.UDPSpecs([]netip.AddrPort{b.Addr()}), nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.e.Upstreams(); len(got) != 1 || got[0] != b.Addr() {
+	if got := h.e.Upstreams(); len(got) != 1 || got[0].String() != b.Addr().String() {
 		t.Errorf("Upstreams() = %v", got)
 	}
 	if m, _ := h.exchange(t, pkttest.Query(client6, resolver6, pkttest.Msg(32, "www.example.com", dns.TypeAAAA)), 3*time.Second); m.Rcode != dns.RcodeSuccess {
@@ -635,13 +636,13 @@ func TestEngineSetUpstreams(t *testing.T) {
 	if a.Queries() != 1 || b.Queries() != 1 {
 		t.Errorf("a saw %d, b saw %d; want 1 and 1", a.Queries(), b.Queries())
 	}
-	// Back to a: its socket is reused, not reopened.
-	n := h.e.nUps.Load()
-	if err := h.e.SetUpstreams([]netip.AddrPort{a.Addr(), b.Addr()}); err != nil || h.e.nUps.Load() != n {
-		t.Errorf("SetUpstreams back: err %v, sockets %d -> %d", err, n, h.e.nUps.Load())
+	// Back to a: its slot is reused (it stays in the table until idle).
+	n := h.e.slotsInUse()
+	if err := h.e.SetUpstreams(upstream.UDPSpecs([]netip.AddrPort{a.Addr(), b.Addr()}), nil); err != nil || h.e.slotsInUse() != n {
+		t.Errorf("SetUpstreams back: err %v, upstreams in the table %d -> %d", err, n, h.e.slotsInUse())
 	}
 	// No upstream at all: SERVFAIL at once.
-	h.e.SetUpstreams(nil)
+	h.e.SetUpstreams(nil, nil)
 	if m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(33, "www.example.com", dns.TypeA)), 3*time.Second); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("no upstream: %v", m)
 	}
@@ -668,7 +669,7 @@ func TestEngineRuleEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipe := tuntest.NewPipe(4, 256)
-	e, err := New(Config{Upstreams: []netip.AddrPort{up.Addr()}}, pipe, filter.NewLive(b.Build()))
+	e, err := New(Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()})}, pipe, filter.NewLive(b.Build()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,7 +734,7 @@ func TestEngineRuleEngine(t *testing.T) {
 func TestEngineAliasServfail(t *testing.T) {
 	silent := startUpstream(t)
 	silent.SetSilent(true)
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{silent.Addr()}, UpstreamTimeout: 50 * time.Millisecond, TotalTimeout: 150 * time.Millisecond},
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{silent.Addr()}), UpstreamTimeout: 50 * time.Millisecond, TotalTimeout: 150 * time.Millisecond},
 		"||alias.example^$dnsrewrite=www.example.com\n")
 	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.MsgEDNS(5, "alias.example", dns.TypeA, 1232, false)), 3*time.Second)
 	if m.Rcode != dns.RcodeServerFailure || m.Question[0].Name != "alias.example." || m.Id != 5 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -39,7 +40,7 @@ func TestFlowMode(t *testing.T) {
 	up := startUpstream(t)
 	silent := startUpstream(t)
 	silent.SetSilent(true)
-	addr := startFlow(t, Config{Upstreams: []netip.AddrPort{up.Addr()}})
+	addr := startFlow(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()})})
 	c := &dns.Client{Timeout: 3 * time.Second}
 	for _, tc := range []struct {
 		name  string
@@ -63,7 +64,7 @@ func TestFlowMode(t *testing.T) {
 		}
 	}
 	// SERVFAIL through the flow socket when the upstream is silent.
-	addr2 := startFlow(t, Config{Upstreams: []netip.AddrPort{silent.Addr()}, UpstreamTimeout: 50 * time.Millisecond, TotalTimeout: 150 * time.Millisecond})
+	addr2 := startFlow(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{silent.Addr()}), UpstreamTimeout: 50 * time.Millisecond, TotalTimeout: 150 * time.Millisecond})
 	m := new(dns.Msg)
 	m.SetQuestion("www.example.com.", dns.TypeA)
 	r, _, err := c.Exchange(m, addr2.String())

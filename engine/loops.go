@@ -58,10 +58,10 @@ func (e *Engine) routineRead() error {
 	}
 }
 
-// receiver is the per-upstream-socket scratch state.
+// receiver is the scratch state of one goroutine delivering upstream
+// answers.
 type receiver struct {
 	e    *Engine
-	up   int
 	buf  []byte
 	bufs [1][]byte
 	q    packet.Question
@@ -76,46 +76,109 @@ type receiver struct {
 // packet.WrapReply prepends the headers without copying the reply.
 const replyOff = tun.Headroom + packet.MaxHeaderLen
 
-// routineReceive delivers the answers of upstream i.
-func (e *Engine) routineReceive(i int, c *upstream.Conn) {
+// recvBatch is how many answers one receive call may return.
+const recvBatch = 8
+
+// routineReceive delivers the answers of every plain UDP upstream socket.
+func (e *Engine) routineReceive() {
 	defer e.wg.Done()
 	defer e.recvWG.Done()
-	r := &receiver{e: e, up: i, buf: make([]byte, replyOff+tun.MaxPacket)}
+	var ms [recvBatch]upstream.Msg
+	rs := make([]receiver, recvBatch)
+	for i := range ms {
+		rs[i] = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket)}
+		ms[i] = upstream.Msg{Buf: rs[i].buf, Off: replyOff}
+	}
 	for {
-		n, err := c.Recv(r.buf[replyOff:])
+		n, err := e.pool.Recv(ms[:])
 		if err != nil {
 			if upstream.IsClosed(err) || e.closing.Load() {
 				return
 			}
 			e.count(RecvErrors)
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				// The upstream answered with ICMP port unreachable: it
-				// is down. Move every query waiting on it on now.
-				e.health[i].downUntil.Store(e.now() + int64(downFor))
-				e.pending.expedite(i)
-				e.wakeSweeper()
-			} else if e.logLimit.allow(e.now()) {
-				e.log.Warn("upstream receive failed", "upstream", c.Addr, "err", err)
+			if e.logLimit.allow(e.now()) {
+				e.log.Warn("upstream receive failed", "err", err)
 			}
 			continue
 		}
-		r.deliver(n)
+		for i := range n {
+			m := &ms[i]
+			up := e.slotOfDest(m.Dest)
+			if up < 0 {
+				e.count(Unmatched)
+				continue
+			}
+			if m.Err != nil {
+				e.count(RecvErrors)
+				if errors.Is(m.Err, syscall.ECONNREFUSED) {
+					// The upstream answered with ICMP port unreachable:
+					// it is down. Move every query waiting on it on now.
+					e.slots[up].Load().downUntil.Store(e.now() + int64(downFor))
+					e.pending.expedite(up)
+					e.wakeSweeper()
+				} else if e.logLimit.allow(e.now()) {
+					e.log.Warn("upstream receive failed", "upstream", m.Dest.Addr(), "err", m.Err)
+				}
+				continue
+			}
+			if rs[i].deliver(m.Buf, m.N, up, m.Sock) {
+				e.pool.Answered(m.Sock)
+			}
+		}
 	}
 }
 
-// deliver matches one upstream reply of n bytes (at r.buf[replyOff:]) to its
-// pending query and writes it to the client through the TUN.
-func (r *receiver) deliver(n int) {
-	e := r.e
-	msg := r.buf[replyOff : replyOff+n]
-	if packet.ReadReply(msg, &r.q) != packet.OK || !e.pending.take(&r.q, r.up, &r.m) {
-		e.count(Unmatched)
-		return
+// slotOfDest returns the table index of the plain upstream d, or -1.
+func (e *Engine) slotOfDest(d *upstream.Dest) int {
+	for i := range e.slots {
+		if s := e.slots[i].Load(); s != nil && s.dest == d {
+			return i
+		}
 	}
-	h := &e.health[r.up]
-	if h.timeouts.Load() != 0 || h.downUntil.Load() != 0 {
-		h.timeouts.Store(0)
-		h.downUntil.Store(0)
+	return -1
+}
+
+// deliver matches one upstream reply of n bytes (at buf[replyOff:]) that
+// arrived from upstream up on socket sock to its pending query, and writes
+// it to the client. It reports whether the reply was taken.
+func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
+	e := r.e
+	msg := buf[replyOff : replyOff+n]
+	if packet.ReadReply(msg, &r.q) != packet.OK {
+		e.count(Unmatched)
+		return false
+	}
+	now := e.now()
+	switch e.pending.take(&r.q, msg, up, sock, now, &r.m) {
+	case takeOK:
+	case takeHeld:
+		e.count(Held)
+		return true
+	case takeCase:
+		e.count(CaseMismatch)
+		return false
+	default:
+		e.count(Unmatched)
+		return false
+	}
+	if s := e.slots[up].Load(); s != nil {
+		s.answers.Add(1)
+		if s.timeouts.Load() != 0 {
+			s.timeouts.Store(0)
+		}
+		if d := s.downUntil.Load(); d != 0 && s.downUntil.CompareAndSwap(d, 0) {
+			e.log.Info("upstream reachable now: it answered", "upstream", s.url)
+		}
+		// An average over about the last 8 answers.
+		old := s.rtt.Load()
+		if old == 0 {
+			s.rtt.Store(r.m.rtt)
+		} else {
+			s.rtt.Store(old + (r.m.rtt-old)/8)
+		}
+	}
+	if r.m.hasFlip {
+		unflip(msg, &r.m.flip)
 	}
 	if r.m.aliasLen > 0 {
 		// A CNAME rewrite: the reply was for the target; give it the
@@ -124,20 +187,20 @@ func (r *receiver) deliver(n int) {
 			r.out = make([]byte, tun.MaxPacket)
 		}
 		m, err := upstream.SpliceAlias(msg, r.m.alias[:r.m.aliasLen], r.m.aliasTTL, r.out)
-		if err != nil || m > len(r.buf)-replyOff {
+		if err != nil || m > len(buf)-replyOff {
 			e.count(Unmatched)
-			return
+			return true
 		}
-		n = copy(r.buf[replyOff:], r.out[:m])
-		msg = r.buf[replyOff : replyOff+n]
+		n = copy(buf[replyOff:], r.out[:m])
+		msg = buf[replyOff : replyOff+n]
 	} else if packet.ReadAnswers(msg, &r.q, &r.ans) && len(r.ans.Addrs())+len(r.ans.Names()) > 0 {
 		// Response inspection: CNAME cloaking and IP rules.
 		if d := e.filter.InspectAnswer(r.ans.Names(), r.ans.Addrs(), r.m.client.Addr()); d.Action == filter.Block {
 			e.count(AnswerBlocked)
 			e.blockReply(&d, &r.r)
-			if m := packet.AnswerDNS(r.buf[replyOff:], &r.q, &r.r); m > 0 {
+			if m := packet.AnswerDNS(buf[replyOff:], &r.q, &r.r); m > 0 {
 				n = m
-				msg = r.buf[replyOff : replyOff+n]
+				msg = buf[replyOff : replyOff+n]
 			}
 		}
 	}
@@ -147,15 +210,20 @@ func (r *receiver) deliver(n int) {
 		// gets TC and asks again over TCP.
 		if n = packet.Truncate(msg, r.q.End); n == 0 {
 			e.count(Unmatched)
-			return
+			return true
 		}
 		msg = msg[:n]
 		e.count(Truncated)
 	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
 	e.count(Replied)
-	e.logQuery(r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), e.ups[r.up].Load().Addr, r.m.start)
-	e.send(r.buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
+	var from netip.AddrPort
+	if s := e.slots[up].Load(); s != nil {
+		from = s.addr
+	}
+	e.logQuery(r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), from, r.m.start)
+	e.send(buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
+	return true
 }
 
 // send delivers the DNS message buf[replyOff:replyOff+n] to client: through
@@ -215,7 +283,7 @@ func (e *Engine) routineSweep() {
 	s := newSweeper(e)
 	tick := time.NewTicker(sweepInterval(e.cfg.UpstreamTimeout))
 	defer tick.Stop()
-	nextRedial := e.now() + int64(redialEvery)
+	nextReap := e.now() + int64(time.Second)
 	for {
 		select {
 		case <-e.closed:
@@ -226,9 +294,10 @@ func (e *Engine) routineSweep() {
 		now := e.now()
 		e.coarse.Store(now)
 		s.sweep()
-		if now >= nextRedial {
-			nextRedial = now + int64(redialEvery)
-			e.redialUnreachable()
+		e.pool.Reap(time.Now())
+		if now >= nextReap {
+			nextReap = now + int64(time.Second)
+			e.reapIdle(now)
 		}
 	}
 }
@@ -244,7 +313,7 @@ func (s *sweeper) sweep() {
 	pos := 0
 	for {
 		now := e.now()
-		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), e.cfgUps.Load(), &pos, s.out[:])
+		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), e.route.Load(), &pos, s.out[:])
 		for i := range n {
 			x := &s.out[i]
 			if !x.retry {
@@ -252,21 +321,25 @@ func (s *sweeper) sweep() {
 				continue
 			}
 			e.count(Retried)
-			if h := &e.health[x.prev]; h.timeouts.Add(1) >= downAfterTimeouts {
-				h.downUntil.Store(now + int64(downFor))
+			if sl := e.slots[x.prev].Load(); sl != nil {
+				sl.expired.Add(1)
+				if sl.timeouts.Add(1) >= downAfterTimeouts {
+					sl.downUntil.Store(now + int64(downFor))
+				}
 			}
-			if x.via == viaTCP {
-				// A TCP dial may take time: not on the sweeper.
-				q, up := append([]byte(nil), x.query[:x.qlen]...), int(x.up)
-				go func() {
-					if err := e.sendStream(up, q); err != nil {
-						e.count(SendErrors)
-					}
-				}()
-				continue
-			}
-			if err := e.ups[x.up].Load().Send(x.query[:x.qlen]); err != nil {
+			a := attempt{up: x.up, at: now}
+			if err := e.prepare(&a, x.via); err != nil {
 				e.count(SendErrors)
+				continue // the sweep after the next deadline moves it on
+			}
+			if !e.pending.addAttempt(x.id, int(x.up), a.sock, now) {
+				if a.sock != 0 {
+					e.pool.Unpick(a.sock)
+				}
+				continue // answered meanwhile
+			}
+			if err := e.transmit(a, x.via, x.query[:x.qlen]); err != nil {
+				e.pending.expediteID(x.id, int(x.up))
 			}
 		}
 		if done {
@@ -283,6 +356,9 @@ func (s *sweeper) servfail(x *expired) {
 	msg := s.buf[replyOff:]
 	n := copy(msg, x.query[:x.qlen])
 	binary.BigEndian.PutUint16(msg, x.origID)
+	if x.hasFlip {
+		unflip(msg[:n], &x.flip)
+	}
 	if packet.ReadQuestion(msg[:n], &s.q) != packet.OK {
 		return // cannot happen: the query was read before it was stored
 	}
@@ -315,7 +391,7 @@ func (e *Engine) failAll() {
 	for {
 		// A deadline in the far future makes every entry expire for good.
 		const forever = int64(1) << 62
-		n, done := e.pending.sweep(forever, 0, e.cfgUps.Load(), &pos, s.out[:])
+		n, done := e.pending.sweep(forever, 0, e.route.Load(), &pos, s.out[:])
 		for i := range n {
 			s.servfail(&s.out[i])
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/internal/pkttest"
 	"github.com/dnstun/dnstun/tun/tuntest"
+	"github.com/dnstun/dnstun/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -36,7 +37,7 @@ func TestOrderOfProcessing(t *testing.T) {
 	defer sink.Close()
 	f := &countingFilter{Filter: filter.NewLive(buildSet(t, testList))}
 	e, err := New(Config{
-		Upstreams: []netip.AddrPort{netip.MustParseAddrPort(sink.LocalAddr().String())},
+		Upstreams: upstream.UDPSpecs([]netip.AddrPort{netip.MustParseAddrPort(sink.LocalAddr().String())}),
 		// The health name is one the list blocks: it must still be
 		// answered, before the filter is asked.
 		HealthName: "ads.example",

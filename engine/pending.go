@@ -4,9 +4,11 @@ package engine
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dnstun/dnstun/packet"
 )
@@ -16,9 +18,24 @@ import (
 // are far smaller. Larger ones are refused rather than stored.
 const MaxQuery = 1232
 
-// MaxUpstreams bounds the number of upstreams: each entry remembers the ones
-// it was sent to in a 32-bit mask.
+// MaxUpstreams bounds the upstreams in use at once (configured and
+// pass-through together): each query remembers the ones it was sent to in
+// a 32-bit mask. Idle pass-through upstreams leave the table, so a
+// machine may use any number of resolvers over its life.
 const MaxUpstreams = 32
+
+// maxAttempts is how many attempts (upstream and socket) a query
+// remembers; an answer is accepted only on one of them. It also bounds the
+// fan-out of the parallel strategy.
+const maxAttempts = 8
+
+// attempt is one sending of a query: to upstream up, on the pool socket
+// sock (0 for a transport without per-query sockets), at engine time at.
+type attempt struct {
+	up   uint8
+	sock uint32
+	at   int64
+}
 
 // entry is one forwarded query waiting for its answer.
 type entry struct {
@@ -26,18 +43,25 @@ type entry struct {
 	id       uint16 // the ID we sent upstream
 	origID   uint16 // the client's ID
 	up       uint8  // upstream of the current attempt
+	group    uint8  // the routing group whose upstreams it cycles through
 	sent     uint32 // upstreams this query was sent to, as a bit mask
-	via      via    // where the answer goes
-	fixed    bool   // pass-through: every attempt goes to the same upstream
+	answered uint32 // parallel: upstreams whose failure answer was held back
+	parallel bool
+	via      via  // where the answer goes
+	fixed    bool // pass-through: every attempt goes to the same upstream
+	hasFlip  bool // the name's case was randomised (0x20)
+	nAtt     uint8
 	limit    uint16 // the largest answer the client may receive
+	att      [maxAttempts]attempt
 	client   netip.AddrPort
 	resolver netip.AddrPort // the address the client asked; the answer comes from it
 	qtype    uint16
 	qclass   uint16
 	nameLen  uint8
 	name     [packet.MaxName]byte
-	deadline int64 // end of the current attempt (engine clock, ns)
-	final    int64 // when the client gets SERVFAIL
+	flip     [32]byte // 0x20: bit i set when byte 12+i of the query had its case flipped
+	deadline int64    // end of the current attempt (engine clock, ns)
+	final    int64    // when the client gets SERVFAIL
 	start    int64
 	// A CNAME rewrite: the client asked for alias (wire format), the query
 	// went out for the target; the reply gets a CNAME with aliasTTL.
@@ -46,6 +70,24 @@ type entry struct {
 	aliasTTL uint32
 	qlen     uint16
 	query    [MaxQuery]byte // the query as sent upstream (our ID in it)
+}
+
+// request is what the forward path stores with a query; it belongs to the
+// worker that fills it.
+type request struct {
+	client, resolver netip.AddrPort
+	from             via
+	fixed            bool
+	parallel         bool
+	group            uint8
+	alias            []byte
+	aliasTTL         uint32
+	att              [maxAttempts]attempt
+	nAtt             int
+	hasFlip          bool
+	flip             [32]byte
+	now              int64
+	perTry, total    int64
 }
 
 // pending is the fixed-capacity table of forwarded queries, keyed by a
@@ -57,6 +99,9 @@ type pending struct {
 	free  []int32 // stack of free slot indexes
 	byID  [1 << 16]int32
 	n     int
+	// inflight counts, per upstream, the queries that were sent to it and
+	// are still waiting: an upstream with none can leave the table.
+	inflight [MaxUpstreams]atomic.Int32
 }
 
 func newPending(capacity int) *pending {
@@ -75,9 +120,9 @@ func newPending(capacity int) *pending {
 }
 
 // insert stores the query msg (already checked to be <= MaxQuery, read
-// into q) that client asked resolver through from, gives it a fresh random upstream ID, and writes that ID into msg.
-// It returns false when the table is full.
-func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, up int, fixed bool, alias []byte, aliasTTL uint32, now, perTry, total int64) (uint16, bool) {
+// into q) with what r says of it, gives it a fresh random upstream ID, and
+// writes that ID into msg. It returns false when the table is full.
+func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.free) == 0 {
@@ -95,27 +140,66 @@ func (p *pending) insert(q *packet.Question, msg []byte, client, resolver netip.
 	e.used = true
 	e.id = id
 	e.origID = q.ID
-	e.up = uint8(up)
-	e.sent = 1 << up
-	e.client = client
-	e.resolver = resolver
-	e.via = from
-	e.fixed = fixed
+	e.up = r.att[0].up
+	e.group = r.group
+	e.parallel = r.parallel
+	e.sent, e.answered = 0, 0
+	e.nAtt = uint8(copy(e.att[:], r.att[:r.nAtt]))
+	for _, a := range e.att[:e.nAtt] {
+		if e.sent&(1<<a.up) == 0 {
+			e.sent |= 1 << a.up
+			p.inflight[a.up].Add(1)
+		}
+	}
+	e.client = r.client
+	e.resolver = r.resolver
+	e.via = r.from
+	e.fixed = r.fixed
 	e.limit = uint16(packet.ClientLimit(q))
-	if from == viaTCP {
+	if r.from == viaTCP {
 		e.limit = packet.StreamLimit
 	}
-	e.aliasLen = uint8(copy(e.alias[:], alias))
-	e.aliasTTL = aliasTTL
+	e.hasFlip = r.hasFlip
+	if r.hasFlip {
+		e.flip = r.flip
+	}
+	e.aliasLen = uint8(copy(e.alias[:], r.alias))
+	e.aliasTTL = r.aliasTTL
 	e.qtype, e.qclass = q.QType, q.QClass
-	name := q.Name()
-	e.nameLen = uint8(copy(e.name[:], name))
-	e.start = now
-	e.final = now + total
-	e.deadline = min(now+perTry, e.final)
+	e.nameLen = uint8(copy(e.name[:], q.Name()))
+	e.start = r.now
+	e.final = r.now + r.total
+	e.deadline = min(r.now+r.perTry, e.final)
 	binary.BigEndian.PutUint16(msg, id)
 	e.qlen = uint16(copy(e.query[:], msg))
 	return id, true
+}
+
+// addAttempt records that the query with upstream ID id is being sent to
+// upstream up on socket sock, before it is sent, so that its answer is
+// accepted. It returns false when the query is gone (answered meanwhile).
+func (p *pending) addAttempt(id uint16, up int, sock uint32, now int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.byID[id]
+	if s == 0 {
+		return false
+	}
+	e := &p.slots[s-1]
+	if e.sent&(1<<up) == 0 {
+		e.sent |= 1 << up
+		p.inflight[up].Add(1)
+	}
+	a := attempt{up: uint8(up), sock: sock, at: now}
+	if int(e.nAtt) < maxAttempts {
+		e.att[e.nAtt] = a
+		e.nAtt++
+	} else {
+		// The oldest attempt gives way: its answer is long overdue.
+		copy(e.att[:], e.att[1:])
+		e.att[maxAttempts-1] = a
+	}
+	return true
 }
 
 // match describes the client side of a query taken from the table.
@@ -125,40 +209,85 @@ type match struct {
 	via              via
 	limit            uint16
 	start            int64
+	rtt              int64 // from the attempt's sending to now
 	aliasLen         uint8
 	alias            [packet.MaxName]byte
 	aliasTTL         uint32
+	hasFlip          bool
+	flip             [32]byte
 }
 
-// take removes and returns the entry for a reply with question q that
-// arrived from upstream up. The reply must carry an ID we sent, come from an
-// upstream this query was sent to, and repeat the question (name compared
-// case-insensitively: both sides are lower-cased by the packet reader, as
-// servers may canonicalise the case).
-func (p *pending) take(q *packet.Question, up int, m *match) bool {
+// takeResult says what take did with a reply.
+type takeResult uint8
+
+const (
+	takeNone takeResult = iota // no query waits for this reply (late, forged, garbage)
+	takeOK                     // the reply answers the query: m is filled, the query is gone
+	takeHeld                   // parallel: a failure answer held back while other upstreams may answer
+	takeCase                   // 0x20: the reply's question does not repeat the case sent
+)
+
+// take removes and returns the entry for a reply msg, read into q, that
+// arrived from upstream up on socket sock (0: a transport without
+// per-query sockets). The reply must carry an ID we sent, arrive on an
+// attempt of this query (upstream and socket), and repeat the question
+// (name compared case-insensitively, both sides lower-cased by the packet
+// reader; exactly, when the case was randomised).
+func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now int64, m *match) takeResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.byID[q.ID]
 	if s == 0 {
-		return false
+		return takeNone
 	}
 	e := &p.slots[s-1]
-	if e.sent&(1<<up) == 0 || e.qtype != q.QType || e.qclass != q.QClass || string(e.name[:e.nameLen]) != string(q.Name()) {
-		return false
+	if e.qtype != q.QType || e.qclass != q.QClass || string(e.name[:e.nameLen]) != string(q.Name()) {
+		return takeNone
+	}
+	at := int64(-1)
+	for _, a := range e.att[:e.nAtt] {
+		if int(a.up) == up && a.sock == sock {
+			at = a.at
+		}
+	}
+	if at < 0 {
+		return takeNone
+	}
+	if e.hasFlip {
+		// The name in the reply must be the one sent, byte for byte.
+		end := q.End - 4
+		if end > len(msg) || end > int(e.qlen) || string(msg[dnsHeaderLen:end]) != string(e.query[dnsHeaderLen:end]) {
+			return takeCase
+		}
+	}
+	if e.parallel {
+		if rc := q.Flags & 0xf; (rc == rcodeServFail || rc == rcodeRefused) && e.answered|1<<up != e.sent {
+			// Another upstream may still give a real answer.
+			e.answered |= 1 << up
+			return takeHeld
+		}
 	}
 	m.client, m.resolver, m.origID, m.via, m.start, m.limit = e.client, e.resolver, e.origID, e.via, e.start, e.limit
+	m.rtt = now - at
 	m.aliasLen, m.aliasTTL = e.aliasLen, e.aliasTTL
 	if e.aliasLen > 0 {
 		copy(m.alias[:], e.alias[:e.aliasLen])
 	}
+	m.hasFlip = e.hasFlip
+	if e.hasFlip {
+		m.flip = e.flip
+	}
 	p.release(s - 1)
-	return true
+	return takeOK
 }
 
 // release frees slot s; p.mu must be held.
 func (p *pending) release(s int32) {
 	e := &p.slots[s]
 	p.byID[e.id] = 0
+	for m := e.sent; m != 0; m &= m - 1 {
+		p.inflight[bits.TrailingZeros32(m)].Add(-1)
+	}
 	e.used = false
 	p.free = append(p.free, s)
 	p.n--
@@ -170,6 +299,7 @@ type expired struct {
 	retry    bool  // true: send query to upstream up; false: answer SERVFAIL
 	up       uint8 // the upstream of the next attempt
 	prev     uint8 // the upstream whose attempt ran out
+	id       uint16
 	via      via
 	client   netip.AddrPort
 	resolver netip.AddrPort
@@ -177,19 +307,21 @@ type expired struct {
 	start    int64
 	aliasLen uint8
 	alias    [packet.MaxName]byte
+	hasFlip  bool
+	flip     [32]byte
 	qlen     uint16
 	query    [MaxQuery]byte
 }
 
-// sweep collects up to len(out) queries (ups is the list of configured
-// upstreams that unfixed queries cycle through) whose attempt deadline has passed,
-// starting at slot *pos, and returns how many it filled. A query still
-// within its overall deadline moves to the next upstream (cycling) and stays
-// in the table; one past it, or refused (expedited) after every upstream
-// had it, is removed and reported for SERVFAIL. *pos
+// sweep collects up to len(out) queries whose attempt deadline has passed,
+// starting at slot *pos, and returns how many it filled; rt gives the
+// upstreams of each query's group, which unfixed queries cycle through. A
+// query still within its overall deadline moves to the next upstream
+// (cycling) and stays in the table; one past it, or refused (expedited)
+// after every upstream had it, is removed and reported for SERVFAIL. *pos
 // advances so that successive calls cover the whole table; it wraps to 0
 // when the scan is complete (done=true).
-func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired) (n int, done bool) {
+func (p *pending) sweep(now, perTry int64, rt *routing, pos *int, out []expired) (n int, done bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for ; *pos < len(p.slots); *pos++ {
@@ -202,9 +334,14 @@ func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired)
 		}
 		x := &out[n]
 		n++
-		x.client, x.resolver, x.origID, x.via, x.prev, x.start = e.client, e.resolver, e.origID, e.via, e.up, e.start
+		x.client, x.resolver, x.origID, x.via, x.prev, x.start, x.id = e.client, e.resolver, e.origID, e.via, e.up, e.start, e.id
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
 		x.aliasLen = uint8(copy(x.alias[:], e.alias[:e.aliasLen]))
+		x.hasFlip = e.hasFlip
+		if e.hasFlip {
+			x.flip = e.flip
+		}
+		ups := rt.group(e.group)
 		all := ups.mask
 		if e.fixed || len(ups.idx) == 0 {
 			all = e.sent
@@ -219,7 +356,10 @@ func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired)
 		if !e.fixed && len(ups.idx) > 0 {
 			e.up = uint8(ups.next(int(e.up)))
 		}
-		e.sent |= 1 << e.up
+		if e.sent&(1<<e.up) == 0 {
+			e.sent |= 1 << e.up
+			p.inflight[e.up].Add(1)
+		}
 		e.deadline = min(now+perTry, e.final)
 		x.retry, x.up = true, e.up
 	}
@@ -230,6 +370,9 @@ func (p *pending) sweep(now, perTry int64, ups *upList, pos *int, out []expired)
 // expedite ends the current attempt of every query waiting on upstream up,
 // so the next sweep moves them on at once (the upstream refused them).
 func (p *pending) expedite(up int) int {
+	if p.inflight[up].Load() == 0 {
+		return 0
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := 0
@@ -243,11 +386,12 @@ func (p *pending) expedite(up int) int {
 	return k
 }
 
-// expediteID ends the current attempt of the query with upstream ID id.
-func (p *pending) expediteID(id uint16) {
+// expediteID ends the current attempt of the query with upstream ID id,
+// if that attempt is on upstream up (-1: whichever).
+func (p *pending) expediteID(id uint16, up int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s := p.byID[id]; s != 0 {
+	if s := p.byID[id]; s != 0 && (up < 0 || int(p.slots[s-1].up) == up) {
 		p.slots[s-1].deadline = 0
 	}
 }

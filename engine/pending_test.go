@@ -28,11 +28,19 @@ func pkttestParsed(tb testing.TB) *parsedQuery {
 	return &pq
 }
 
+// req describes a query from pq sent to upstream up at now, with the
+// per-try and total timeouts.
+func req(pq *parsedQuery, up int, now, perTry, total int64) *request {
+	r := &request{client: pq.p.Src, resolver: pq.p.Dst, from: viaTUN, now: now, perTry: perTry, total: total}
+	r.att[0], r.nAtt = attempt{up: uint8(up), at: now}, 1
+	return r
+}
+
 func TestPendingMatch(t *testing.T) {
 	pq := pkttestParsed(t)
 	p := newPending(8)
 	msg := pkttest.Pack(pkttest.Msg(0xabcd, "WWW.example.com", dns.TypeA))
-	id, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 1, false, nil, 0, 0, 100, 500)
+	id, ok := p.insert(&pq.q, msg, req(pq, 1, 0, 100, 500))
 	if !ok {
 		t.Fatal("insert failed")
 	}
@@ -43,32 +51,32 @@ func TestPendingMatch(t *testing.T) {
 	reply.ID = id
 	var m match
 	// Wrong upstream, wrong ID, wrong type, wrong name: no match.
-	if p.take(&reply, 0, &m) {
+	if p.take(&reply, nil, 0, 0, 0, &m) == takeOK {
 		t.Error("matched a reply from an upstream the query was not sent to")
 	}
 	bad := reply
 	bad.ID = id + 1
-	if p.take(&bad, 1, &m) {
+	if p.take(&bad, nil, 1, 0, 0, &m) == takeOK {
 		t.Error("matched a wrong ID")
 	}
 	bad = reply
 	bad.QType = dns.TypeAAAA
-	if p.take(&bad, 1, &m) {
+	if p.take(&bad, nil, 1, 0, 0, &m) == takeOK {
 		t.Error("matched a wrong qtype")
 	}
 	other := pkttestParsedName(t, "www.example.org")
 	other.ID = id
-	if p.take(other, 1, &m) {
+	if p.take(other, nil, 1, 0, 0, &m) == takeOK {
 		t.Error("matched a wrong name")
 	}
 	// The right reply, whatever the case of its name (the reader lowers it).
-	if !p.take(&reply, 1, &m) {
+	if p.take(&reply, nil, 1, 0, 0, &m) != takeOK {
 		t.Fatal("the matching reply was not taken")
 	}
 	if m.client != client4 || m.resolver != resolver4 || m.origID != 0xabcd {
 		t.Errorf("match %+v", m)
 	}
-	if p.take(&reply, 1, &m) || p.len() != 0 {
+	if p.take(&reply, nil, 1, 0, 0, &m) == takeOK || p.len() != 0 {
 		t.Error("a reply was taken twice")
 	}
 }
@@ -87,13 +95,13 @@ func TestPendingFullAndSweep(t *testing.T) {
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
 	ids := map[uint16]bool{}
 	for i := range 3 {
-		id, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, nil, 0, int64(i), 100, 250)
+		id, ok := p.insert(&pq.q, msg, req(pq, 0, int64(i), 100, 250))
 		if !ok || ids[id] {
 			t.Fatalf("insert %d: ok=%v duplicate=%v", i, ok, ids[id])
 		}
 		ids[id] = true
 	}
-	if _, ok := p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, nil, 0, 0, 100, 250); ok {
+	if _, ok := p.insert(&pq.q, msg, req(pq, 0, 0, 100, 250)); ok {
 		t.Fatal("insert into a full table succeeded")
 	}
 	out := make([]expired, 8)
@@ -126,7 +134,7 @@ func TestPendingRefusedByAllServfails(t *testing.T) {
 	pq := pkttestParsed(t)
 	p := newPending(2)
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
-	p.insert(&pq.q, msg, pq.p.Src, pq.p.Dst, viaTUN, 0, false, nil, 0, 0, 100, 10000)
+	p.insert(&pq.q, msg, req(pq, 0, 0, 100, 10000))
 	out := make([]expired, 2)
 	pos := 0
 	p.expedite(0)
@@ -139,5 +147,5 @@ func TestPendingRefusedByAllServfails(t *testing.T) {
 	}
 }
 
-// twoUps is a configured list of upstreams 0 and 1.
-var twoUps = &upList{idx: []int{0, 1}, mask: 3}
+// twoUps routes everything to upstreams 0 and 1.
+var twoUps = &routing{groups: []upList{{idx: []int{0, 1}, mask: 3}}}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/upstream"
 )
 
 // Counter names the engine's event counters.
@@ -35,6 +36,8 @@ const (
 	TCPOrphans                   // answers for a TCP connection that had closed
 	Truncated                    // answers cut to the header and question with TC, for a UDP client's size
 	BadVers                      // BADVERS answers to an EDNS version other than 0
+	Held                         // parallel: SERVFAIL or REFUSED answers held back while another upstream may answer
+	CaseMismatch                 // 0x20: answers whose question did not repeat the case sent (dropped)
 	numCounters
 )
 
@@ -42,6 +45,7 @@ var counterNames = [numCounters]string{
 	"packets", "blocked", "local", "forwarded", "retried", "replied", "servfail",
 	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors", "rewritten", "answer_blocked",
 	"tcp_segments", "tcp_conns", "tcp_refused", "tcp_queries", "tcp_orphans", "truncated", "badvers",
+	"held", "case_mismatch",
 }
 
 func (c Counter) String() string {
@@ -64,6 +68,8 @@ type Stats struct {
 	// the drop reasons, plus NotImp and FormErr which are answered.
 	Drops   [packet.NumReasons]uint64
 	Pending int
+	// Sockets are the plain UDP upstream sockets' counters.
+	Sockets upstream.PoolStats
 }
 
 // Get returns counter c.
@@ -80,6 +86,16 @@ func (s Stats) Map() map[string]uint64 {
 	for i, v := range s.Drops {
 		if v != 0 {
 			m["drop_"+packet.Reason(i).String()] = v
+		}
+	}
+	p := &s.Sockets
+	for k, v := range map[string]uint64{
+		"udp_sockets_open": p.Open, "udp_sockets_max_open": p.MaxOpen, "udp_sockets_opened": p.Opened,
+		"udp_sockets_open_errors": p.OpenErrors, "udp_sockets_reused_past_budget": p.ReusedPastBudget,
+		"udp_sockets_none_free": p.NoSocket, "udp_sockets_closed_unanswered": p.ClosedLinger, "udp_answers_oversize": p.Truncated,
+	} {
+		if v != 0 {
+			m[k] = v
 		}
 	}
 	return m

@@ -53,6 +53,7 @@ type worker struct {
 	r      packet.Reply
 	fq     filter.Query
 	abuf   [MaxQuery]byte // a CNAME rewrite's query to the target
+	req    request        // a forwarded query's record
 }
 
 func newWorker(e *Engine) *worker {
@@ -175,9 +176,9 @@ func (w *worker) reply(rcode uint8, addrs []netip.Addr, ttl uint32, blocked bool
 	return outAnswer
 }
 
-// forward records the query in the pending table and sends it to the first
-// healthy upstream. The query leaves with a fresh random ID written into
-// msg; the table keeps a copy for retries and SERVFAIL.
+// forward records the query in the pending table and sends it upstream.
+// The query leaves with a fresh random ID written into msg; the table
+// keeps a copy for retries and SERVFAIL.
 func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) outcome {
 	e := w.e
 	if e.closing.Load() {
@@ -187,34 +188,55 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 		e.count(TooLarge)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
-	now := e.now()
-	up, fixed := e.chooseUpstream(resolver, from, now)
-	if up < 0 {
+	return w.send(&w.q, msg, client, resolver, from, nil, 0)
+}
+
+// send chooses the upstream(s) for the query msg (read into q), records it
+// and sends it. alias is a CNAME rewrite's client name (nil otherwise).
+func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.AddrPort, from via, alias []byte, aliasTTL uint32) outcome {
+	e := w.e
+	r := &w.req
+	r.client, r.resolver, r.from, r.alias, r.aliasTTL = client, resolver, from, alias, aliasTTL
+	r.now, r.perTry, r.total = e.now(), int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout)
+	if !e.chooseUpstream(q.Name(), resolver, from, r) {
 		return w.reply(rcodeServFail, nil, 0, false) // no upstream to ask
 	}
-	id, ok := e.pending.insert(&w.q, msg, client, resolver, from, up, fixed, nil, 0, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
+	r.hasFlip = e.cfg.Case0x20
+	if r.hasFlip {
+		randomizeCase(msg, q.End-4, &r.flip)
+	}
+	failed := uint32(0)
+	for i := range r.nAtt {
+		if e.prepare(&r.att[i], from) != nil {
+			failed |= 1 << i
+		}
+	}
+	id, ok := e.pending.insert(q, msg, r)
 	if !ok {
+		for i := range r.nAtt {
+			if r.att[i].sock != 0 {
+				e.pool.Unpick(r.att[i].sock)
+			}
+		}
+		if r.hasFlip {
+			unflip(msg, &r.flip)
+		}
 		e.count(Full)
-		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
+		e.logQuery(client, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)
-	if err := e.sendQuery(up, from, msg); err != nil {
-		e.count(SendErrors)
-		e.pending.expediteID(id)
+	sentOK := false
+	for i := range r.nAtt {
+		if failed&(1<<i) == 0 && e.transmit(r.att[i], from, msg) == nil {
+			sentOK = true
+		}
+	}
+	if !sentOK {
+		e.pending.expediteID(id, -1)
 		e.wakeSweeper()
 	}
 	return outForward
-}
-
-// sendQuery sends msg to upstream up: over UDP, or over TCP when the
-// client asked over TCP (so that answers larger than any datagram come
-// through whole).
-func (e *Engine) sendQuery(up int, from via, msg []byte) error {
-	if from == viaTCP {
-		return e.sendStream(up, msg)
-	}
-	return e.ups[up].Load().Send(msg)
 }
 
 // isTCP reports whether the IP packet pkt (already checked to be a well
@@ -237,16 +259,30 @@ func (e *Engine) isOwnResolver(a netip.Addr) bool {
 	return false
 }
 
-// chooseUpstream picks where a query goes: in pass-through, a captured
-// query goes to the resolver it was sent to (fixed: every attempt there);
-// otherwise to the configured upstreams. -1: none.
-func (e *Engine) chooseUpstream(resolver netip.AddrPort, from via, now int64) (up int, fixed bool) {
+// chooseUpstream picks where a query for name goes, into r: in
+// pass-through, a captured query goes to the resolver it was sent to
+// (fixed: every attempt there); otherwise to its domain's group of
+// upstreams, by the strategy. It returns false when there is none.
+func (e *Engine) chooseUpstream(name []byte, resolver netip.AddrPort, from via, r *request) bool {
+	rt := e.route.Load()
+	r.fixed, r.parallel, r.group = false, false, 0
 	if e.cfg.PassThrough && from != viaFlow && !e.isOwnResolver(resolver.Addr()) {
-		if up = e.upstreamFor(resolver); up >= 0 {
-			return up, true
+		// A routed domain keeps its upstreams in capture too.
+		if r.group = rt.groupFor(name); r.group == 0 {
+			if up := e.upstreamFor(resolver); up >= 0 {
+				r.fixed = true
+				r.att[0], r.nAtt = attempt{up: uint8(up), at: r.now}, 1
+				return true
+			}
 		}
+	} else {
+		r.group = rt.groupFor(name)
 	}
-	return e.pickUpstream(now), false
+	if !e.pick(rt.group(r.group), r.now, r) {
+		return false
+	}
+	r.parallel = r.nAtt > 1
+	return true
 }
 
 // forwardAlias asks the upstream for a rewrite's target instead of the
@@ -270,41 +306,9 @@ func (w *worker) forwardAlias(msg []byte, client, resolver netip.AddrPort, from 
 	if packet.ReadQuestion(b, &w.q2) != packet.OK {
 		return w.reply(rcodeServFail, nil, 0, false)
 	}
-	now := e.now()
-	up, fixed := e.chooseUpstream(resolver, from, now)
-	if up < 0 {
-		return w.reply(rcodeServFail, nil, 0, false)
-	}
 	ttl := d.TTL
 	if ttl == 0 {
 		ttl = e.cfg.LocalTTL
 	}
-	id, ok := e.pending.insert(&w.q2, b, client, resolver, from, up, fixed, msg[dnsHeaderLen:nameEnd], ttl, now, int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout))
-	if !ok {
-		e.count(Full)
-		return w.reply(rcodeRefused, nil, 0, false)
-	}
-	if err := e.sendQuery(up, from, b); err != nil {
-		e.count(SendErrors)
-		e.pending.expediteID(id)
-		e.wakeSweeper()
-	}
-	return outForward
-}
-
-// pickUpstream returns the first configured upstream not marked down, or,
-// when all are down, the one that comes back soonest; -1 when none is
-// configured.
-func (e *Engine) pickUpstream(now int64) int {
-	best, bestUntil := -1, int64(-1)
-	for _, i := range e.cfgUps.Load().idx {
-		until := e.health[i].downUntil.Load()
-		if until <= now {
-			return i
-		}
-		if bestUntil < 0 || until < bestUntil {
-			best, bestUntil = i, until
-		}
-	}
-	return best
+	return w.send(&w.q2, b, client, resolver, from, msg[dnsHeaderLen:nameEnd], ttl)
 }

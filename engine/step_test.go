@@ -12,6 +12,7 @@ import (
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/tun/tuntest"
+	"github.com/dnstun/dnstun/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -44,7 +45,7 @@ func newStepEngine(tb testing.TB, maxPending int) *Engine {
 	}
 	tb.Cleanup(func() { sink.Close() })
 	e, err := New(Config{
-		Upstreams:  []netip.AddrPort{netip.MustParseAddrPort(sink.LocalAddr().String())},
+		Upstreams:  upstream.UDPSpecs([]netip.AddrPort{netip.MustParseAddrPort(sink.LocalAddr().String())}),
 		MaxPending: maxPending,
 		QueryLog:   querylog.New(1024), // logged queries must not allocate either
 	}, tuntest.NewPipe(1, 1), filter.NewLive(buildSet(tb, testList)))
@@ -59,7 +60,7 @@ func newStepEngine(tb testing.TB, maxPending int) *Engine {
 func clearPending(e *Engine) {
 	out := make([]expired, sweepBatch)
 	for pos := 0; ; {
-		if _, done := e.pending.sweep(1<<62, 0, e.cfgUps.Load(), &pos, out); done {
+		if _, done := e.pending.sweep(1<<62, 0, e.route.Load(), &pos, out); done {
 			return
 		}
 	}
@@ -125,11 +126,12 @@ func BenchmarkPending(b *testing.B) {
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
 	q := parser.q
 	var m match
+	r := req(parser, 0, 0, 1, 2)
 	b.ReportAllocs()
 	for b.Loop() {
-		id, _ := p.insert(&q, msg, parser.p.Src, parser.p.Dst, viaTUN, 0, false, nil, 0, 0, 1, 2)
+		id, _ := p.insert(&q, msg, r)
 		q.ID = id
-		if !p.take(&q, 0, &m) {
+		if p.take(&q, msg, 0, 0, 0, &m) != takeOK {
 			b.Fatal("take failed")
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/upstream"
 	"github.com/miekg/dns"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -84,7 +85,7 @@ func dialTCP(s *stack.Stack, to netip.AddrPort) (net.Conn, error) {
 func TestTCPFrontEnd(t *testing.T) {
 	up := startUpstream(t)
 	upTCP := startUpstreamTCP(t, up.Addr())
-	h := startEngine(t, Config{Upstreams: []netip.AddrPort{up.Addr()}, TCP: true}, testList)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()}), TCP: true}, testList)
 	s := clientStack(t, h, client4.Addr())
 
 	c, err := dialTCP(s, resolver4)

@@ -88,7 +88,11 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 			if !u.Healthy {
 				health = "skipped (not answering)"
 			}
-			fmt.Fprintf(w, "upstream: %s %s\n", u.Addr, health)
+			route := ""
+			if len(u.Domains) > 0 {
+				route = " for " + strings.Join(u.Domains, ",")
+			}
+			fmt.Fprintf(w, "upstream: %s%s %s rtt=%.1fms sent=%d answers=%d timeouts=%d errors=%d\n", u.Addr, route, health, u.RTTMillis, u.Sent, u.Answers, u.Timeouts, u.Errors)
 		}
 		fmt.Fprintf(w, "pid: %d\nuptime: %s\nversion: %s\n", s.PID, (time.Duration(s.UptimeSeconds) * time.Second).String(), s.Version)
 		for _, k := range slices.Sorted(maps.Keys(s.Counters)) {

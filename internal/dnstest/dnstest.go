@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -41,8 +42,12 @@ type Server struct {
 	srv     *dns.Server
 	silent  atomic.Bool
 	queries atomic.Int64
+	delay   atomic.Int64 // nanoseconds before each answer
+	rcode   atomic.Int32 // answer every query with this rcode when > 0
+	lower   atomic.Bool  // lower-case the question in answers (breaks 0x20)
 	mu      sync.Mutex
 	byName  map[string]int
+	ports   map[uint16]int // queries by source port
 	done    chan struct{}
 }
 
@@ -57,7 +62,7 @@ func ServeTCP(l net.Listener, zone Zone) *Server {
 }
 
 func serve(srv *dns.Server, zone Zone) *Server {
-	s := &Server{zone: zone, byName: map[string]int{}, done: make(chan struct{}), srv: srv}
+	s := &Server{zone: zone, byName: map[string]int{}, ports: map[uint16]int{}, done: make(chan struct{}), srv: srv}
 	started := make(chan struct{})
 	srv.Handler = s
 	srv.NotifyStartedFunc = func() { close(started) }
@@ -75,18 +80,32 @@ func serve(srv *dns.Server, zone Zone) *Server {
 // ServeDNS implements dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	s.queries.Add(1)
+	s.mu.Lock()
 	if len(r.Question) == 1 {
-		s.mu.Lock()
 		s.byName[strings.ToLower(r.Question[0].Name)]++
-		s.mu.Unlock()
 	}
+	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		s.ports[ap.Port()]++
+	}
+	s.mu.Unlock()
 	if s.silent.Load() || len(r.Question) != 1 {
 		return
+	}
+	if d := s.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
 	}
 	q := r.Question[0]
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
+	if s.lower.Load() {
+		m.Question[0].Name = strings.ToLower(q.Name)
+	}
+	if rc := s.rcode.Load(); rc > 0 {
+		m.Rcode = int(rc)
+		w.WriteMsg(m)
+		return
+	}
 	rrs, ok := s.zone[strings.ToLower(q.Name)]
 	if !ok {
 		m.Rcode = dns.RcodeNameError
@@ -118,6 +137,24 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 
 // SetSilent makes the server read queries without answering them.
 func (s *Server) SetSilent(v bool) { s.silent.Store(v) }
+
+// SetDelay makes the server wait d before each answer.
+func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
+
+// SetRcode makes the server answer every query with rcode and no records
+// (0: answer from the zone again).
+func (s *Server) SetRcode(rcode int) { s.rcode.Store(int32(rcode)) }
+
+// SetLowerCase makes the server lower-case the question it repeats in its
+// answers, as some servers do, which 0x20 case randomisation refuses.
+func (s *Server) SetLowerCase(v bool) { s.lower.Store(v) }
+
+// SourcePorts returns how many distinct source ports queries came from.
+func (s *Server) SourcePorts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ports)
+}
 
 // Queries returns how many queries the server has seen.
 func (s *Server) Queries() int64 { return s.queries.Load() }

@@ -45,3 +45,20 @@ func RequirePriv(t testing.TB) {
 	}
 	t.Skip("skipping privileged test: " + why)
 }
+
+// RequireTool returns the path of the program name, from the Debian
+// package pkg; when it is not installed it skips t, or fails it when
+// DNSTUN_REQUIRE_PRIV=1 (CI installs every tool the tests use).
+func RequireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	why := "needs " + name + " (Debian package " + pkg + ")"
+	if os.Getenv(EnvRequire) == "1" {
+		t.Fatalf("test cannot run (%s) and %s=1 forbids skipping", why, EnvRequire)
+	}
+	t.Skip("skipping: " + why)
+	return ""
+}

@@ -64,7 +64,9 @@ func TestImportRules(t *testing.T) {
 		{"golang.zx2c4.com/wireguard", []string{"tun"}},
 		{"github.com/google/gopacket", []string{"packet", "internal/pkttest"}},
 		{"github.com/vishvananda/netlink", []string{"tun", "route"}},
-		{"github.com/miekg/dns", []string{"upstream", "cmd/dnstun", "internal/dnstest", "internal/pkttest", "internal/demo"}},
+		{"github.com/miekg/dns", []string{"upstream", "cmd/dnstun", "internal/dnstest", "internal/pkttest", "internal/demo", "internal/quictest"}},
+		// DoQ and DoH3; internal/quictest is their test server.
+		{"github.com/quic-go/quic-go", []string{"upstream", "internal/quictest"}},
 		{"go.yaml.in/yaml", []string{"config"}},
 		{"gvisor.dev/gvisor", []string{"engine"}},
 		// The bench chart is its own module (bench/chart/go.mod), run by

@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: MIT
+
+package engine
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/internal/privtest"
+	"github.com/dnstun/dnstun/upstream"
+	"github.com/miekg/dns"
+)
+
+func udp(servers ...*dnstest.Server) []upstream.Spec {
+	var out []upstream.Spec
+	for _, s := range servers {
+		out = append(out, upstream.UDPSpecs([]netip.AddrPort{s.Addr()})...)
+	}
+	return out
+}
+
+// ask sends one query for name through h and returns the answer.
+func (h *harness) ask(t testing.TB, id uint16, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(id, name, qtype)), 5*time.Second)
+	return m
+}
+
+func TestSplitDNS(t *testing.T) {
+	def, corp, lab := startUpstream(t), startUpstream(t), startUpstream(t)
+	h := startEngine(t, Config{
+		Upstreams: udp(def),
+		Domains: []DomainUpstreams{
+			{Domain: "corp.example", Upstreams: udp(corp)},
+			{Domain: "lab.example", Upstreams: udp(lab)},
+			{Domain: "public.corp.example", UseDefault: true},
+			{Domain: "*.wild.example", Upstreams: udp(lab)},
+		},
+	}, testList)
+	rows := []struct {
+		name string
+		want *dnstest.Server
+	}{
+		{"x.corp.example", corp},
+		{"corp.example", corp},
+		{"deep.x.CORP.example", corp},
+		{"lab.example", lab},
+		{"www.public.corp.example", def}, // "#": the most specific domain wins
+		{"notcorp.example", def},
+		{"www.example.com", def},
+		{"example", def},
+		{"a.wild.example", lab}, // "*.": subdomains only
+		{"wild.example", def},
+	}
+	for i, r := range rows {
+		before := [3]int64{def.Queries(), corp.Queries(), lab.Queries()}
+		h.ask(t, uint16(i+1), r.name, dns.TypeA)
+		after := [3]int64{def.Queries(), corp.Queries(), lab.Queries()}
+		for j, s := range []*dnstest.Server{def, corp, lab} {
+			want := int64(0)
+			if s == r.want {
+				want = 1
+			}
+			if after[j]-before[j] != want {
+				t.Errorf("%s: upstream %d saw %d queries, want %d", r.name, j, after[j]-before[j], want)
+			}
+		}
+	}
+	states := h.e.UpstreamStates()
+	if len(states) != 3 || len(states[0].Domains) != 0 || fmt.Sprint(states[1].Domains) != "[corp.example]" {
+		t.Errorf("states %+v", states)
+	}
+}
+
+func TestParallelFirstGoodAnswerWins(t *testing.T) {
+	silent, failing, good := startUpstream(t), startUpstream(t), startUpstream(t)
+	silent.SetSilent(true)
+	failing.SetRcode(dns.RcodeServerFailure)
+	good.SetDelay(50 * time.Millisecond) // the SERVFAIL arrives first
+	h := startEngine(t, Config{
+		Upstreams:       udp(silent, failing, good),
+		Strategy:        Parallel,
+		UpstreamTimeout: 2 * time.Second,
+		TotalTimeout:    4 * time.Second,
+	}, testList)
+	start := time.Now()
+	m := h.ask(t, 7, "www.example.com", dns.TypeA)
+	if answerText(m) != "192.0.2.80" {
+		t.Fatalf("answer %v", m)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("answered after %v: parallel should not wait for the silent upstream", took)
+	}
+	if silent.Queries() != 1 || failing.Queries() != 1 || good.Queries() != 1 {
+		t.Errorf("queries %d %d %d, want one each", silent.Queries(), failing.Queries(), good.Queries())
+	}
+	if h.e.Stats().Get(Held) != 1 {
+		t.Errorf("held %d, want the SERVFAIL held back", h.e.Stats().Get(Held))
+	}
+	// When every upstream fails, the client gets the failure, at once.
+	good.SetRcode(dns.RcodeServerFailure)
+	silent.SetRcode(dns.RcodeServerFailure)
+	silent.SetSilent(false)
+	if m := h.ask(t, 8, "www.example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("all failing: %v", m)
+	}
+}
+
+func TestFastestPrefersQuickUpstream(t *testing.T) {
+	slow, fast := startUpstream(t), startUpstream(t)
+	slow.SetDelay(30 * time.Millisecond)
+	h := startEngine(t, Config{Upstreams: udp(slow, fast), Strategy: Fastest}, testList)
+	const n = 200
+	for i := range n {
+		if m := h.ask(t, uint16(i+1), "www.example.com", dns.TypeA); answerText(m) != "192.0.2.80" {
+			t.Fatalf("query %d: %v", i, m)
+		}
+	}
+	// Each is asked first once (no sample yet); after that the fast one,
+	// but for one query in fastestExplore.
+	if f := fast.Queries(); f < n*8/10 {
+		t.Errorf("fast upstream got %d of %d queries (slow %d)", f, n, slow.Queries())
+	}
+	if s := slow.Queries(); s < 2 {
+		t.Errorf("slow upstream got %d queries: its time is never refreshed", s)
+	}
+	st := h.e.UpstreamStates()
+	if st[0].RTT <= st[1].RTT {
+		t.Errorf("rtt slow %v <= fast %v", st[0].RTT, st[1].RTT)
+	}
+}
+
+func TestCase0x20(t *testing.T) {
+	up := startUpstream(t)
+	h := startEngine(t, Config{Upstreams: udp(up), Case0x20: true, UpstreamTimeout: 300 * time.Millisecond, TotalTimeout: 600 * time.Millisecond}, testList)
+	m := h.ask(t, 1, "WwW.Example.cOm", dns.TypeA)
+	if answerText(m) != "192.0.2.80" || m.Question[0].Name != "WwW.Example.cOm." {
+		t.Fatalf("answer %v: want the client's own case back", m)
+	}
+	// The upstream saw the name in a case of our choosing: over many
+	// queries, more than one spelling.
+	for i := range 20 {
+		h.ask(t, uint16(i+2), "www.example.com", dns.TypeA)
+	}
+	// A server that does not repeat the case is refused: SERVFAIL.
+	up.SetLowerCase(true)
+	if m := h.ask(t, 50, "www.example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("case not repeated: %v, want SERVFAIL", m)
+	}
+	if h.e.Stats().Get(CaseMismatch) == 0 {
+		t.Error("case_mismatch not counted")
+	}
+}
+
+func TestRandomizeCase(t *testing.T) {
+	msg := pkttest.Pack(pkttest.Msg(1, "abcdefghijklmnopqrstuvwxyz.example-1.com", dns.TypeA))
+	orig := string(msg)
+	end := len(msg) - 4
+	spellings := map[string]bool{}
+	for range 50 {
+		b := []byte(orig)
+		var flip [32]byte
+		randomizeCase(b, end, &flip)
+		if !strings.EqualFold(string(b), orig) {
+			t.Fatalf("not a case change: %q", b)
+		}
+		spellings[string(b)] = true
+		unflip(b, &flip)
+		if string(b) != orig {
+			t.Fatalf("unflip did not restore: %q", b)
+		}
+	}
+	if len(spellings) < 40 {
+		t.Errorf("%d spellings in 50: not random", len(spellings))
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		var flip [32]byte
+		randomizeCase(msg, end, &flip)
+		unflip(msg, &flip)
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
+// TestSourcePortsRandom: 1,000 forwarded queries leave from at least 500
+// distinct source ports (RFC 5452).
+func TestSourcePortsRandom(t *testing.T) {
+	up := startUpstream(t)
+	h := startEngine(t, Config{Upstreams: udp(up)}, testList)
+	for i := range 1000 {
+		if m := h.ask(t, uint16(i), "www.example.com", dns.TypeA); m.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query %d: %v", i, m)
+		}
+	}
+	if p := up.SourcePorts(); p < 500 {
+		t.Errorf("1000 queries left from %d distinct ports, want at least 500", p)
+	}
+}
+
+// liar answers every query three times with forgeries (from the right
+// port: wrong ID, wrong name, wrong type), once from another port with
+// the right ID and question, then, after a pause, truly.
+type liar struct {
+	pc, other *net.UDPConn
+	wg        sync.WaitGroup
+}
+
+func startLiar(t *testing.T) *liar {
+	t.Helper()
+	l := &liar{}
+	var err error
+	if l.pc, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if l.other, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	l.wg.Add(1)
+	go l.serve()
+	t.Cleanup(func() { l.pc.Close(); l.other.Close(); l.wg.Wait() })
+	return l
+}
+
+func (l *liar) addr() netip.AddrPort { return l.pc.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (l *liar) serve() {
+	defer l.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := l.pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		q := new(dns.Msg)
+		if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+			continue
+		}
+		answer := func(mod func(m *dns.Msg), addr string) []byte {
+			m := new(dns.Msg)
+			m.SetReply(q)
+			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A " + addr)
+			m.Answer = []dns.RR{rr}
+			if mod != nil {
+				mod(m)
+			}
+			b, _ := m.Pack()
+			return b
+		}
+		forged := [][]byte{
+			answer(func(m *dns.Msg) { m.Id++ }, "6.6.6.1"),
+			answer(func(m *dns.Msg) { m.Question[0].Name = "evil.example." }, "6.6.6.2"),
+			answer(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAAAA }, "6.6.6.3"),
+		}
+		for _, f := range forged {
+			l.pc.WriteToUDPAddrPort(f, from)
+		}
+		l.other.WriteToUDPAddrPort(answer(nil, "6.6.6.4"), from)
+		time.Sleep(20 * time.Millisecond)
+		l.pc.WriteToUDPAddrPort(answer(nil, "192.0.2.80"), from)
+	}
+}
+
+func TestForgedAnswersRejected(t *testing.T) {
+	l := startLiar(t)
+	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{l.addr()})}, testList)
+	for i := range 20 {
+		if m := h.ask(t, uint16(i), "www.example.com", dns.TypeA); answerText(m) != "192.0.2.80" {
+			t.Fatalf("query %d accepted a forgery: %v", i, m)
+		}
+	}
+	// The three forgeries from the right port reach dnstun and are
+	// refused; the one from another port never gets past the kernel.
+	if u := h.e.Stats().Get(Unmatched); u < 20*3 {
+		t.Errorf("unmatched %d, want at least %d", u, 20*3)
+	}
+}
+
+// TestPassThroughTableBounded: captured queries to 100 distinct resolvers,
+// asked in turn, are all answered, while the upstreams open at once stay
+// within MaxUpstreams (idle pass-through resolvers give way).
+func TestPassThroughTableBounded(t *testing.T) {
+	privtest.RequirePriv(t) // port 53 on loopback addresses
+	z := testZoneParsed(t)
+	var servers []*dnstest.Server
+	for i := range 100 {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.54.%d:53", i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := dnstest.Serve(pc, z)
+		t.Cleanup(s.Close)
+		servers = append(servers, s)
+	}
+	h := startEngine(t, Config{PassThrough: true, Resolvers: []netip.Addr{resolver4.Addr()}}, testList)
+	for round := range 2 {
+		for i, s := range servers {
+			m, _ := h.exchange(t, pkttest.Query(client4, s.Addr(), pkttest.Msg(uint16(i), "www.example.com", dns.TypeA)), 3*time.Second)
+			if answerText(m) != "192.0.2.80" {
+				t.Fatalf("round %d resolver %v: %v", round, s.Addr(), m)
+			}
+			if n := h.e.slotsInUse(); n > MaxUpstreams {
+				t.Fatalf("%d upstreams open at once", n)
+			}
+			if o := h.e.pool.Stats().Open; o > MaxUpstreams {
+				t.Fatalf("%d upstream sockets open at once", o)
+			}
+		}
+	}
+	for _, s := range servers {
+		if s.Queries() != 2 {
+			t.Errorf("%v saw %d queries, want 2", s.Addr(), s.Queries())
+		}
+	}
+}

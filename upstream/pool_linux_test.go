@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+
+package upstream
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestPoolMark: every socket of the pool carries SO_MARK, and marked
+// sockets still exchange on loopback.
+func TestPoolMark(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SO_MARK needs CAP_NET_ADMIN: run as root to check the pool's mark")
+	}
+	srv := startServer(t, "127.0.0.1", true, false)
+	const mark = 0x53000000
+	p := newTestPool(t, PoolOptions{Mark: mark})
+	d := p.Dest(srv.addr)
+	ms := newMsgs(2, 512)
+	for range 3 { // three sockets: the mark is set on each one opened
+		sock, err := p.Send(d, []byte("q"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := p.slotOf(sock)
+		if !s.ref.pin() {
+			t.Fatalf("socket %d closed", sock)
+		}
+		got, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_MARK)
+		if s.ref.unpin() {
+			p.finish(s)
+		}
+		if err != nil || uint32(got) != mark {
+			t.Fatalf("socket %d: SO_MARK = %#x (%v), want %#x", sock, got, err, mark)
+		}
+		if n := recv(t, p, ms); n != 1 || ms[0].Sock != sock {
+			t.Fatalf("answer on socket %d, want %d", ms[0].Sock, sock)
+		}
+		p.Answered(sock)
+	}
+}
+
+// TestPoolFileLimit: the default MaxSockets shrinks to fit a low open-file
+// limit; a value given that does not fit is refused with advice.
+func TestPoolFileLimit(t *testing.T) {
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Max < 1000 {
+		t.Skipf("hard open-file limit %d is below the 1000 this test sets", old.Max)
+	}
+	low := old
+	low.Cur = 1000
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+			t.Errorf("restore the open-file limit: %v", err)
+		}
+	}()
+	p := newTestPool(t, PoolOptions{})
+	if want := (1000 - poolOtherFiles) / 2; p.opt.MaxSockets != want {
+		t.Errorf("default MaxSockets under a limit of 1000 = %d, want %d", p.opt.MaxSockets, want)
+	}
+	_, err := NewPool(PoolOptions{MaxSockets: 1000})
+	if err == nil || !strings.Contains(err.Error(), "RLIMIT_NOFILE") {
+		t.Errorf("NewPool with MaxSockets 1000 under a limit of 1000: %v, want a refusal naming RLIMIT_NOFILE", err)
+	}
+}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+
+package upstream
+
+import (
+	"net"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/dnstun/dnstun/internal/quictest"
+)
+
+// TestQUICMark: the UDP socket under a QUIC connection carries the mark
+// that keeps it out of dnstun's steering.
+func TestQUICMark(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SO_MARK needs CAP_NET_ADMIN: run as root")
+	}
+	const mark = 0x4242
+	forQUIC(t, func(t *testing.T, p Proto) {
+		r := newQUICRig(t, p, quictest.Config{})
+		opt := r.opt()
+		opt.Mark = mark
+		c := dialQUICTest(t, r.spec(p), opt)
+		x := c.Exchanger.(*quicExchanger)
+		var mu sync.Mutex
+		var socks []*net.UDPConn
+		x.listen = func(opt DialOptions, v6 bool) (*net.UDPConn, error) {
+			u, err := listenUDP(opt, v6)
+			mu.Lock()
+			socks = append(socks, u)
+			mu.Unlock()
+			return u, err
+		}
+		c.exchange(t, 1, quictest.NameA, dns.TypeA)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(socks) != 1 {
+			t.Fatalf("%d sockets opened, want 1", len(socks))
+		}
+		rc, err := socks[0].SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		var serr error
+		if err := rc.Control(func(fd uintptr) { got, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) }); err != nil || serr != nil {
+			t.Fatal(err, serr)
+		}
+		if got != mark {
+			t.Errorf("SO_MARK %#x, want %#x", got, mark)
+		}
+	})
+}
