@@ -28,30 +28,31 @@ import (
 // the control socket and the lifecycle options. Addresses are kept as
 // written; Options checks them.
 type File struct {
-	Tun             string        `yaml:"tun"`              // --tun
-	MTU             int           `yaml:"mtu"`              // --mtu
-	Resolvers       []string      `yaml:"resolvers"`        // --resolver
-	TunAddrs        []string      `yaml:"tun_addrs"`        // --tun-addr (empty: one default per resolver family)
-	Upstreams       []string      `yaml:"upstreams"`        // --upstream (empty: the nameservers of resolv_conf)
-	Bootstrap       []string      `yaml:"bootstrap"`        // --bootstrap (empty: the system's resolvers)
-	UpstreamMode    string        `yaml:"upstream_mode"`    // --upstream-mode
-	Upstream0x20    bool          `yaml:"upstream_0x20"`    // --upstream-0x20
-	ResolvConf      string        `yaml:"resolv_conf"`      // --resolv-conf
-	Blocklists      []string      `yaml:"blocklists"`       // --blocklist (paths or http(s) URLs)
-	Rules           []string      `yaml:"rules"`            // --rule: inline rules, any list format
-	BypassSignals   bool          `yaml:"bypass_signals"`   // --bypass-signals
-	ListCache       string        `yaml:"list_cache"`       // --list-cache
-	ListRefresh     time.Duration `yaml:"list_refresh"`     // --list-refresh
-	ListWatch       time.Duration `yaml:"list_watch"`       // --list-watch
-	BlockMode       string        `yaml:"block_mode"`       // --block-mode
-	BlockTTL        uint32        `yaml:"block_ttl"`        // --block-ttl
-	UpstreamTimeout time.Duration `yaml:"upstream_timeout"` // --upstream-timeout
-	Timeout         time.Duration `yaml:"timeout"`          // --timeout
-	MaxPending      int           `yaml:"max_pending"`      // --max-pending
-	TCPIdleTimeout  time.Duration `yaml:"tcp_idle_timeout"` // --tcp-idle-timeout
-	LogLevel        string        `yaml:"log_level"`        // --log-level
-	Mode            string        `yaml:"mode"`             // --mode: tun or flow
-	Listen          string        `yaml:"listen"`           // --listen (flow mode)
+	Tun             string        `yaml:"tun"`                     // --tun
+	MTU             int           `yaml:"mtu"`                     // --mtu
+	Resolvers       []string      `yaml:"resolvers"`               // --resolver
+	TunAddrs        []string      `yaml:"tun_addrs"`               // --tun-addr (empty: one default per resolver family)
+	Upstreams       []string      `yaml:"upstreams"`               // --upstream (empty: the nameservers of resolv_conf)
+	Bootstrap       []string      `yaml:"bootstrap"`               // --bootstrap (empty: the system's resolvers)
+	UpstreamMode    string        `yaml:"upstream_mode"`           // --upstream-mode
+	Upstream0x20    bool          `yaml:"upstream_0x20"`           // --upstream-0x20
+	SocketQueries   int           `yaml:"upstream_socket_queries"` // --upstream-socket-queries
+	ResolvConf      string        `yaml:"resolv_conf"`             // --resolv-conf
+	Blocklists      []string      `yaml:"blocklists"`              // --blocklist (paths or http(s) URLs)
+	Rules           []string      `yaml:"rules"`                   // --rule: inline rules, any list format
+	BypassSignals   bool          `yaml:"bypass_signals"`          // --bypass-signals
+	ListCache       string        `yaml:"list_cache"`              // --list-cache
+	ListRefresh     time.Duration `yaml:"list_refresh"`            // --list-refresh
+	ListWatch       time.Duration `yaml:"list_watch"`              // --list-watch
+	BlockMode       string        `yaml:"block_mode"`              // --block-mode
+	BlockTTL        uint32        `yaml:"block_ttl"`               // --block-ttl
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`        // --upstream-timeout
+	Timeout         time.Duration `yaml:"timeout"`                 // --timeout
+	MaxPending      int           `yaml:"max_pending"`             // --max-pending
+	TCPIdleTimeout  time.Duration `yaml:"tcp_idle_timeout"`        // --tcp-idle-timeout
+	LogLevel        string        `yaml:"log_level"`               // --log-level
+	Mode            string        `yaml:"mode"`                    // --mode: tun or flow
+	Listen          string        `yaml:"listen"`                  // --listen (flow mode)
 	Capture         Capture       `yaml:"capture"`
 	Control         Control       `yaml:"control"`
 	// StateFile keeps the enabled/disabled choice across restarts.
@@ -99,6 +100,7 @@ const (
 	DefaultTCPIdleTimeout  = engine.DefaultTCPIdleTimeout
 	DefaultLogLevel        = "info"
 	DefaultUpstreamMode    = "failover"
+	DefaultSocketQueries   = 1
 	DefaultMode            = "tun"
 	DefaultListen          = "127.0.0.1:53"
 	DefaultResolved        = "auto"
@@ -156,6 +158,7 @@ func DefaultFor(goos string) *File {
 		BlockMode:       DefaultBlockMode,
 		BlockTTL:        DefaultBlockTTL,
 		UpstreamMode:    DefaultUpstreamMode,
+		SocketQueries:   DefaultSocketQueries,
 		UpstreamTimeout: DefaultUpstreamTimeout,
 		Timeout:         DefaultTimeout,
 		MaxPending:      DefaultMaxPending,

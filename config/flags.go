@@ -30,6 +30,7 @@ var RunFlags = []RunFlag{
 	{"upstream", "upstreams", "upstream resolver (repeatable): IP[:PORT] or udp://, tcp://IP[:PORT], tls://HOST[:853], https://HOST[:443]/dns-query, h3://HOST/dns-query, quic://HOST[:853], optionally #pin-sha256=BASE64; \"[/corp.example/]UPSTREAM\" for the names under a domain only (\"#\" as UPSTREAM: the default upstreams); default: the system's resolvers, from --resolv-conf"},
 	{"bootstrap", "bootstrap", "plain resolver IP[:PORT] that resolves the host names of upstream URLs (repeatable; default: the system's resolvers)"},
 	{"upstream-mode", "upstream_mode", "how upstreams are asked: failover (in order, the next one when one fails), parallel (all at once, first answer wins), fastest (the one with the lowest recent round trip)"},
+	{"upstream-socket-queries", "upstream_socket_queries", "how many queries one plain UDP upstream socket (one source port) carries before a fresh one takes over: 1 is a new random port per query; more saves CPU but lets a forger aim at a port for longer"},
 	{"upstream-0x20", "upstream_0x20", "randomise the case of each name sent upstream and accept only answers that repeat it (0x20; some servers do not, and then time out)"},
 	{"resolv-conf", "resolv_conf", "where default upstreams are read from"},
 	{"blocklist", "blocklists", "block list: a file or an http(s) URL (cached, refreshed), then optional \"mode=null|nodata|refused|nxdomain|IP,...\" and \"ttl=SECONDS\" for its block answers; hosts, plain domains or adblock-style rules (repeatable)"},

@@ -30,7 +30,9 @@ type Options struct {
 	Bootstrap    []netip.AddrPort // empty: the system's resolvers
 	UpstreamMode engine.Strategy
 	Upstream0x20 bool
-	ResolvConf   string
+	// SocketQueries is how many queries a plain UDP upstream socket carries.
+	SocketQueries int
+	ResolvConf    string
 
 	Blocklists    []ListSpec
 	Rules         []string // inline rules, any list format

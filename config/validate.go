@@ -234,6 +234,10 @@ func (v *validator) check() *Options {
 	}
 	v.upstreams(o)
 	o.Upstream0x20 = f.Upstream0x20
+	if f.SocketQueries < 1 || f.SocketQueries > 65535 {
+		v.fail("upstream_socket_queries", fmt.Sprintf("%d", f.SocketQueries), "want 1 (a fresh source port per query) to 65535")
+	}
+	o.SocketQueries = f.SocketQueries
 	if m, err := engine.ParseStrategy(f.UpstreamMode); err != nil {
 		v.fail("upstream_mode", err.Error(), "")
 	} else {

@@ -7,7 +7,10 @@
 #   scripts/bench.sh --smoke    a few seconds, 1 repetition, no targets,
 #                               prints the tables only (CI)
 #   scripts/bench.sh [e2ebench flags...]   e.g. --reps 5 --systems dnstun,ceiling
-#                               (--tcp 0 skips the DNS-over-TCP phases)
+#                               (--tcp 0 skips the DNS-over-TCP phases,
+#                               --transports 0 the upstream transports phase;
+#                               --transports-only runs that phase alone and
+#                               prints its table, writing nothing)
 #
 # It installs the peers it compares against from Debian's packages
 # (dnsmasq-base, unbound, dnsdist, dnsperf) when apt-get is there, with a

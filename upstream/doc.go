@@ -1,15 +1,22 @@
 // SPDX-License-Identifier: MIT
 
-// Package upstream owns the sockets dnstun forwards queries on, and reads
-// the system's resolver configuration.
+// Package upstream owns everything dnstun sends to real resolvers, and
+// reads the system's resolver configuration.
+//
+// Upstreams are named in AdGuard dnsproxy's syntax (ParseSpec,
+// ParseUpstreamArg). Plain UDP goes through a Pool: each query from a
+// fresh connected socket, so from a random source port, and the kernel
+// drops datagrams from anyone but the upstream; Send and Recv allocate
+// nothing. Every other transport (TCP, DoT, DoH, DoH3, DoQ) is an
+// Exchanger, which queues the query, runs on its own goroutines, and hands
+// answers and failures back through callbacks. Host names in URLs are
+// resolved through bootstrap resolvers, never through dnstun.
 //
 // Every socket is made so that it cannot loop back into dnstun's TUN: on
 // Linux it carries SO_MARK (Mark), which dnstun's steering rules exempt; on
 // darwin capture steers through the resolver configuration, and only
 // dnstun's own addresses (never an upstream) are routed into the utun, so
-// sockets are left unbound and follow the routing table. Sockets are
-// connected UDP sockets, one per upstream, so the kernel already filters
-// replies by source address and port.
+// sockets are left unbound and follow the routing table.
 //
 // The system's resolvers: ParseResolvConf/DetectSetup (Linux), and on
 // macOS the primary service's DNS keys of the dynamic store
@@ -17,7 +24,6 @@
 // only of dnstun's own addresses is refused (FilterOwn, RefreshUpstreams):
 // once capture is on, the system may name dnstun as its resolver.
 //
-// The forwarding logic itself (pending queries, failover, deadlines) lives
-// in package engine; this package does no per-query allocation: Send and the
-// receive loop reuse their buffers.
+// The forwarding logic itself (pending queries, routing, strategies,
+// failover, deadlines) lives in package engine.
 package upstream

@@ -70,7 +70,9 @@ type DialOptions struct {
 	// leaves sockets unmarked.
 	Mark uint32
 	// Bootstrap resolves host names in upstream URLs (plain DNS, marked
-	// sockets, never through dnstun). Empty: the system's resolvers.
+	// sockets, never through dnstun). NewExchanger refuses a URL with a
+	// host name when it is empty: the daemon fills in the system's
+	// resolvers when none are given.
 	Bootstrap []netip.AddrPort
 	// Timeout bounds one query: a query without an answer by then is
 	// reported through the fail callback.

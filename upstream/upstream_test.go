@@ -3,12 +3,8 @@
 package upstream
 
 import (
-	"context"
-	"net"
-	"net/netip"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestParseResolvConf(t *testing.T) {
@@ -63,43 +59,3 @@ func TestParseAddrPort(t *testing.T) {
 
 // TestConnLoopback sends over a real connected socket to a loopback
 // listener and reads the echo, and checks that Send/Recv do not allocate.
-func TestConnLoopback(t *testing.T) {
-	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := ln.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			ln.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	c, err := Dial(context.Background(), ln.LocalAddr().(*net.UDPAddr).AddrPort(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	msg := []byte("hello upstream")
-	buf := make([]byte, 512)
-	allocs := testing.AllocsPerRun(100, func() {
-		if err := c.Send(msg); err != nil {
-			t.Fatal(err)
-		}
-		n, err := c.Recv(buf)
-		if err != nil || string(buf[:n]) != string(msg) {
-			t.Fatalf("Recv = %q, %v", buf[:n], err)
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("Send+Recv allocate %v times, want 0", allocs)
-	}
-	if _, err := Dial(context.Background(), netip.AddrPort{}, Options{}); err == nil {
-		t.Error("Dial with no address succeeded")
-	}
-}

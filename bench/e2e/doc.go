@@ -10,6 +10,17 @@
 // closed-loop TCP phases too: one query per connection, and TCPPerConn
 // queries per connection.
 //
+// The upstream transports phase (Options.Transports) compares what each
+// transport to the upstream costs: dnstun (TUN) and dnsdist forward the
+// forwarded-name mix over UDP, TCP, DoT and DoH to unbound, and dnstun
+// over DoQ and DoH3 to bench/cmd/quicupstream (internal/quictest's quic-go
+// server: nothing packaged serves DoQ or DoH3), both in the upstream
+// namespace with a certificate from a throw-away CA (tlstest) that dnstun
+// trusts through SSL_CERT_FILE and dnsdist through caStore. unbound answers
+// every name of the mix from a redirect local-zone, so every query costs it
+// the same and nothing is cached. A transport dnsdist cannot forward over
+// is reported with the reason.
+//
 // # Topology
 //
 // The lab is internal/lab's: two namespaces, dnb-SFX-host (the SUT
@@ -20,6 +31,9 @@
 //	│ system under test                  core S     │ veth  │ 192.0.2.1:53 UDP+TCP C  │
 //	│   dnstun/ceiling: TUN, 198.19.53.53           ├───────┤ A 192.0.2.80, TTL 0     │
 //	│   flow/dnsmasq/unbound/dnsdist: 198.51.100.53 │       │                         │
+//	│                                               │       │ transports phase:       │
+//	│                                               │       │ unbound :5300 :853 :443 │
+//	│                                               │       │ quicupstream :8853 :8443│
 //	│ dt-h 192.0.2.2/24                             │       │ dt-u 192.0.2.1/24       │
 //	└───────────────────────────────────────────────┘       └─────────────────────────┘
 //

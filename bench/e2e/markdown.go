@@ -56,6 +56,13 @@ func Markdown(r *Report, smoke bool) string {
 	w("- Command: `%s`\n", r.Command)
 	w("- Machine: %s\n", r.Machine)
 	w("- Pinning: client (loadgen, in the driver process) and the upstream responder on cpu %d, the system under test alone on cpu %d (`taskset -c`).\n", o.ClientCPU, o.SUTCPU)
+	if o.TransportsOnly {
+		// The transports phase alone: no other table has figures.
+		w("- Only the upstream transports phase was run (`-transports-only`), %d repetition(s), interleaved.\n", o.Reps)
+		w("%s", transportsMarkdown(r))
+		w("%s", failuresMarkdown(r))
+		return b.String()
+	}
 	w("- Load: closed loop %v per run with %d queries in flight over 8 sockets; open loop %v per run at %.0f qps; queries lost after %v. Block list %d generated names (`e2e.BlockNames`, fixed seed), big list %d. Blocked mix: %d listed names; forwarded mix: %d names under `allowed.example`, all type A. Upstream answers TTL 0; caches off (dnsmasq `cache-size=0`, unbound minimal caches and TTL 0, dnsdist no packet cache).\n",
 		o.Closed, o.Concurrency, o.Open, o.Rate, o.Timeout, o.ListSize, o.BigListSize, blockedQueries, forwardQueries)
 	w("- Figures are the median of %d repetition(s), (min–max) when they differ; repetitions are interleaved across systems.\n\n", o.Reps)
@@ -137,6 +144,7 @@ func Markdown(r *Report, smoke bool) string {
 	}
 
 	w("%s", tcpMarkdown(r))
+	w("%s", transportsMarkdown(r))
 
 	w("\n## Memory and start-up\n\n")
 	w("RSS (VmRSS) with the %d-name list after the load runs; with the %d-name list 1 s after the first answer and 1,000 queries. Start-up: from exec to the first NXDOMAIN for a listed name (polled every few ms).\n\n", o.ListSize, o.BigListSize)
@@ -192,12 +200,7 @@ func Markdown(r *Report, smoke bool) string {
 	}
 	w("%s", filterMarkdown(r))
 	w("%s", microMarkdown(r))
-	if len(r.Notes) > 0 {
-		w("\n## Failures during the run\n\n")
-		for _, n := range r.Notes {
-			w("- %s\n", n)
-		}
-	}
+	w("%s", failuresMarkdown(r))
 	w("\n## Method notes\n\n")
 	w("- Upstream responder (`bench/cmd/upstream`): %v of CPU per forwarded query at the direct saturation run; it shares the client's core, so forwarded saturation qps is bounded by that core (client + upstream), not by the system under test. CPU per query is the comparable figure.\n", r.Responder.Round(10*time.Nanosecond))
 	w("- CPU time comes from /proc/PID/stat (utime+stime, 10 ms ticks) before and after each run; runs answer 10^4–10^6 queries, so the tick error is below 1%% for the saturation runs and up to a few µs/q for the open-loop runs (not reported per query).\n")
@@ -422,4 +425,125 @@ func tcpFailures(s *SystemReport, ph string) string {
 		t += " (first error: `" + strings.ReplaceAll(first, "|", "\\|") + "`)"
 	}
 	return t
+}
+
+// failuresMarkdown lists the failures noted during the run.
+func failuresMarkdown(r *Report) string {
+	if len(r.Notes) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Failures during the run\n\n")
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	return b.String()
+}
+
+// transportsMarkdown renders the upstream transports phase: one row per
+// transport and system, with the reason where a system does not forward
+// over a transport. Empty when the phase did not run.
+func transportsMarkdown(r *Report) string {
+	t := r.Transports
+	if t == nil {
+		return ""
+	}
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	o := r.Options
+	w("\n## Upstream transports: forwarded names\n\n")
+	if t.Why != "" {
+		w("%s\n", t.Why)
+		return b.String()
+	}
+	w("dnstun (packet path, TUN) and dnsdist forward the forwarded-name mix (%d names under `%s`, type A) to one upstream over each transport. "+
+		"**UDP, TCP, DoT, DoH**: %s in the upstream namespace on the client's core, serving %s, "+
+		"answering every name of the mix from a `redirect` local-zone (local data, TTL 0, ahead of any cache: every query costs it the same, and nothing is cached between runs). "+
+		"**DoQ, DoH3**: %s, serving %s: our own quic-go server, as no packaged server speaks DoQ or DoH3 here, so its figures are not comparable to unbound's. "+
+		"The servers' certificate comes from a test CA: dnstun trusts it through `SSL_CERT_FILE` and gets the server's address in the URL (the certificate has an IP SAN); "+
+		"dnsdist through `caStore`, with `subjectName` a DNS name of the certificate (dnsdist 1.7 has no `subjectAddr`). "+
+		"dnstun pipelines its queries on a connection (TCP, DoT) or sends them as concurrent streams (DoH, DoQ, DoH3); dnsdist's TCP and DoT backends have `maxInFlight=%d` (several queries at once per connection, answered in any order), without which it opens a connection per query in flight. "+
+		"Each run: start, a first forwarded answer, a 300 ms warm-up (connections, handshakes), closed loop for %v with %d queries in flight, then open loop at %.0f qps for %v. "+
+		"CPU µs/q as in the other phases (the process's user+sys time over the closed loop's answered queries); server CPU µs/q the upstream server's over the same queries. "+
+		"x UDP: CPU/q over the same system's UDP CPU/q; x dnsdist: over dnsdist's CPU/q on the same transport. Medians of the repetitions, (min–max) when they differ.\n\n",
+		forwardQueries, forwardZone, t.Unbound, t.UnboundAt, t.QUIC, t.QUICAt, dnsdistMaxInFlight,
+		o.Transports, o.Concurrency, o.Rate, o.Transports)
+	w("| transport | upstream | system | qps | CPU µs/q | x UDP | x dnsdist | p50 µs at %.0f qps | lost %% | server CPU µs/q | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n", o.Rate)
+	closed := func(fn func(*PhaseResult) float64) func(*TransportRep) (float64, bool) {
+		return func(rep *TransportRep) (float64, bool) {
+			if rep.Closed == nil || rep.Closed.Answered == 0 {
+				return 0, false
+			}
+			return fn(rep.Closed), true
+		}
+	}
+	for _, run := range t.Runs {
+		server := run.Server
+		if server == "quicupstream" {
+			server += " (ours)"
+		}
+		if run.Why != "" {
+			w("| %s | %s | %s | %s | – | – | – | – | – | – | |\n", run.Transport, server, run.System, run.Why)
+			continue
+		}
+		cpu := run.Metric(closed(cpuQ))
+		if cpu.N == 0 {
+			w("| %s | %s | %s | **failed** (see the failures below) | – | – | – | – | – | – | |\n", run.Transport, server, run.System)
+			continue
+		}
+		p50 := run.Metric(func(rep *TransportRep) (float64, bool) {
+			if rep.Open == nil || rep.Open.Answered == 0 {
+				return 0, false
+			}
+			return float64(rep.Open.Latency.P50), true
+		})
+		srv := run.Metric(func(rep *TransportRep) (float64, bool) {
+			return float64(rep.ServerCPUPerQuery), rep.ServerCPUPerQuery > 0
+		})
+		udp := t.Run(TransportUDP, run.System).Metric(closed(cpuQ))
+		dd := t.Run(run.Transport, "dnsdist").Metric(closed(cpuQ))
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", run.Transport, server, run.System,
+			f(run.Metric(closed(qps)), 1, 0), f(cpu, us, 2), ratio(cpu, udp), ratio(cpu, dd), f(p50, us, 1),
+			f(run.Metric(closed(lossPct)), 1, 2), f(srv, us, 2), transportNotes(run))
+	}
+	for _, how := range []struct{ system, what string }{{"dnstun", "dnstun's `--upstream`"}, {"dnsdist", "dnsdist's `newServer`"}} {
+		var each []string
+		for _, run := range t.Runs {
+			if run.System == how.system && run.Upstream != "" {
+				each = append(each, fmt.Sprintf("%s `%s`", run.Transport, run.Upstream))
+			}
+		}
+		if len(each) > 0 {
+			w("\n%s: %s.\n", how.what, strings.Join(each, "; "))
+		}
+	}
+	return b.String()
+}
+
+// transportNotes sums what went wrong in run's repetitions that the
+// figures do not show: answers other than NOERROR, mismatched answers.
+func transportNotes(run *TransportRun) string {
+	var answered, noerror, mism, errs int64
+	for _, rep := range run.Reps {
+		for _, p := range []*PhaseResult{rep.Closed, rep.Open} {
+			if p == nil {
+				continue
+			}
+			answered += p.Answered
+			noerror += p.Rcodes[0]
+			mism += p.Mismatched
+			errs += p.Errors
+		}
+	}
+	var parts []string
+	if answered > noerror {
+		parts = append(parts, fmt.Sprintf("%d of %d answers not NOERROR", answered-noerror, answered))
+	}
+	if mism > 0 {
+		parts = append(parts, fmt.Sprintf("%d mismatched answers", mism))
+	}
+	if errs > 0 {
+		parts = append(parts, fmt.Sprintf("%d errors", errs))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -63,12 +63,15 @@ func BlockNames(n int) []string {
 	return out
 }
 
+// forwardZone holds the forwarded-name mix (AllowedNames).
+const forwardZone = "allowed.example"
+
 // AllowedNames returns n names that no generated list blocks: the TLD
 // "example" (RFC 2606) is never used by BlockNames.
 func AllowedNames(n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = "f" + strconv.Itoa(i) + ".allowed.example"
+		out[i] = "f" + strconv.Itoa(i) + "." + forwardZone
 	}
 	return out
 }

@@ -30,6 +30,13 @@ type Options struct {
 	TCPConcurrency, TCPPipeline int
 	// TCPBlocked adds the TCP phases with blocked names.
 	TCPBlocked bool
+	// Transports is the length of each run of the upstream transports
+	// phase (closed loop, then open loop at Rate): dnstun and dnsdist
+	// forwarding to one upstream over each transport; 0 skips it.
+	Transports time.Duration `json:",omitempty"`
+	// TransportsOnly runs the transports phase alone (no other phase, no
+	// dnsperf).
+	TransportsOnly bool `json:",omitempty"`
 	// Rate is the open-loop rate in queries per second.
 	Rate float64
 	// Timeout is the time after which a query counts as lost.
@@ -44,8 +51,9 @@ type Options struct {
 	ClientCPU, SUTCPU int
 	// Dnsperf runs the dnsperf cross-check when dnsperf is installed.
 	Dnsperf bool
-	// Bins holds prebuilt binaries: "dnstun", "ceiling", "upstream"; the
-	// missing ones are built with `go build` from ModuleDir.
+	// Bins holds prebuilt binaries: "dnstun", "ceiling", "upstream",
+	// "quicupstream"; the missing ones are built with `go build` from
+	// ModuleDir.
 	Bins map[string]string
 	// ModuleDir is the root of the dnstun module (for go build).
 	ModuleDir string
@@ -59,7 +67,7 @@ func Defaults() Options {
 	return Options{
 		Reps: 3, Closed: 4 * time.Second, Open: 4 * time.Second,
 		Concurrency: 64, Rate: 2000, Timeout: time.Second,
-		TCP: 2 * time.Second, TCPConcurrency: 16, TCPPipeline: 1, TCPBlocked: true,
+		TCP: 2 * time.Second, TCPConcurrency: 16, TCPPipeline: 1, TCPBlocked: true, Transports: 2 * time.Second,
 		ListSize: 100_000, BigListSize: 1_000_000,
 		ClientCPU: 0, SUTCPU: 1, Dnsperf: true,
 	}
@@ -73,6 +81,7 @@ func Smoke() Options {
 	o.Closed, o.Open = 500*time.Millisecond, 500*time.Millisecond
 	o.Rate = 1000
 	o.TCP, o.TCPBlocked = 100*time.Millisecond, false
+	o.Transports = 0 // -transports DURATION turns it on
 	o.ListSize, o.BigListSize = 10_000, 0
 	o.Dnsperf = false
 	return o
@@ -184,6 +193,95 @@ type Report struct {
 	// Micro holds the hot-path packages' benchmarks (RunMicroBenches).
 	Micro        []*FilterBench `json:",omitempty"`
 	MicroCommand string         `json:",omitempty"`
+	// Transports is the upstream transports phase (Options.Transports);
+	// nil when it did not run (and in reports from before it existed).
+	Transports *TransportsReport `json:",omitempty"`
+}
+
+// Transport names, in the order the phase runs them.
+const (
+	TransportUDP = "udp"
+	// TransportUDP64 is plain UDP with 64 queries per source port
+	// (--upstream-socket-queries 64) instead of a fresh port per query:
+	// what spoof resistance costs.
+	TransportUDP64 = "udp-64"
+	TransportTCP   = "tcp"
+	TransportDoT   = "dot"
+	TransportDoH   = "doh"
+	TransportDoQ   = "doq"
+	TransportDoH3  = "doh3"
+)
+
+// Transports lists the transports of the transports phase in order.
+var Transports = []string{TransportUDP, TransportUDP64, TransportTCP, TransportDoT, TransportDoH, TransportDoQ, TransportDoH3}
+
+// dnsdistMaxInFlight lets dnsdist send several queries at once on one TCP
+// or DoT connection to the backend in the transports phase, answered in
+// any order (unbound does so), as dnstun does; dnsdist's default (0)
+// opens a connection per query in flight.
+const dnsdistMaxInFlight = 128
+
+// TransportsReport is the upstream transports phase: dnstun and dnsdist
+// forwarding the forwarded-name mix to one upstream over each transport.
+type TransportsReport struct {
+	// Unbound describes the server of UDP, TCP, DoT and DoH (unbound's
+	// version), QUIC that of DoQ and DoH3 (bench/cmd/quicupstream);
+	// UnboundAt and QUICAt say where each served what.
+	Unbound, QUIC     string
+	UnboundAt, QUICAt string
+	// Why is set when the phase could not run at all.
+	Why  string `json:",omitempty"`
+	Runs []*TransportRun
+}
+
+// TransportRun is one system forwarding over one transport.
+type TransportRun struct {
+	Transport string // TransportUDP...
+	System    string // dnstun, dnsdist
+	// Server is "unbound" or "quicupstream"; Upstream is how the system
+	// was told to reach it (dnstun's --upstream URL, dnsdist's newServer
+	// table).
+	Server, Upstream string
+	// Why is set when the system does not forward over this transport.
+	Why  string `json:",omitempty"`
+	Reps []*TransportRep
+}
+
+// TransportRep is one repetition of a TransportRun.
+type TransportRep struct {
+	// Closed is the saturation run, Open the run at Options.Rate.
+	Closed, Open *PhaseResult
+	// ServerCPUPerQuery is the upstream server's CPU time during the
+	// closed run over the queries answered.
+	ServerCPUPerQuery time.Duration
+}
+
+// Run returns the run of system over transport, or nil.
+func (t *TransportsReport) Run(transport, system string) *TransportRun {
+	if t == nil {
+		return nil
+	}
+	for _, r := range t.Runs {
+		if r.Transport == transport && r.System == system {
+			return r
+		}
+	}
+	return nil
+}
+
+// Metric collects one number from every repetition of r; ok=false entries
+// are skipped.
+func (r *TransportRun) Metric(f func(*TransportRep) (float64, bool)) Stat {
+	if r == nil {
+		return Stat{}
+	}
+	var v []float64
+	for _, rep := range r.Reps {
+		if x, ok := f(rep); ok {
+			v = append(v, x)
+		}
+	}
+	return stat(v)
 }
 
 // Stat is a median with its range over repetitions.

@@ -41,6 +41,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if o.Reps < 1 || o.Closed <= 0 || o.Open <= 0 || o.Rate <= 0 || o.ListSize < 1 {
 		return nil, errors.New("e2e: Reps, Closed, Open, Rate and ListSize must be positive")
 	}
+	if o.Transports < 0 {
+		return nil, errors.New("e2e: Transports must be >= 0")
+	}
+	if o.TransportsOnly && o.Transports == 0 {
+		return nil, errors.New("e2e: TransportsOnly needs Transports > 0 (the length of each run)")
+	}
 	if o.TCP < 0 || (o.TCP > 0 && (o.TCPConcurrency < 1 || o.TCPPipeline < 1 || o.TCPPipeline > min(TCPPerConn, loadgen.MaxPipeline, o.TCPConcurrency))) {
 		return nil, fmt.Errorf("e2e: TCP must be >= 0, TCPConcurrency positive and TCPPipeline 1..min(%d, TCPConcurrency)", TCPPerConn)
 	}
@@ -105,7 +111,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 
 	var systems []*system
 	for _, s := range allSystems() {
-		if len(o.Systems) > 0 && !slices.Contains(o.Systems, s.name) {
+		if o.TransportsOnly || (len(o.Systems) > 0 && !slices.Contains(o.Systems, s.name)) {
 			continue
 		}
 		sr := &SystemReport{Name: s.name, Label: s.label}
@@ -139,7 +145,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		rep.Responder = time.Duration(d.PhaseMetric(ClosedForward, func(p *PhaseResult) float64 { return float64(p.CPUPerQuery) }).Med)
 	}
 
-	if o.Dnsperf {
+	if o.Transports > 0 && ctx.Err() == nil {
+		var notes []string
+		rep.Transports, notes = runTransports(ctx, e, o, forward, progress)
+		rep.Notes = append(rep.Notes, notes...)
+	}
+	if o.Dnsperf && !o.TransportsOnly && ctx.Err() == nil {
 		rep.Dnsperf = crossCheck(ctx, e, o, blocked, forward, progress)
 	}
 	return rep, ctx.Err()
@@ -165,6 +176,9 @@ func toQueries(names []string) []loadgen.Query {
 func buildBins(ctx context.Context, o Options, dir string, progress func(string, ...any)) (map[string]string, error) {
 	bins := map[string]string{}
 	pkgs := map[string]string{"dnstun": "./cmd/dnstun", "ceiling": "./bench/cmd/ceiling", "upstream": "./bench/cmd/upstream"}
+	if o.Transports > 0 {
+		pkgs["quicupstream"] = "./bench/cmd/quicupstream"
+	}
 	for name, pkg := range pkgs {
 		if p := o.Bins[name]; p != "" {
 			bins[name] = p

@@ -102,3 +102,72 @@ func TestSmoke(t *testing.T) {
 	// The chart is drawn by the bench/chart module from results.json; its
 	// own tests draw the committed one.
 }
+
+// TestSmokeTransports runs the upstream transports phase alone with short
+// runs (`e2ebench -smoke -transports-only -transports 100ms`): dnstun must
+// forward over every transport, dnsdist (when installed) over UDP, TCP,
+// DoT and DoH, with the reason it does not for DoQ and DoH3; the
+// namespaces must be gone afterwards. Skipped with -short and without
+// unbound.
+func TestSmokeTransports(t *testing.T) {
+	privtest.RequirePriv(t)
+	if testing.Short() {
+		t.Skip("-short: the transports phase takes about 10 s")
+	}
+	privtest.RequireTool(t, "unbound", "unbound")
+	before := benchNamespaces(t)
+	o := e2e.Smoke()
+	o.Transports, o.TransportsOnly = 100*time.Millisecond, true
+	o.ModuleDir = "../.."
+	o.ClientCPU = -1
+	if runtime.NumCPU() < 2 {
+		o.SUTCPU = -1
+	}
+	o.Progress = t.Logf
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := e2e.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := benchNamespaces(t); !slices.Equal(before, after) {
+		t.Errorf("namespaces left behind: before %v, after %v", before, after)
+	}
+	tr := rep.Transports
+	if tr == nil || tr.Why != "" {
+		t.Fatalf("transports phase did not run: %+v (notes: %v)", tr, rep.Notes)
+	}
+	for _, tp := range e2e.Transports {
+		for _, sys := range []string{"dnstun", "dnsdist"} {
+			run := tr.Run(tp, sys)
+			switch {
+			case run == nil:
+				t.Errorf("%s over %s: no run", sys, tp)
+				continue
+			case sys == "dnsdist" && (tp == e2e.TransportDoQ || tp == e2e.TransportDoH3):
+				if !strings.Contains(run.Why, "not supported") {
+					t.Errorf("dnsdist over %s: Why %q, want not supported", tp, run.Why)
+				}
+				continue
+			case run.Why != "":
+				if sys == "dnstun" {
+					t.Errorf("dnstun over %s not run: %s", tp, run.Why)
+				} else {
+					t.Logf("dnsdist over %s: %s", tp, run.Why)
+				}
+				continue
+			case len(run.Reps) != 1:
+				t.Errorf("%s over %s: %d reps, want 1 (notes: %v)", sys, tp, len(run.Reps), rep.Notes)
+				continue
+			}
+			for _, p := range []*e2e.PhaseResult{run.Reps[0].Closed, run.Reps[0].Open} {
+				if p == nil || p.Answered == 0 || p.Answered < p.Sent*9/10 || p.Rcodes[0] != p.Answered {
+					t.Errorf("%s over %s: %+v, want 90%% answered, all NOERROR", sys, tp, p)
+				}
+			}
+		}
+	}
+	if md := e2e.Markdown(rep, true); !strings.Contains(md, "| doq | quicupstream (ours) | dnstun |") {
+		t.Errorf("markdown lacks the DoQ row:\n%s", md)
+	}
+}

@@ -270,14 +270,7 @@ forward-zone:
 				}
 				return e.start(e.cpus.sut, lookPeer("unbound"), "-d", "-c", conf)
 			},
-			version: func(*env) string {
-				for _, l := range strings.Split(firstLineAll(lookPeer("unbound"), "-V"), "\n") {
-					if strings.HasPrefix(l, "Version") {
-						return "unbound " + strings.TrimSpace(strings.TrimPrefix(l, "Version"))
-					}
-				}
-				return "unbound"
-			},
+			version: func(*env) string { return unboundVersion() },
 		},
 		{
 			name: "dnsdist", label: "dnsdist (SuffixMatchNodeRule + RCodeAction, no packet cache)", target: localAddr,

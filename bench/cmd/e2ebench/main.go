@@ -37,7 +37,7 @@ const pinnedEnv = "DNSTUN_BENCH_PINNED"
 
 func main() {
 	o := e2e.Defaults()
-	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only), 10k list, no 1M list, no dnsperf; no targets")
+	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only), 10k list, no 1M list, no dnsperf, no transports phase (unless -transports is given); no targets")
 	optionFlags(flag.CommandLine, &o)
 	systems := flag.String("systems", "", "comma-separated systems to run (default all: "+strings.Join(e2e.SystemNames(), ",")+")")
 	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
@@ -51,8 +51,8 @@ func main() {
 	}
 	outSet := false
 	flag.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
-	if *smoke && !outSet {
-		*out = "" // a smoke run leaves the tree as it was
+	if (*smoke || o.TransportsOnly) && !outSet {
+		*out = "" // a smoke or one-phase run leaves the tree as it was
 	}
 	if *smoke {
 		// The smoke defaults, with the flags given explicitly over them.
@@ -87,7 +87,7 @@ func main() {
 	if rep == nil {
 		fail(err.Error())
 	}
-	if err == nil && *filterBench && !*smoke {
+	if err == nil && *filterBench && !*smoke && !o.TransportsOnly {
 		o.Progress("filter benchmarks (about 2 min)")
 		rep.Filter, rep.FilterCommand, err = e2e.RunFilterBenches(ctx, o.ModuleDir)
 		if err == nil {
@@ -109,17 +109,22 @@ func main() {
 		b, jerr := json.MarshalIndent(rep, "", "  ")
 		check(jerr)
 		check(os.WriteFile(jsonPath, append(b, '\n'), 0o644))
-		o.Progress("chart (go run in bench/chart)")
-		if cerr := drawChart(ctx, o.ModuleDir, jsonPath, chartPath); cerr != nil {
-			fmt.Fprintln(os.Stderr, "e2ebench: chart:", cerr)
-		} else {
-			md = strings.Replace(md, "CHART", filepath.Base(chartPath), 1)
-		}
-		if !*smoke {
-			md += notes(*out)
+		written := []string{mdPath, jsonPath}
+		// The chart and the notes are about the other phases.
+		if !o.TransportsOnly {
+			o.Progress("chart (go run in bench/chart)")
+			if cerr := drawChart(ctx, o.ModuleDir, jsonPath, chartPath); cerr != nil {
+				fmt.Fprintln(os.Stderr, "e2ebench: chart:", cerr)
+			} else {
+				md = strings.Replace(md, "CHART", filepath.Base(chartPath), 1)
+				written = append(written, chartPath)
+			}
+			if !*smoke {
+				md += notes(*out)
+			}
 		}
 		check(os.WriteFile(mdPath, []byte(md), 0o644))
-		fmt.Fprintf(os.Stderr, "wrote %s, %s, %s\n", mdPath, jsonPath, chartPath)
+		fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(written, ", "))
 	}
 	fmt.Print(md)
 	if err != nil {
@@ -134,6 +139,12 @@ func render(from, out string) {
 	var rep e2e.Report
 	check(json.Unmarshal(b, &rep))
 	md := e2e.Markdown(&rep, false)
+	if rep.Options.TransportsOnly {
+		// One phase: no chart, and NOTES.md describes a full run.
+		check(os.WriteFile(filepath.Join(out, "RESULTS.md"), []byte(md), 0o644))
+		fmt.Fprintf(os.Stderr, "wrote %s\n", filepath.Join(out, "RESULTS.md"))
+		return
+	}
 	chartPath := filepath.Join(out, "chart.png")
 	wd, _ := os.Getwd()
 	check(drawChart(context.Background(), moduleRoot(wd), from, chartPath))
@@ -201,6 +212,8 @@ func optionFlags(fs *flag.FlagSet, o *e2e.Options) {
 	fs.IntVar(&o.TCPConcurrency, "tcp-concurrency", o.TCPConcurrency, "TCP queries in flight (1 per connection: as many connections)")
 	fs.IntVar(&o.TCPPipeline, "tcp-pipeline", o.TCPPipeline, fmt.Sprintf("queries in flight per connection in the %d-per-connection TCP phases", e2e.TCPPerConn))
 	fs.BoolVar(&o.TCPBlocked, "tcp-blocked", o.TCPBlocked, "also run the TCP phases with blocked names")
+	fs.DurationVar(&o.Transports, "transports", o.Transports, "length of each run of the upstream transports phase (dnstun and dnsdist forwarding over UDP, TCP, DoT, DoH, DoQ, DoH3; 0: skip it)")
+	fs.BoolVar(&o.TransportsOnly, "transports-only", o.TransportsOnly, "run the upstream transports phase alone (with -smoke, give -transports too)")
 }
 
 // pin re-executes this program under `taskset -c cpu` once, so that every
