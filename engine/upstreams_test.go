@@ -3,11 +3,14 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,12 +207,14 @@ func TestSourcePortsRandom(t *testing.T) {
 	}
 }
 
-// liar answers every query three times with forgeries (from the right
-// port: wrong ID, wrong name, wrong type), once from another port with
-// the right ID and question, then, after a pause, truly.
+// liar answers every query with forgeries: at the query's socket with the
+// wrong ID, name or type; from another port with the right ID and
+// question; a flood of guessed IDs at random ports and of the right answer
+// at the ports around the query's; then, after a pause, truly.
 type liar struct {
 	pc, other *net.UDPConn
 	wg        sync.WaitGroup
+	readErrs  atomic.Int32
 }
 
 func startLiar(t *testing.T) *liar {
@@ -235,12 +240,16 @@ func (l *liar) serve() {
 	buf := make([]byte, 1500)
 	for {
 		n, from, err := l.pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		q := new(dns.Msg)
-		if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+		if err != nil {
+			l.readErrs.Add(1) // an ICMP error for one of the flood's packets
 			continue
+		}
+		q := new(dns.Msg)
+		if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 || q.Response {
+			continue // a stray forgery of its own, sent to its own port
 		}
 		answer := func(mod func(m *dns.Msg), addr string) []byte {
 			m := new(dns.Msg)
@@ -262,6 +271,17 @@ func (l *liar) serve() {
 			l.pc.WriteToUDPAddrPort(f, from)
 		}
 		l.other.WriteToUDPAddrPort(answer(nil, "6.6.6.4"), from)
+		// An off-path flood from the right address and port: the right
+		// question with guessed IDs at random ports, and the right ID at
+		// the ports around the query's (other queries' sockets, if any).
+		for i := range 100 {
+			if p := 1024 + rand.IntN(64512); p != int(from.Port()) {
+				l.pc.WriteToUDPAddrPort(answer(func(m *dns.Msg) { m.Id = uint16(rand.Uint32()) }, "6.6.6.5"), netip.AddrPortFrom(from.Addr(), uint16(p)))
+			}
+			if p := int(from.Port()) + i - 50; p > 1024 && p < 65536 && p != int(from.Port()) {
+				l.pc.WriteToUDPAddrPort(answer(nil, "6.6.6.6"), netip.AddrPortFrom(from.Addr(), uint16(p)))
+			}
+		}
 		time.Sleep(20 * time.Millisecond)
 		l.pc.WriteToUDPAddrPort(answer(nil, "192.0.2.80"), from)
 	}
@@ -272,11 +292,12 @@ func TestForgedAnswersRejected(t *testing.T) {
 	h := startEngine(t, Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{l.addr()})}, testList)
 	for i := range 20 {
 		if m := h.ask(t, uint16(i), "www.example.com", dns.TypeA); answerText(m) != "192.0.2.80" {
-			t.Fatalf("query %d accepted a forgery: %v", i, m)
+			t.Fatalf("query %d accepted a forgery: %v (liar read errors: %d)", i, m, l.readErrs.Load())
 		}
 	}
-	// The three forgeries from the right port reach dnstun and are
-	// refused; the one from another port never gets past the kernel.
+	// The three forgeries at the query's own socket reach dnstun and are
+	// refused; the rest never get past the kernel (no socket at their
+	// port, or one connected to another address).
 	if u := h.e.Stats().Get(Unmatched); u < 20*3 {
 		t.Errorf("unmatched %d, want at least %d", u, 20*3)
 	}
