@@ -46,7 +46,7 @@ func TestCheckAndExplain(t *testing.T) {
 		code     int
 		out, err string
 	}{
-		{[]string{"check", "--config", cfg}, 0, "ads.txt:3: not a rule (several words and no address): \"bad line with spaces ^^\"\nconfiguration ok: 2 rules from 1 lists, upstreams the system's resolvers, mode tun, capture false", ""},
+		{[]string{"check", "--config", cfg}, 0, "ads.txt:3: not a rule (several words and no address): \"bad line with spaces ^^\"\nconfiguration ok: 2 rules from 1 lists, upstreams the system's resolvers (failover), mode tun, capture false", ""},
 		{[]string{"check", "--config", cfg, "--upstream", "192.0.2.53"}, 0, "upstreams [192.0.2.53:53]", ""},
 		{[]string{"check", "--config", cfg, "--max-pending", "1048576"}, 1, "", "--max-pending: 1048576 is out of range"},
 		{[]string{"check", "--block-mode", "192.0.2.1,2001:db8::1"}, 0, "configuration ok", ""},

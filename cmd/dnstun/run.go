@@ -105,6 +105,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if !o.FollowsSystem() {
 		ups = fmt.Sprint(o.Upstreams)
 	}
+	for _, d := range o.Domains {
+		if d.UseDefault {
+			ups += fmt.Sprintf(", %s: the default ones", d.Domain)
+		} else {
+			ups += fmt.Sprintf(", %s: %v", d.Domain, d.Upstreams)
+		}
+	}
+	ups += " (" + o.UpstreamMode.String() + ")"
 	fmt.Fprintf(stdout, "configuration ok: %d rules from %d lists, upstreams %s, mode %s, capture %v\n", set.Len(), len(o.Blocklists), ups, o.Mode, o.Capture.Enabled)
 	return nil
 }
