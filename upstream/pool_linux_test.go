@@ -3,9 +3,10 @@
 package upstream
 
 import (
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/dnstun/dnstun/internal/privtest"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,9 +14,7 @@ import (
 // TestPoolMark: every socket of the pool carries SO_MARK, and marked
 // sockets still exchange on loopback.
 func TestPoolMark(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SO_MARK needs CAP_NET_ADMIN: run as root to check the pool's mark")
-	}
+	privtest.RequirePriv(t) // SO_MARK needs CAP_NET_ADMIN
 	srv := startServer(t, "127.0.0.1", true, false)
 	const mark = 0x53000000
 	p := newTestPool(t, PoolOptions{Mark: mark})

@@ -4,9 +4,10 @@ package upstream
 
 import (
 	"net"
-	"os"
 	"sync"
 	"testing"
+
+	"github.com/dnstun/dnstun/internal/privtest"
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -17,9 +18,7 @@ import (
 // TestQUICMark: the UDP socket under a QUIC connection carries the mark
 // that keeps it out of dnstun's steering.
 func TestQUICMark(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SO_MARK needs CAP_NET_ADMIN: run as root")
-	}
+	privtest.RequirePriv(t) // SO_MARK needs CAP_NET_ADMIN
 	const mark = 0x4242
 	forQUIC(t, func(t *testing.T, p Proto) {
 		r := newQUICRig(t, p, quictest.Config{})
