@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/listsrc"
 	"github.com/dnstun/dnstun/tun"
@@ -46,6 +47,10 @@ type File struct {
 	ListWatch       time.Duration `yaml:"list_watch"`              // --list-watch
 	BlockMode       string        `yaml:"block_mode"`              // --block-mode
 	BlockTTL        uint32        `yaml:"block_ttl"`               // --block-ttl
+	Cache           string        `yaml:"cache"`                   // --cache: its size in bytes ("64MiB"; "0" turns it off)
+	CacheMinTTL     time.Duration `yaml:"cache_min_ttl"`           // --cache-min-ttl
+	CacheMaxTTL     time.Duration `yaml:"cache_max_ttl"`           // --cache-max-ttl
+	CacheServeStale time.Duration `yaml:"cache_serve_stale"`       // --cache-serve-stale (0 = off)
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`        // --upstream-timeout
 	Timeout         time.Duration `yaml:"timeout"`                 // --timeout
 	MaxPending      int           `yaml:"max_pending"`             // --max-pending
@@ -101,6 +106,8 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultUpstreamMode    = "failover"
 	DefaultSocketQueries   = 1
+	DefaultCache           = "64MiB"
+	DefaultCacheMaxTTL     = cache.DefaultMaxTTL
 	DefaultMode            = "tun"
 	DefaultListen          = "127.0.0.1:53"
 	DefaultResolved        = "auto"
@@ -159,6 +166,8 @@ func DefaultFor(goos string) *File {
 		BlockTTL:        DefaultBlockTTL,
 		UpstreamMode:    DefaultUpstreamMode,
 		SocketQueries:   DefaultSocketQueries,
+		Cache:           DefaultCache,
+		CacheMaxTTL:     DefaultCacheMaxTTL,
 		UpstreamTimeout: DefaultUpstreamTimeout,
 		Timeout:         DefaultTimeout,
 		MaxPending:      DefaultMaxPending,

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
@@ -202,6 +203,19 @@ func TestFileAndFlagAgree(t *testing.T) {
 		{"socket queries", "upstream_socket_queries: 16\n", []string{"--upstream-socket-queries", "16"}, "",
 			func(o *Options) bool { return o.SocketQueries == 16 }},
 		{"socket queries 0", "upstream_socket_queries: 0\n", []string{"--upstream-socket-queries", "0"}, "want 1 (a fresh source port per query) to 65535", nil},
+		{"cache size", "cache: 1GiB\n", []string{"--cache", "1GiB"}, "",
+			func(o *Options) bool { return o.CacheBytes == 1<<30 }},
+		{"cache off", "cache: \"0\"\n", []string{"--cache", "0"}, "",
+			func(o *Options) bool { return o.CacheBytes == 0 }},
+		{"cache decimal", "cache: 2MB\n", []string{"--cache", "2MB"}, "",
+			func(o *Options) bool { return o.CacheBytes == 2000000 }},
+		{"cache bad size", "cache: lots\n", []string{"--cache", "lots"}, "want a number of bytes", nil},
+		{"cache too small", "cache: 1KiB\n", []string{"--cache", "1KiB"}, "below the smallest cache", nil},
+		{"cache serve-stale", "cache_serve_stale: 1h\n", []string{"--cache-serve-stale", "1h"}, "",
+			func(o *Options) bool { return o.CacheStaleFor == time.Hour }},
+		{"cache serve-stale too long", "cache_serve_stale: 48h\n", []string{"--cache-serve-stale", "48h"}, "at most 24h", nil},
+		{"cache min over max", "cache_min_ttl: 2h\ncache_max_ttl: 1h\n", []string{"--cache-min-ttl", "2h", "--cache-max-ttl", "1h"}, "more than cache_max_ttl", nil},
+		{"cache ttl fraction", "cache_min_ttl: 1500ms\n", []string{"--cache-min-ttl", "1500ms"}, "whole seconds", nil},
 		{"0x20", "upstream_0x20: true\n", []string{"--upstream-0x20"}, "",
 			func(o *Options) bool { return o.Upstream0x20 }},
 		{"local stub with capture", "upstreams: [127.0.0.53]\ncapture:\n  enabled: true\n", []string{"--upstream", "127.0.0.53", "--capture"}, "local stub", nil},

@@ -45,6 +45,12 @@ type Options struct {
 	BlockAddrs []netip.Addr // with filter.ModeCustom
 	BlockTTL   uint32
 
+	// CacheBytes bounds the response cache; 0: no cache.
+	CacheBytes    int
+	CacheMinTTL   time.Duration
+	CacheMaxTTL   time.Duration
+	CacheStaleFor time.Duration // 0: no serve-stale
+
 	UpstreamTimeout time.Duration
 	Timeout         time.Duration
 	MaxPending      int

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/upstream"
@@ -143,6 +144,61 @@ func (v *validator) nonEmpty(key, p string) {
 	v.path(key, p)
 }
 
+// cache reads the response cache's settings.
+func (v *validator) cache(o *Options) {
+	f := v.f
+	n, err := ParseSize(f.Cache)
+	switch {
+	case err != nil:
+		v.fail("cache", err.Error(), "write for example 64MiB, or 0 to turn the cache off")
+	case n != 0 && n < cache.MinBytes:
+		v.fail("cache", fmt.Sprintf("%s is below the smallest cache, %d KiB", f.Cache, cache.MinBytes>>10), "give more, or 0 to turn the cache off")
+	}
+	o.CacheBytes = n
+	v.duration("cache_min_ttl", f.CacheMinTTL, true)
+	v.duration("cache_max_ttl", f.CacheMaxTTL, false)
+	v.duration("cache_serve_stale", f.CacheServeStale, true)
+	if f.CacheMaxTTL > cache.MaxMaxTTL {
+		v.fail("cache_max_ttl", f.CacheMaxTTL.String(), fmt.Sprintf("at most %v", cache.MaxMaxTTL))
+	}
+	if f.CacheMinTTL > f.CacheMaxTTL {
+		v.fail("cache_min_ttl", fmt.Sprintf("%v is more than cache_max_ttl (%v)", f.CacheMinTTL, f.CacheMaxTTL), "")
+	}
+	if f.CacheServeStale > cache.MaxStaleFor {
+		v.fail("cache_serve_stale", f.CacheServeStale.String(), fmt.Sprintf("at most %v", cache.MaxStaleFor))
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"cache_min_ttl", f.CacheMinTTL}, {"cache_max_ttl", f.CacheMaxTTL}} {
+		if d.d%time.Second != 0 {
+			v.fail(d.key, d.d.String(), "whole seconds: TTLs are counted in seconds")
+		}
+	}
+	o.CacheMinTTL, o.CacheMaxTTL, o.CacheStaleFor = f.CacheMinTTL, f.CacheMaxTTL, f.CacheServeStale
+}
+
+// ParseSize reads a size in bytes: digits, optionally followed by B, KiB,
+// MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000).
+func ParseSize(s string) (int, error) {
+	units := []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), 1
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 40)
+	if err != nil || n > (1<<40)/uint64(mult) {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional unit (B, KiB, MiB, GiB, KB, MB, GB), up to 1 TiB", s)
+	}
+	return int(n) * mult, nil
+}
+
 // upstreams reads the upstreams: default ones and routed domains.
 func (v *validator) upstreams(o *Options) {
 	f := v.f
@@ -233,6 +289,7 @@ func (v *validator) check() *Options {
 		}
 	}
 	v.upstreams(o)
+	v.cache(o)
 	o.Upstream0x20 = f.Upstream0x20
 	if f.SocketQueries < 1 || f.SocketQueries > 65535 {
 		v.fail("upstream_socket_queries", fmt.Sprintf("%d", f.SocketQueries), "want 1 (a fresh source port per query) to 65535")

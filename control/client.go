@@ -182,6 +182,18 @@ func (c *Client) Stats(ctx context.Context) (map[string]uint64, error) {
 	return m, err
 }
 
+// CacheFlush empties the daemon's cache, or removes name and every name
+// under it; it returns how many entries went.
+func (c *Client) CacheFlush(ctx context.Context, name string) (int, error) {
+	var d CacheFlushData
+	var args map[string]any
+	if name != "" {
+		args = map[string]any{"name": name}
+	}
+	err := c.call(ctx, VerbCacheFlush, args, &d)
+	return d.Flushed, err
+}
+
 // QueryLog returns up to n of the most recent queries, oldest first
 // (n = 0: DefaultQueryLogN).
 func (c *Client) QueryLog(ctx context.Context, n int) ([]QueryLogEntry, error) {

@@ -25,6 +25,7 @@ type fakeHandler struct {
 	calls   []string
 	enabled bool
 	lastN   int
+	flushed string // the name of the last cache-flush
 	fail    error
 }
 
@@ -73,6 +74,12 @@ func (h *fakeHandler) QueryLog(n int) ([]QueryLogEntry, error) {
 		Decision: "block", Rcode: "NXDOMAIN", LatencyMicros: 12}}, h.record("querylog")
 }
 func (h *fakeHandler) Stop() error { return h.record("stop") }
+func (h *fakeHandler) CacheFlush(name string) (int, error) {
+	h.mu.Lock()
+	h.flushed = name
+	h.mu.Unlock()
+	return 7, h.record("cache-flush")
+}
 
 func sockPath(t *testing.T) string {
 	// Unix socket paths are short (104 bytes on darwin); TempDir's may not be.
@@ -153,11 +160,20 @@ func TestVerbsEndToEnd(t *testing.T) {
 	if _, err := c.QueryLog(ctx, 0); err != nil || h.lastN != DefaultQueryLogN {
 		t.Errorf("querylog default n = %d, %v", h.lastN, err)
 	}
+	if n, err := c.CacheFlush(ctx, "example.com"); err != nil || n != 7 || h.flushed != "example.com" {
+		t.Errorf("cache-flush example.com = %d, %v (handler got %q)", n, err, h.flushed)
+	}
+	if n, err := c.CacheFlush(ctx, ""); err != nil || n != 7 || h.flushed != "" {
+		t.Errorf("cache-flush = %d, %v (handler got %q)", n, err, h.flushed)
+	}
+	if _, err := c.Do(ctx, VerbCacheFlush, map[string]any{"names": "x"}); err == nil {
+		t.Error("cache-flush accepted an unknown argument")
+	}
 	if err := c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(h.calls, " ")
-	if got != "enable status disable status reload stats querylog querylog stop" {
+	if got != "enable status disable status reload stats querylog querylog cache-flush cache-flush stop" {
 		t.Errorf("handler saw %q", got)
 	}
 	// The raw data of a verb without data is absent.
@@ -210,7 +226,7 @@ func TestProtocolErrors(t *testing.T) {
 		{`{"v":2,"verb":"status"}`, CodeVersion, "unsupported protocol version 2: this daemon speaks version 1"},
 		{`{"v":"1","verb":"status"}`, CodeBadRequest, "bad request: json: cannot unmarshal string"},
 		{`{"v":1}`, CodeBadRequest, `"verb" is missing`},
-		{`{"v":1,"verb":"explode"}`, CodeUnknownVerb, `unknown verb "explode": want one of status, enable, disable, reload, stats, querylog, stop`},
+		{`{"v":1,"verb":"explode"}`, CodeUnknownVerb, `unknown verb "explode": want one of status, enable, disable, reload, stats, querylog, cache-flush, stop`},
 		{`{"v":1,"verb":"status","args":{"x":1}}`, CodeBadArgs, "status takes no arguments"},
 		{`{"v":1,"verb":"querylog","args":{"n":-1}}`, CodeBadArgs, "querylog: n -1 out of range: want 1 to 10000"},
 		{`{"v":1,"verb":"querylog","args":{"n":10001}}`, CodeBadArgs, "out of range"},

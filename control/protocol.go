@@ -16,17 +16,30 @@ const MaxRequest = 64 << 10
 
 // Verbs.
 const (
-	VerbStatus   = "status"
-	VerbEnable   = "enable"
-	VerbDisable  = "disable"
-	VerbReload   = "reload"
-	VerbStats    = "stats"
-	VerbQueryLog = "querylog"
-	VerbStop     = "stop"
+	VerbStatus     = "status"
+	VerbEnable     = "enable"
+	VerbDisable    = "disable"
+	VerbReload     = "reload"
+	VerbStats      = "stats"
+	VerbQueryLog   = "querylog"
+	VerbCacheFlush = "cache-flush"
+	VerbStop       = "stop"
 )
 
 // Verbs lists every verb, in the order PROTOCOL.md documents them.
-var Verbs = []string{VerbStatus, VerbEnable, VerbDisable, VerbReload, VerbStats, VerbQueryLog, VerbStop}
+var Verbs = []string{VerbStatus, VerbEnable, VerbDisable, VerbReload, VerbStats, VerbQueryLog, VerbCacheFlush, VerbStop}
+
+// CacheFlushArgs are cache-flush's arguments.
+type CacheFlushArgs struct {
+	// Name, if set, flushes that name and every name under it; empty
+	// flushes the whole cache.
+	Name string `json:"name,omitempty"`
+}
+
+// CacheFlushData is cache-flush's data.
+type CacheFlushData struct {
+	Flushed int `json:"flushed"` // entries removed
+}
 
 // Error codes, in Response.Code.
 const (
@@ -119,6 +132,10 @@ type Handler interface {
 	Stats() (map[string]uint64, error)
 	// QueryLog returns up to n of the most recent queries, oldest first.
 	QueryLog(n int) ([]QueryLogEntry, error)
+	// CacheFlush empties the response cache, or, with a name, removes
+	// that name and every name under it; it returns how many entries
+	// went.
+	CacheFlush(name string) (int, error)
 	// Stop starts a clean shutdown and returns at once; the response is
 	// sent before the process goes.
 	Stop() error

@@ -324,7 +324,7 @@ func (s *Server) dispatch(line []byte, p peer) (resp Response) {
 	}
 	args := bytes.TrimSpace(req.Args)
 	noArgs := len(args) == 0 || string(args) == "null" || string(args) == "{}"
-	if verb != VerbQueryLog && !noArgs {
+	if verb != VerbQueryLog && verb != VerbCacheFlush && !noArgs {
 		return errResponse(CodeBadArgs, fmt.Sprintf("%s takes no arguments", verb))
 	}
 	defer func() {
@@ -373,6 +373,18 @@ func (s *Server) dispatch(line []byte, p peer) (resp Response) {
 			entries = []QueryLogEntry{}
 		}
 		data = QueryLogData{Entries: entries}
+	case VerbCacheFlush:
+		var a CacheFlushArgs
+		if !noArgs {
+			dec := json.NewDecoder(bytes.NewReader(args))
+			dec.DisallowUnknownFields()
+			if derr := dec.Decode(&a); derr != nil {
+				return errResponse(CodeBadArgs, "cache-flush: bad args: "+derr.Error())
+			}
+		}
+		var n int
+		n, err = s.h.CacheFlush(a.Name)
+		data = CacheFlushData{Flushed: n}
 	case VerbStop:
 		s.log.Info("control: stop requested", "uid", p.UID, "pid", p.PID)
 		err = s.h.Stop()

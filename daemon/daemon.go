@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/control"
 	"github.com/dnstun/dnstun/filter"
@@ -68,6 +69,10 @@ type Daemon struct {
 	srcs   []*listsrc.Source // the lists given as URLs
 	stamps []fileStamp       // the local list files as they were when last loaded
 	on     *session          // nil while disabled
+	// cache is the response cache (nil when off), kept across disable
+	// and enable while its options stay the same; cacheOpts made it.
+	cache     *cache.Cache
+	cacheOpts cache.Options
 }
 
 // ExitError carries the process's exit status out of Run (a disabled
@@ -299,6 +304,11 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	d.live.Store(set)
+	if d.cache != nil {
+		// Answers stored after inspection by the old rules (CNAME
+		// cloaking, answer IPs) must not outlive them.
+		d.cache.Flush()
+	}
 	d.o, d.sys, d.lists, d.srcs, d.stamps = no, sys, lists, srcs, stamps
 	defer releaseMemory()
 	d.log.Info("reloaded", "rules", set.Len(), "upstreams", ups)
@@ -325,6 +335,42 @@ func (d *Daemon) Stats() (map[string]uint64, error) {
 		}
 	}
 	return m, nil
+}
+
+// CacheFlush empties the response cache, or removes name and every name
+// under it, and returns how many entries went (0 with the cache off).
+func (d *Daemon) CacheFlush(name string) (int, error) {
+	d.mu.Lock()
+	c := d.cache
+	d.mu.Unlock()
+	if c == nil {
+		return 0, nil
+	}
+	if name == "" {
+		n := int(c.Stats().Entries)
+		c.Flush()
+		return n, nil
+	}
+	return c.FlushName(name), nil
+}
+
+// cacheFor returns the response cache for o, made anew when its options
+// changed (a reload takes effect at the next enable); nil when off. d.mu
+// is held.
+func (d *Daemon) cacheFor(o *config.Options) (*cache.Cache, error) {
+	if o.CacheBytes == 0 {
+		d.cache = nil
+		return nil, nil
+	}
+	co := cache.Options{MaxBytes: o.CacheBytes, MinTTL: o.CacheMinTTL, MaxTTL: o.CacheMaxTTL, StaleFor: o.CacheStaleFor}
+	if d.cache == nil || co != d.cacheOpts {
+		c, err := cache.New(co)
+		if err != nil {
+			return nil, err
+		}
+		d.cache, d.cacheOpts = c, co
+	}
+	return d.cache, nil
 }
 
 // QueryLog returns the n most recent queries.

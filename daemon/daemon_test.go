@@ -325,6 +325,9 @@ func TestWatchdogReportsLostUpstreams(t *testing.T) {
 	f.Mode, f.Listen, f.Upstreams, f.Control.Socket = "flow", freePort(t).String(), []string{up.Addr().String()}, ""
 	f.StateFile = filepath.Join(t.TempDir(), "state.json")
 	f.Capture.Watchdog, f.Timeout, f.UpstreamTimeout = 40*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+	// No cache: the repeated name must reach the upstream (answers from
+	// the cache say nothing of it, and rightly leave the probes on).
+	f.Cache = "0"
 	o, err := f.Options()
 	if err != nil {
 		t.Fatal(err)

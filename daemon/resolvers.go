@@ -129,6 +129,11 @@ func (d *Daemon) followResolvers(ctx context.Context, e *engine.Engine, interval
 		if d.o == o {
 			d.sys = systemResolvers{ups: r.Use, setup: setup}
 		}
+		if d.cache != nil {
+			// Another network: its resolvers may see names differently
+			// (a VPN's split horizon, a captive portal).
+			d.cache.Flush()
+		}
 		d.mu.Unlock()
 		d.log.Info("the system's resolvers changed; following", "upstreams", r.Use)
 	})

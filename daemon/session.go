@@ -122,6 +122,11 @@ func newEngine(o *config.Options, cfg engine.Config, f filter.Filter) (*engine.E
 func (d *Daemon) startSession() (*session, error) {
 	o := d.o
 	cfg := d.engineConfig(o, d.sys)
+	c, err := d.cacheFor(o)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Cache = c
 	e, name, err := newEngine(o, cfg, d.live)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun"
@@ -78,6 +79,12 @@ type Config struct {
 	// filter says, so a watchdog can probe the data path without an
 	// upstream. Empty: none.
 	HealthName string
+	// Cache, if set, answers forwarded queries it holds a fresh answer
+	// for, and takes every upstream answer (but pass-through ones). The
+	// caller owns it (it outlives the engine, and is flushed when the
+	// rules change: the filter decides before the cache is asked, but
+	// answer inspection is stored as decided).
+	Cache *cache.Cache
 	// QueryLog, if set, records every query answered (decision, rcode,
 	// upstream, latency) without allocating.
 	QueryLog *querylog.Ring
@@ -305,6 +312,9 @@ func (e *Engine) Stats() Stats {
 	}
 	s.Pending = e.pending.len()
 	s.Sockets = e.pool.Stats()
+	if e.cfg.Cache != nil {
+		s.Cache = e.cfg.Cache.Stats()
+	}
 	return s
 }
 

@@ -43,10 +43,14 @@ func (e *Engine) routineFlowRead() error {
 			continue
 		}
 		e.count(Packets)
-		if w.handle(msg[:n], from, local, viaFlow) != outAnswer {
-			continue
+		m := 0
+		switch w.handle(msg[:n], from, local, viaFlow) {
+		case outAnswer:
+			m = packet.AnswerDNS(msg, &w.q, &w.r)
+		case outCached:
+			m = w.cn
 		}
-		if m := packet.AnswerDNS(msg, &w.q, &w.r); m > 0 {
+		if m > 0 {
 			if _, err := e.flow.WriteToUDPAddrPort(msg[:m], from); err != nil {
 				e.count(WriteErrors)
 			}

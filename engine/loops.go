@@ -204,6 +204,15 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 			}
 		}
 	}
+	if c := e.cfg.Cache; c != nil && !r.m.fixed && r.m.aliasLen == 0 {
+		// As decided (answer inspection included), before it is cut to
+		// the client's size. An answer the cache does not take (TC,
+		// SERVFAIL, no SOA...) is still delivered.
+		c.Store(msg, now)
+	}
+	if r.m.via == viaNone {
+		return true // a refresh: the cache was all it was for
+	}
 	if n > int(r.m.limit) {
 		// Larger than the client may receive over UDP (a spliced CNAME
 		// rewrite, or an upstream ignoring the query's size): the client
@@ -352,14 +361,16 @@ func (s *sweeper) sweep() {
 // the stored query.
 func (s *sweeper) servfail(x *expired) {
 	e := s.e
+	if x.via == viaNone {
+		return // a cache refresh that failed: the entry expires as it would have
+	}
+	if s.serveStale(x) {
+		return
+	}
 	e.count(ServFail)
 	msg := s.buf[replyOff:]
-	n := copy(msg, x.query[:x.qlen])
-	binary.BigEndian.PutUint16(msg, x.origID)
-	if x.hasFlip {
-		unflip(msg[:n], &x.flip)
-	}
-	if packet.ReadQuestion(msg[:n], &s.q) != packet.OK {
+	n := s.clientQuery(x)
+	if n == 0 {
 		return // cannot happen: the query was read before it was stored
 	}
 	if x.aliasLen > 0 {
@@ -381,6 +392,22 @@ func (s *sweeper) servfail(x *expired) {
 		return
 	}
 	e.send(s.buf, &s.bufs, m, x.via, x.resolver, x.client)
+}
+
+// clientQuery copies the stored query of x into the sweeper's buffer as
+// its client sent it (the client's ID and letter case), reads it into s.q,
+// and returns its length; 0 if it does not read.
+func (s *sweeper) clientQuery(x *expired) int {
+	msg := s.buf[replyOff:]
+	n := copy(msg, x.query[:x.qlen])
+	binary.BigEndian.PutUint16(msg, x.origID)
+	if x.hasFlip {
+		unflip(msg[:n], &x.flip)
+	}
+	if packet.ReadQuestion(msg[:n], &s.q) != packet.OK {
+		return 0
+	}
+	return n
 }
 
 // failAll answers SERVFAIL to every query still waiting; used on Close,

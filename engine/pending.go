@@ -207,6 +207,7 @@ type match struct {
 	client, resolver netip.AddrPort
 	origID           uint16
 	via              via
+	fixed            bool // pass-through: the client chose the resolver
 	limit            uint16
 	start            int64
 	rtt              int64 // from the attempt's sending to now
@@ -268,6 +269,7 @@ func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now 
 		}
 	}
 	m.client, m.resolver, m.origID, m.via, m.start, m.limit = e.client, e.resolver, e.origID, e.via, e.start, e.limit
+	m.fixed = e.fixed
 	m.rtt = now - at
 	m.aliasLen, m.aliasTTL = e.aliasLen, e.aliasTTL
 	if e.aliasLen > 0 {

@@ -5,6 +5,7 @@ package engine
 import (
 	"sync/atomic"
 
+	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/upstream"
 )
@@ -38,6 +39,9 @@ const (
 	BadVers                      // BADVERS answers to an EDNS version other than 0
 	Held                         // parallel: SERVFAIL or REFUSED answers held back while another upstream may answer
 	CaseMismatch                 // 0x20: answers whose question did not repeat the case sent (dropped)
+	CacheHits                    // queries answered from the cache
+	CachePrefetch                // hot cache entries refreshed before they expired
+	CacheStale                   // expired cache entries served because the upstreams failed (RFC 8767)
 	numCounters
 )
 
@@ -45,7 +49,7 @@ var counterNames = [numCounters]string{
 	"packets", "blocked", "local", "forwarded", "retried", "replied", "servfail",
 	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors", "rewritten", "answer_blocked",
 	"tcp_segments", "tcp_conns", "tcp_refused", "tcp_queries", "tcp_orphans", "truncated", "badvers",
-	"held", "case_mismatch",
+	"held", "case_mismatch", "cache_hits", "cache_prefetch", "cache_stale",
 }
 
 func (c Counter) String() string {
@@ -70,6 +74,8 @@ type Stats struct {
 	Pending int
 	// Sockets are the plain UDP upstream sockets' counters.
 	Sockets upstream.PoolStats
+	// Cache is the response cache's (zero without one).
+	Cache cache.Stats
 }
 
 // Get returns counter c.
@@ -93,6 +99,7 @@ func (s Stats) Map() map[string]uint64 {
 		"udp_sockets_open": p.Open, "udp_sockets_max_open": p.MaxOpen, "udp_sockets_opened": p.Opened,
 		"udp_sockets_open_errors": p.OpenErrors, "udp_sockets_reused_past_budget": p.ReusedPastBudget,
 		"udp_sockets_none_free": p.NoSocket, "udp_sockets_closed_unanswered": p.ClosedLinger, "udp_answers_oversize": p.Truncated,
+		"cache_misses": s.Cache.Misses, "cache_evictions": s.Cache.Evictions, "cache_entries": uint64(s.Cache.Entries), "cache_bytes": uint64(s.Cache.Bytes),
 	} {
 		if v != 0 {
 			m[k] = v

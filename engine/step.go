@@ -32,6 +32,7 @@ const (
 	viaTUN  via = iota // an IP packet read from the TUN
 	viaFlow            // a datagram read from the flow-mode UDP socket
 	viaTCP             // a message of a TCP connection through the TUN
+	viaNone            // no client: a cache refresh, whose answer only goes into the cache
 )
 
 // outcome is what handle decided for one message.
@@ -41,6 +42,7 @@ const (
 	outDrop    outcome = iota // no reply
 	outAnswer                 // answer now with w.r
 	outForward                // sent upstream; the answer comes later
+	outCached                 // answered from the cache: w.cn bytes written over the message
 )
 
 // worker is the per-reader scratch state; it belongs to one goroutine.
@@ -52,8 +54,11 @@ type worker struct {
 	q2     packet.Question // the rewritten question of a CNAME rewrite
 	r      packet.Reply
 	fq     filter.Query
-	abuf   [MaxQuery]byte // a CNAME rewrite's query to the target
-	req    request        // a forwarded query's record
+	abuf   [MaxQuery]byte            // a CNAME rewrite's query to the target
+	req    request                   // a forwarded query's record
+	cn     int                       // outCached: the answer's length
+	qsave  []byte                    // a TCP query kept while the cache is asked
+	pbuf   [packet.MaxName + 64]byte // a cache refresh's query
 }
 
 func newWorker(e *Engine) *worker {
@@ -80,10 +85,13 @@ func (w *worker) step(pkt []byte, n int) int {
 		return 0
 	}
 	msg := pkt[w.p.PayloadOff : w.p.PayloadOff+w.p.PayloadLen]
-	if w.handle(msg, w.p.Src, w.p.Dst, viaTUN) != outAnswer {
-		return 0
+	switch w.handle(msg, w.p.Src, w.p.Dst, viaTUN) {
+	case outAnswer:
+		return packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
+	case outCached:
+		return packet.ReplyInPlace(pkt, &w.p, w.cn)
 	}
-	return packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
+	return 0
 }
 
 // handle is the one place that fixes the order of processing of a DNS
@@ -135,6 +143,9 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		w.r = packet.Reply{Rcode: d.Rcode, TTL: ttl, Addrs: d.Addrs, CNAME: d.CNAME, PTR: d.PTR, TXT: d.TXT, EDE: d.EDE, HasEDE: d.EDE != 0}
 		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
+	}
+	if e.cfg.Cache != nil && !e.passThrough(w.q.Name(), resolver, from) && w.fromCache(msg, client, from) {
+		return outCached
 	}
 	return w.forward(msg, client, resolver, from)
 }
@@ -259,6 +270,14 @@ func (e *Engine) isOwnResolver(a netip.Addr) bool {
 	return false
 }
 
+// passThrough reports whether a query for name that client sent to
+// resolver goes to that resolver itself (capture, following the system):
+// such answers are neither taken from nor put into the cache, which holds
+// the configured upstreams' answers only.
+func (e *Engine) passThrough(name []byte, resolver netip.AddrPort, from via) bool {
+	return e.cfg.PassThrough && from != viaFlow && from != viaNone && !e.isOwnResolver(resolver.Addr()) && e.route.Load().groupFor(name) == 0
+}
+
 // chooseUpstream picks where a query for name goes, into r: in
 // pass-through, a captured query goes to the resolver it was sent to
 // (fixed: every attempt there); otherwise to its domain's group of
@@ -266,7 +285,7 @@ func (e *Engine) isOwnResolver(a netip.Addr) bool {
 func (e *Engine) chooseUpstream(name []byte, resolver netip.AddrPort, from via, r *request) bool {
 	rt := e.route.Load()
 	r.fixed, r.parallel, r.group = false, false, 0
-	if e.cfg.PassThrough && from != viaFlow && !e.isOwnResolver(resolver.Addr()) {
+	if e.cfg.PassThrough && from != viaFlow && from != viaNone && !e.isOwnResolver(resolver.Addr()) {
 		// A routed domain keeps its upstreams in capture too.
 		if r.group = rt.groupFor(name); r.group == 0 {
 			if up := e.upstreamFor(resolver); up >= 0 {

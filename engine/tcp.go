@@ -336,6 +336,8 @@ func (c *tcpConn) serve() {
 			} else {
 				<-c.slots
 			}
+		case outCached:
+			c.enqueue(buf[2 : 2+w.cn])
 		case outForward:
 			// The answer comes back through deliver.
 		default:

@@ -406,3 +406,30 @@ func Truncate(msg []byte, qEnd int) int {
 	binary.BigEndian.PutUint16(msg[offAR:], 0)
 	return qEnd
 }
+
+// ReplyInPlace turns pkt, the query packet p was decoded from, into the
+// answer packet once its DNS payload has been overwritten in place with an
+// answer of n bytes (at p.PayloadOff, as a cache hit writes it): the
+// payload moves right behind fresh headers (IPv4 options are dropped), with
+// the addresses and ports swapped, as AnswerInPlace writes them. It
+// returns the answer packet's length, or 0 if it cannot be built.
+func ReplyInPlace(pkt []byte, p *Parsed, n int) int {
+	src, dst := p.Dst.Addr(), p.Src.Addr()
+	hl := 0
+	switch {
+	case p.Family == 4 && src.Is4() && dst.Is4():
+		hl = IPv4HeaderLen + UDPHeaderLen
+	case p.Family == 6 && src.Is6() && dst.Is6():
+		hl = IPv6HeaderLen + UDPHeaderLen
+	default:
+		return 0
+	}
+	if n < dnsHeaderLen || p.PayloadOff < hl || p.PayloadOff > len(pkt) || n > len(pkt)-p.PayloadOff || hl+n > maxIPLen {
+		return 0
+	}
+	if p.PayloadOff != hl {
+		copy(pkt[hl:], pkt[p.PayloadOff:p.PayloadOff+n])
+	}
+	writeHeaders(pkt[:hl+n], p.Family, src, dst, p.Dst.Port(), p.Src.Port())
+	return hl + n
+}

@@ -407,3 +407,50 @@ func TestTruncate(t *testing.T) {
 		t.Error("a bad question end was accepted")
 	}
 }
+
+// TestReplyInPlace: a payload overwritten in place (as a cache hit does)
+// becomes the answer packet, from v4, v6 and v4 with options, and the
+// independent oracle accepts its headers and checksums.
+func TestReplyInPlace(t *testing.T) {
+	msg := pkttest.Msg(0x1234, "Cached.Example", dns.TypeA)
+	routerAlert := func(ip *layers.IPv4) {
+		ip.Options = []layers.IPv4Option{{OptionType: 148, OptionLength: 4, OptionData: []byte{0, 0}}}
+	}
+	for _, c := range []struct {
+		name     string
+		pkt      []byte
+		cli, srv netip.AddrPort
+	}{
+		{"v4", pkttest.Query(cli4, srv4, msg), cli4, srv4},
+		{"v6", pkttest.Query(cli6, srv6, msg), cli6, srv6},
+		{"v4 options", pkttest.UDP4(cli4, srv4, pkttest.Pack(msg), routerAlert), cli4, srv4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			buf := make([]byte, 1500)
+			copy(buf, c.pkt)
+			var p packet.Parsed
+			if r := packet.NewParser().Decode(buf[:len(c.pkt)], &p); r != packet.OK {
+				t.Fatal(r)
+			}
+			am := msg.Copy()
+			am.Response = true
+			rr, _ := dns.NewRR("Cached.Example. 60 IN A 192.0.2.9")
+			am.Answer = []dns.RR{rr}
+			wire := pkttest.Pack(am)
+			n := copy(buf[p.PayloadOff:], wire)
+			out := packet.ReplyInPlace(buf, &p, n)
+			if out == 0 {
+				t.Fatal("ReplyInPlace = 0")
+			}
+			checkIP(t, buf[:out], c.srv, c.cli)
+			m := pkttest.Unpack(t, pkttest.VerifyUDP(t, buf[:out]))
+			if m.Id != 0x1234 || len(m.Answer) != 1 || m.Answer[0].String() != rr.String() {
+				t.Errorf("answer %v", m)
+			}
+		})
+	}
+	var p packet.Parsed
+	if packet.ReplyInPlace(make([]byte, 100), &p, 50) != 0 {
+		t.Error("built a reply from an undecoded packet")
+	}
+}

@@ -19,9 +19,11 @@ const (
 	Refused                   // refused at once (pending table full)
 	Failed                    // SERVFAIL: no upstream answered in time
 	Malformed                 // FORMERR or NOTIMP
+	Cached                    // answered from the cache
+	Stale                     // answered from an expired cache entry: the upstreams failed (RFC 8767)
 )
 
-var decisionNames = [...]string{"forward", "block", "local", "refused", "servfail", "formerr"}
+var decisionNames = [...]string{"forward", "block", "local", "refused", "servfail", "formerr", "cache", "stale"}
 
 func (d Decision) String() string {
 	if int(d) < len(decisionNames) {

@@ -135,7 +135,7 @@ func TestNames(t *testing.T) {
 	if x.Type != "TYPE4242" || x.Rcode != "RCODE9" || x.Decision != "decision77" || x.Client != "" || x.Upstream != "" {
 		t.Errorf("got %+v", x)
 	}
-	for d := Forwarded; d <= Malformed; d++ {
+	for d := Forwarded; d <= Stale; d++ {
 		if d.String() == "" {
 			t.Error("unnamed decision")
 		}

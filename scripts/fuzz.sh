@@ -15,6 +15,8 @@ targets=(
   "./config FuzzParse"
   "./config FuzzParseListSpec"
   "./internal/macos FuzzParsers"
+  "./upstream FuzzParseSpec"
+  "./cache FuzzStore"
 )
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"

@@ -13,7 +13,7 @@ import (
 // microPackages are the hot-path packages whose benchmarks RESULTS.md
 // records (the filter's have their own section): every function of the
 // per-packet path, each with its allocations.
-var microPackages = []string{"packet", "engine", "querylog"}
+var microPackages = []string{"packet", "engine", "querylog", "cache"}
 
 // RunMicroBenches runs the hot-path packages' benchmarks in moduleDir,
 // each name prefixed with its package, and returns them with the command

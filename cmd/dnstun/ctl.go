@@ -35,7 +35,10 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
+	name := ""
+	if verb == control.VerbCacheFlush && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	c, err := control.Dial(*path)
@@ -48,6 +51,9 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) error {
 	var reqArgs map[string]any
 	if verb == control.VerbQueryLog {
 		reqArgs = map[string]any{"n": n}
+	}
+	if name != "" {
+		reqArgs = map[string]any{"name": name}
 	}
 	data, err := c.Do(ctx, verb, reqArgs)
 	if err != nil {
@@ -106,6 +112,12 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			fmt.Fprintf(w, "%s: %d\n", k, m[k])
 		}
+	case control.VerbCacheFlush:
+		var d control.CacheFlushData
+		if err := json.Unmarshal(data, &d); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "flushed %d cache entries\n", d.Flushed)
 	case control.VerbQueryLog:
 		var d control.QueryLogData
 		if err := json.Unmarshal(data, &d); err != nil {

@@ -23,6 +23,7 @@ Usage:
   dnstun run [flags]     serve dnstun's virtual resolver on a TUN (root)
   dnstun status|enable|disable|reload|stats|querylog|stop [--control PATH] [--json]
                          talk to a running dnstun over its control socket
+  dnstun cache flush [NAME]   empty the response cache, or drop NAME and the names under it
   dnstun explain [--blocklist PATH ... | --config FILE] [--client IP] NAME [TYPE]
                          the decision for a query and the rules behind it
   dnstun check [flags]   validate a configuration (--config FILE) and its lists
@@ -54,6 +55,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stderr)
 	case "status", "enable", "disable", "reload", "stats", "querylog", "stop":
 		err = cmdControl(args[0], args[1:], stdout, stderr)
+	case "cache":
+		if len(args) < 2 || args[1] != "flush" {
+			err = usageError{fmt.Errorf("want: dnstun cache flush [NAME]")}
+			break
+		}
+		err = cmdControl("cache-flush", args[2:], stdout, stderr)
 	case "explain":
 		err = cmdExplain(args[1:], stdout, stderr)
 	case "check":

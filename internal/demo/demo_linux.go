@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dnstun/dnstun/control"
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/lab"
 	"github.com/miekg/dns"
@@ -231,7 +232,7 @@ var steps = []step{
 	{name: "printer.lan", qtype: dns.TypeA, via: "v4", expected: "local"},
 	{name: "printer.lan", qtype: dns.TypeAAAA, via: "v6", expected: "local"},
 	{name: "nonexistent.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded"},
-	{name: "www.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded", net: "tcp", note: "over TCP"},
+	{name: "www.example.com", qtype: dns.TypeA, via: "v4", expected: "cached", net: "tcp", note: "over TCP, from the cache"},
 	{name: "ads.example.com", qtype: dns.TypeAAAA, via: "v6", expected: "blocked", net: "tcp", note: "over TCP"},
 	{name: "big.example.com", qtype: dns.TypeTXT, via: "v4", expected: "forwarded", net: "udp+tcp"},
 	{name: "mail.example.com", qtype: dns.TypeA, via: "v4", expected: "forwarded",
@@ -244,7 +245,7 @@ type Row struct {
 	Type     uint16
 	Resolver netip.AddrPort
 	Expected string        // the decision the demo expects
-	Decision string        // forwarded, blocked, local, or "no answer"
+	Decision string        // forwarded, blocked, local, cached, or "no answer"
 	Upstream string        // primary or secondary for a forwarded query, else "-"
 	Rcode    int           // the answer's rcode; -1 without an answer
 	Answer   string        // AnswerText of the answer, or "error: ..."
@@ -353,12 +354,31 @@ func (l *Lab) observe(st step) Row {
 		r.Decision, r.Upstream = "forwarded", "secondary"
 	case p1 > p0:
 		r.Decision, r.Upstream = "forwarded", "primary"
+	case l.lastDecision() == "cache":
+		r.Decision = "cached"
 	case res.Rcode == dns.RcodeSuccess && len(res.Answer) > 0 && !isNullAnswer(res):
 		r.Decision = "local"
 	default:
 		r.Decision = "blocked"
 	}
 	return r
+}
+
+// lastDecision is the decision of the latest query in dnstun's query log
+// ("" if it cannot be read): what tells a cache answer from a local one.
+func (l *Lab) lastDecision() string {
+	c, err := control.Dial(l.ControlPath())
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	q, err := c.QueryLog(ctx, 1)
+	if err != nil || len(q) == 0 {
+		return ""
+	}
+	return q[len(q)-1].Decision
 }
 
 func isNullAnswer(m *dns.Msg) bool {

@@ -129,10 +129,35 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 		rrs = next
 	}
+	if len(m.Answer) == 0 {
+		// NXDOMAIN or NODATA: the enclosing zone's SOA, for negative
+		// caching (RFC 2308 §3).
+		for z := strings.ToLower(q.Name); z != ""; {
+			if soa := s.soa(z); soa != nil {
+				m.Ns = append(m.Ns, soa)
+				break
+			}
+			_, rest, ok := strings.Cut(z, ".")
+			if !ok {
+				break
+			}
+			z = rest
+		}
+	}
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(1232, opt.Do())
 	}
 	w.WriteMsg(m)
+}
+
+// soa returns the zone's SOA record at name, if it holds one.
+func (s *Server) soa(name string) dns.RR {
+	for _, rr := range s.zone[name] {
+		if rr.Header().Rrtype == dns.TypeSOA {
+			return rr
+		}
+	}
+	return nil
 }
 
 // SetSilent makes the server read queries without answering them.

@@ -115,7 +115,7 @@ func checkLayering(t *testing.T, pkgs []pkg) {
 		pkgs      []string // module-relative prefixes
 		forbidden []string // module-relative prefixes none of pkgs may depend on
 	}{
-		{"data-path", []string{"tun", "packet", "filter", "engine", "upstream", "querylog"}, controlPlane},
+		{"data-path", []string{"tun", "packet", "filter", "engine", "upstream", "querylog", "cache"}, controlPlane},
 		{"routing", []string{"route"}, []string{"control", "config", "daemon", "service", "cmd"}},
 	}
 	seen := make(map[string]bool)
