@@ -202,7 +202,7 @@ func ParseSize(s string) (int, error) {
 // upstreams reads the upstreams: default ones and routed domains.
 func (v *validator) upstreams(o *Options) {
 	f := v.f
-	n := 0
+	distinct := map[string]bool{} // the upstreams open at once: each spec once
 	for i, s := range f.Upstreams {
 		key := fmt.Sprintf("upstreams[%d]", i)
 		domains, spec, useDefault, err := upstream.ParseUpstreamArg(s)
@@ -217,13 +217,15 @@ func (v *validator) upstreams(o *Options) {
 			if o.IsOwn(spec.Addr) {
 				v.fail(key, fmt.Sprintf("%v is one of dnstun's own addresses", spec.Addr), "that would loop; name a real resolver")
 			}
-			if f.Capture.Enabled && spec.Proto == upstream.ProtoUDP && spec.Addr.IsLoopback() {
+			if f.Capture.Enabled && (spec.Proto == upstream.ProtoUDP || spec.Proto == upstream.ProtoTCP) && spec.Addr.IsLoopback() {
 				v.fail(key, fmt.Sprintf("%v is a local stub", spec), "with capture its own queries would be captured again (a loop); name the real resolvers")
 			}
 		}
+		if !useDefault {
+			distinct[spec.String()] = true
+		}
 		if domains == nil {
 			o.Upstreams = append(o.Upstreams, spec)
-			n++
 			continue
 		}
 		for _, d := range domains {
@@ -236,7 +238,6 @@ func (v *validator) upstreams(o *Options) {
 				o.Domains[j].UseDefault = true
 			} else {
 				o.Domains[j].Upstreams = append(o.Domains[j].Upstreams, spec)
-				n++
 			}
 		}
 	}
@@ -245,7 +246,7 @@ func (v *validator) upstreams(o *Options) {
 			v.fail("upstreams", fmt.Sprintf("domain %s has upstreams and \"#\" (the default upstreams)", d.Domain), "give one or the other")
 		}
 	}
-	if n > engine.MaxUpstreams {
+	if n := len(distinct); n > engine.MaxUpstreams {
 		v.fail("upstreams", fmt.Sprintf("%d upstreams given", n), fmt.Sprintf("at most %d", engine.MaxUpstreams))
 	}
 }

@@ -121,14 +121,19 @@ func (d *Daemon) followResolvers(ctx context.Context, e *engine.Engine, interval
 		if !r.Changed {
 			return
 		}
+		d.mu.Lock()
+		if d.o != o {
+			// A reload came in meanwhile: its upstreams stand, and the
+			// next tick reads the resolvers again for its options.
+			d.mu.Unlock()
+			return
+		}
 		if err := e.SetUpstreams(upstream.UDPSpecs(r.Use), o.Domains); err != nil {
+			d.mu.Unlock()
 			d.log.Warn("the system's resolvers changed but cannot be used", "upstreams", r.Use, "err", err)
 			return
 		}
-		d.mu.Lock()
-		if d.o == o {
-			d.sys = systemResolvers{ups: r.Use, setup: setup}
-		}
+		d.sys = systemResolvers{ups: r.Use, setup: setup}
 		if d.cache != nil {
 			// Another network: its resolvers may see names differently
 			// (a VPN's split horizon, a captive portal).

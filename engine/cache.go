@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/dnstun/dnstun/cache"
+	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 )
@@ -22,9 +23,12 @@ const (
 
 // fromCache answers the query msg (read into w.q) from the cache when it
 // holds a fresh answer: the answer is written over msg, within msg's
-// capacity, and w.cn is its length. A hot entry near its end is refreshed
-// in the background. It reports false (msg untouched) on a miss.
-func (w *worker) fromCache(msg []byte, client netip.AddrPort, from via) bool {
+// capacity, and w.cn is its length (outCached). The answer is inspected
+// with the current rules and for this client, as an upstream answer is:
+// a blocked one is answered as blocked (outAnswer, w.r). A hot entry near
+// its end is refreshed in the background. It returns outDrop on a miss,
+// with msg untouched.
+func (w *worker) fromCache(msg []byte, client netip.AddrPort, from via) outcome {
 	e := w.e
 	limit := packet.ClientLimit(&w.q)
 	if from == viaTCP {
@@ -36,22 +40,30 @@ func (w *worker) fromCache(msg []byte, client netip.AddrPort, from via) bool {
 	now := e.now()
 	n, res := e.cfg.Cache.Lookup(msg[:cap(msg)], &w.q, limit, now)
 	if res.Status != cache.Hit {
-		return false
+		return outDrop
 	}
 	if res.Truncated && from == viaTCP {
 		copy(msg[:cap(msg)], w.qsave)
-		return false
+		return outDrop
 	}
 	e.count(CacheHits)
+	if res.Prefetch {
+		w.refresh(msg[:n])
+	}
+	if packet.ReadAnswers(msg[:n], &w.q, &w.ans) && len(w.ans.Addrs())+len(w.ans.Names()) > 0 {
+		if d := e.filter.InspectAnswer(w.ans.Names(), w.ans.Addrs(), client.Addr()); d.Action == filter.Block {
+			e.count(AnswerBlocked)
+			e.blockReply(&d, &w.r)
+			e.logQuery(client, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
+			return outAnswer
+		}
+	}
 	if res.Truncated {
 		e.count(Truncated)
 	}
 	e.logQuery(client, w.q.Name(), w.q.QType, querylog.Cached, uint8(binary.BigEndian.Uint16(msg[2:])&0xf), netip.AddrPort{}, 0)
-	if res.Prefetch {
-		w.refresh(msg[:n])
-	}
 	w.cn = n
-	return true
+	return outCached
 }
 
 // refresh sends a query for the question of answer (a cache hit, read
@@ -92,7 +104,7 @@ func (w *worker) refresh(answer []byte) {
 // the query as sent upstream (its case restored); buf is the sweeper's.
 func (s *sweeper) serveStale(x *expired) bool {
 	e := s.e
-	if e.cfg.Cache == nil || x.via == viaNone || x.aliasLen > 0 {
+	if e.cfg.Cache == nil || x.via == viaNone || x.aliasLen > 0 || x.fixed {
 		return false
 	}
 	if s.clientQuery(x) == 0 {
@@ -104,7 +116,7 @@ func (s *sweeper) serveStale(x *expired) bool {
 		limit = packet.StreamLimit
 	}
 	m, res := e.cfg.Cache.LookupStale(msg, &s.q, limit, e.now())
-	if res.Status != cache.Stale && res.Status != cache.Hit {
+	if res.Status != cache.Stale && res.Status != cache.Hit || res.Truncated && x.via == viaTCP {
 		return false
 	}
 	e.count(CacheStale)

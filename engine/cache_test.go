@@ -4,6 +4,7 @@ package engine
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -234,5 +235,31 @@ func BenchmarkStepCached(b *testing.B) {
 		if runStep(w, buf, pkt) == 0 {
 			b.Fatal("no answer")
 		}
+	}
+}
+
+// TestCacheInspectsPerClient: a cached answer is inspected on every hit for
+// the asking client, so a $client rule on a CNAME target blocks it for
+// that client only, whoever asked first.
+func TestCacheInspectsPerClient(t *testing.T) {
+	up := startCacheUpstream(t)
+	list := testList + "\n||tracker.evil^$client=198.19.53.1\n"
+	h := startEngine(t, Config{Upstreams: udp(up), Cache: newCache(t, 0), BlockMode: filter.ModeNull}, list)
+	other := netip.MustParseAddrPort("198.19.53.9:40000")
+	ask := func(id uint16, client netip.AddrPort) string {
+		m, _ := h.exchange(t, pkttest.Query(client, resolver4, pkttest.Msg(id, "cloaked.example", dns.TypeA)), 3*time.Second)
+		return answerText(m)
+	}
+	if got := ask(1, other); got != "192.0.2.9" {
+		t.Fatalf("another client, first: %s", got)
+	}
+	if got := ask(2, client4); got != "0.0.0.0" {
+		t.Errorf("the blocked client, from the cache: %s, want the block answer", got)
+	}
+	if got := ask(3, other); got != "192.0.2.9" {
+		t.Errorf("another client again: %s", got)
+	}
+	if up.Queries() != 1 {
+		t.Errorf("upstream saw %d queries, want 1 (the rest from the cache)", up.Queries())
 	}
 }

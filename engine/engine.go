@@ -80,10 +80,11 @@ type Config struct {
 	// upstream. Empty: none.
 	HealthName string
 	// Cache, if set, answers forwarded queries it holds a fresh answer
-	// for, and takes every upstream answer (but pass-through ones). The
-	// caller owns it (it outlives the engine, and is flushed when the
-	// rules change: the filter decides before the cache is asked, but
-	// answer inspection is stored as decided).
+	// for, and takes every upstream answer (but pass-through ones) as the
+	// upstream gave it. The rules decide before the cache is asked, and
+	// answer inspection runs on every hit, for its client: a rule change
+	// applies to cached names at once. The caller owns it (it outlives
+	// the engine).
 	Cache *cache.Cache
 	// QueryLog, if set, records every query answered (decision, rcode,
 	// upstream, latency) without allocating.

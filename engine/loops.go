@@ -103,18 +103,20 @@ func (e *Engine) routineReceive() {
 		}
 		for i := range n {
 			m := &ms[i]
-			up := e.slotOfDest(m.Dest)
-			if up < 0 {
+			up, sl := e.slotOfDest(m.Dest)
+			if sl == nil {
 				e.count(Unmatched)
 				continue
 			}
 			if m.Err != nil {
 				e.count(RecvErrors)
 				if errors.Is(m.Err, syscall.ECONNREFUSED) {
-					// The upstream answered with ICMP port unreachable:
-					// it is down. Move every query waiting on it on now.
-					e.slots[up].Load().downUntil.Store(e.now() + int64(downFor))
-					e.pending.expedite(up)
+					// The upstream answered the query on this socket
+					// with ICMP port unreachable: it is down. Move that
+					// query on now (only it: another socket's refusal
+					// would be a forger's guess).
+					sl.downUntil.Store(e.now() + int64(downFor))
+					e.pending.expediteSock(up, m.Sock)
 					e.wakeSweeper()
 				} else if e.logLimit.allow(e.now()) {
 					e.log.Warn("upstream receive failed", "upstream", m.Dest.Addr(), "err", m.Err)
@@ -128,14 +130,14 @@ func (e *Engine) routineReceive() {
 	}
 }
 
-// slotOfDest returns the table index of the plain upstream d, or -1.
-func (e *Engine) slotOfDest(d *upstream.Dest) int {
+// slotOfDest returns the plain upstream d and its table index, or nil.
+func (e *Engine) slotOfDest(d *upstream.Dest) (int, *slot) {
 	for i := range e.slots {
 		if s := e.slots[i].Load(); s != nil && s.dest == d {
-			return i
+			return i, s
 		}
 	}
-	return -1
+	return -1, nil
 }
 
 // deliver matches one upstream reply of n bytes (at buf[replyOff:]) that
@@ -161,6 +163,11 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		e.count(Unmatched)
 		return false
 	}
+	for _, o := range r.m.others[:r.m.nOthers] {
+		// The query's other attempts' sockets: no answer will be taken on
+		// them, so the pool may close them now.
+		e.pool.Answered(o)
+	}
 	if s := e.slots[up].Load(); s != nil {
 		s.answers.Add(1)
 		if s.timeouts.Load() != 0 {
@@ -179,6 +186,16 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 	}
 	if r.m.hasFlip {
 		unflip(msg, &r.m.flip)
+	}
+	if c := e.cfg.Cache; c != nil && !r.m.fixed && r.m.aliasLen == 0 {
+		// As the upstream gave it, before inspection (which depends on
+		// the client, and is redone on every hit) and before it is cut
+		// to the client's size. An answer the cache does not take (TC,
+		// SERVFAIL, no SOA...) is still delivered.
+		c.Store(msg, now)
+	}
+	if r.m.via == viaNone {
+		return true // a refresh: the cache was all it was for
 	}
 	if r.m.aliasLen > 0 {
 		// A CNAME rewrite: the reply was for the target; give it the
@@ -203,15 +220,6 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 				msg = buf[replyOff : replyOff+n]
 			}
 		}
-	}
-	if c := e.cfg.Cache; c != nil && !r.m.fixed && r.m.aliasLen == 0 {
-		// As decided (answer inspection included), before it is cut to
-		// the client's size. An answer the cache does not take (TC,
-		// SERVFAIL, no SOA...) is still delivered.
-		c.Store(msg, now)
-	}
-	if r.m.via == viaNone {
-		return true // a refresh: the cache was all it was for
 	}
 	if n > int(r.m.limit) {
 		// Larger than the client may receive over UDP (a spliced CNAME
@@ -282,7 +290,8 @@ type sweeper struct {
 }
 
 func newSweeper(e *Engine) *sweeper {
-	return &sweeper{e: e, buf: make([]byte, replyOff+MaxQuery+512)}
+	// Room for a stale answer from the cache, as large as TCP allows.
+	return &sweeper{e: e, buf: make([]byte, replyOff+packet.StreamLimit)}
 }
 
 // routineSweep moves queries whose attempt timed out to the next upstream,
@@ -336,10 +345,17 @@ func (s *sweeper) sweep() {
 					sl.downUntil.Store(now + int64(downFor))
 				}
 			}
-			a := attempt{up: x.up, at: now}
-			if err := e.prepare(&a, x.via); err != nil {
-				e.count(SendErrors)
-				continue // the sweep after the next deadline moves it on
+			a, sl := attempt{up: x.up, at: now}, e.slots[x.up].Load()
+			if x.up == x.prev && sl != nil && (sl.ex != nil || x.via == viaTCP) {
+				// The same stream or encrypted transport: it still
+				// carries the query (it fails it, or the total timeout
+				// ends it); a second copy would only be refused.
+				continue
+			}
+			if err := e.prepare(sl, &a, x.via); err != nil {
+				e.pending.expediteID(x.id, int(x.up))
+				e.wakeSweeper()
+				continue
 			}
 			if !e.pending.addAttempt(x.id, int(x.up), a.sock, now) {
 				if a.sock != 0 {
@@ -347,8 +363,9 @@ func (s *sweeper) sweep() {
 				}
 				continue // answered meanwhile
 			}
-			if err := e.transmit(a, x.via, x.query[:x.qlen]); err != nil {
+			if err := e.transmit(sl, a, x.via, x.query[:x.qlen]); err != nil {
 				e.pending.expediteID(x.id, int(x.up))
+				e.wakeSweeper()
 			}
 		}
 		if done {

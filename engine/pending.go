@@ -45,7 +45,7 @@ type entry struct {
 	up       uint8  // upstream of the current attempt
 	group    uint8  // the routing group whose upstreams it cycles through
 	sent     uint32 // upstreams this query was sent to, as a bit mask
-	answered uint32 // parallel: upstreams whose failure answer was held back
+	failed   uint32 // upstreams that refused it, failed it, or (parallel) answered SERVFAIL or REFUSED
 	parallel bool
 	via      via  // where the answer goes
 	fixed    bool // pass-through: every attempt goes to the same upstream
@@ -83,6 +83,7 @@ type request struct {
 	alias            []byte
 	aliasTTL         uint32
 	att              [maxAttempts]attempt
+	sl               [maxAttempts]*slot // the upstream of each attempt, as chosen
 	nAtt             int
 	hasFlip          bool
 	flip             [32]byte
@@ -143,7 +144,7 @@ func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, bo
 	e.up = r.att[0].up
 	e.group = r.group
 	e.parallel = r.parallel
-	e.sent, e.answered = 0, 0
+	e.sent, e.failed = 0, 0
 	e.nAtt = uint8(copy(e.att[:], r.att[:r.nAtt]))
 	for _, a := range e.att[:e.nAtt] {
 		if e.sent&(1<<a.up) == 0 {
@@ -216,6 +217,10 @@ type match struct {
 	aliasTTL         uint32
 	hasFlip          bool
 	flip             [32]byte
+	// others are the pool sockets of the query's other attempts: no answer
+	// will be taken on them now, so the pool may close them.
+	others  [maxAttempts]uint32
+	nOthers int
 }
 
 // takeResult says what take did with a reply.
@@ -262,9 +267,9 @@ func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now 
 		}
 	}
 	if e.parallel {
-		if rc := q.Flags & 0xf; (rc == rcodeServFail || rc == rcodeRefused) && e.answered|1<<up != e.sent {
+		if rc := q.Flags & 0xf; (rc == rcodeServFail || rc == rcodeRefused) && e.failed|1<<up != e.sent {
 			// Another upstream may still give a real answer.
-			e.answered |= 1 << up
+			e.failed |= 1 << up
 			return takeHeld
 		}
 	}
@@ -278,6 +283,13 @@ func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now 
 	m.hasFlip = e.hasFlip
 	if e.hasFlip {
 		m.flip = e.flip
+	}
+	m.nOthers = 0
+	for _, a := range e.att[:e.nAtt] {
+		if a.sock != 0 && a.sock != sock {
+			m.others[m.nOthers] = a.sock
+			m.nOthers++
+		}
 	}
 	p.release(s - 1)
 	return takeOK
@@ -303,6 +315,7 @@ type expired struct {
 	prev     uint8 // the upstream whose attempt ran out
 	id       uint16
 	via      via
+	fixed    bool // pass-through: the client chose the resolver
 	client   netip.AddrPort
 	resolver netip.AddrPort
 	origID   uint16
@@ -337,18 +350,24 @@ func (p *pending) sweep(now, perTry int64, rt *routing, pos *int, out []expired)
 		x := &out[n]
 		n++
 		x.client, x.resolver, x.origID, x.via, x.prev, x.start, x.id = e.client, e.resolver, e.origID, e.via, e.up, e.start, e.id
+		x.fixed = e.fixed
 		x.qlen = uint16(copy(x.query[:], e.query[:e.qlen]))
 		x.aliasLen = uint8(copy(x.alias[:], e.alias[:e.aliasLen]))
 		x.hasFlip = e.hasFlip
 		if e.hasFlip {
 			x.flip = e.flip
 		}
+		if !e.fixed {
+			// The routing may have changed since: a retry goes where
+			// the name is routed now.
+			e.group = rt.groupFor(e.name[:e.nameLen])
+		}
 		ups := rt.group(e.group)
 		all := ups.mask
 		if e.fixed || len(ups.idx) == 0 {
 			all = e.sent
 		}
-		if now >= e.final || (e.deadline == 0 && e.sent&all == all) {
+		if now >= e.final || (e.failed != 0 && e.failed&all == all) {
 			// Out of time, or refused by every upstream: SERVFAIL now
 			// rather than cycling through dead upstreams.
 			x.retry = false
@@ -369,9 +388,19 @@ func (p *pending) sweep(now, perTry int64, rt *routing, pos *int, out []expired)
 	return n, true
 }
 
-// expedite ends the current attempt of every query waiting on upstream up,
-// so the next sweep moves them on at once (the upstream refused them).
-func (p *pending) expedite(up int) int {
+// fail notes that upstream up refused or failed entry e, and ends its
+// current attempt when nothing else can answer it now: a parallel query
+// waits for its other upstreams. p.mu is held.
+func (e *entry) fail(up int) {
+	e.failed |= 1 << up
+	if !e.parallel && int(e.up) == up || e.parallel && e.failed&e.sent == e.sent {
+		e.deadline = 0
+	}
+}
+
+// expediteSock fails the queries with an attempt on upstream up's pool
+// socket sock (it got an ICMP refusal), so the next sweep moves them on.
+func (p *pending) expediteSock(up int, sock uint32) int {
 	if p.inflight[up].Load() == 0 {
 		return 0
 	}
@@ -380,21 +409,35 @@ func (p *pending) expedite(up int) int {
 	k := 0
 	for i := range p.slots {
 		e := &p.slots[i]
-		if e.used && int(e.up) == up {
-			e.deadline = 0
-			k++
+		if !e.used || e.sent&(1<<up) == 0 {
+			continue
+		}
+		for _, a := range e.att[:e.nAtt] {
+			if int(a.up) == up && a.sock == sock {
+				e.fail(up)
+				k++
+				break
+			}
 		}
 	}
 	return k
 }
 
-// expediteID ends the current attempt of the query with upstream ID id,
-// if that attempt is on upstream up (-1: whichever).
+// expediteID fails the query with upstream ID id on upstream up (-1: its
+// current one).
 func (p *pending) expediteID(id uint16, up int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s := p.byID[id]; s != 0 && (up < 0 || int(p.slots[s-1].up) == up) {
-		p.slots[s-1].deadline = 0
+	s := p.byID[id]
+	if s == 0 {
+		return
+	}
+	e := &p.slots[s-1]
+	if up < 0 {
+		up = int(e.up)
+	}
+	if e.sent&(1<<up) != 0 {
+		e.fail(up)
 	}
 }
 

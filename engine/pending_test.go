@@ -134,16 +134,37 @@ func TestPendingRefusedByAllServfails(t *testing.T) {
 	pq := pkttestParsed(t)
 	p := newPending(2)
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
-	p.insert(&pq.q, msg, req(pq, 0, 0, 100, 10000))
+	id, _ := p.insert(&pq.q, msg, req(pq, 0, 0, 100, 10000))
 	out := make([]expired, 2)
 	pos := 0
-	p.expedite(0)
+	p.expediteSock(0, 0)
 	if n, _ := p.sweep(1, 100, twoUps, &pos, out); n != 1 || !out[0].retry || out[0].up != 1 {
 		t.Fatalf("first refusal should move the query on: %+v", out[0])
 	}
-	p.expedite(1)
+	p.expediteID(id, 1)
 	if n, _ := p.sweep(2, 100, twoUps, &pos, out); n != 1 || out[0].retry {
 		t.Fatalf("refused by every upstream should SERVFAIL: %+v", out[0])
+	}
+}
+
+// TestPendingParallelWaitsForAll: a parallel query refused by one of its
+// upstreams keeps waiting for the others; refused by all, it ends.
+func TestPendingParallelWaitsForAll(t *testing.T) {
+	pq := pkttestParsed(t)
+	p := newPending(2)
+	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
+	r := req(pq, 0, 0, 100, 10000)
+	r.att[1], r.nAtt, r.parallel = attempt{up: 1}, 2, true
+	id, _ := p.insert(&pq.q, msg, r)
+	out := make([]expired, 2)
+	pos := 0
+	p.expediteID(id, 0)
+	if n, _ := p.sweep(1, 100, twoUps, &pos, out); n != 0 {
+		t.Fatalf("one refusal of two ended a parallel query: %+v", out[0])
+	}
+	p.expediteID(id, 1)
+	if n, _ := p.sweep(2, 100, twoUps, &pos, out); n != 1 || out[0].retry {
+		t.Fatalf("refused by both: %d %+v", n, out[0])
 	}
 }
 

@@ -59,6 +59,7 @@ type worker struct {
 	cn     int                       // outCached: the answer's length
 	qsave  []byte                    // a TCP query kept while the cache is asked
 	pbuf   [packet.MaxName + 64]byte // a cache refresh's query
+	ans    packet.Answers            // a cache hit's records, for answer inspection
 }
 
 func newWorker(e *Engine) *worker {
@@ -144,8 +145,10 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
 	}
-	if e.cfg.Cache != nil && !e.passThrough(w.q.Name(), resolver, from) && w.fromCache(msg, client, from) {
-		return outCached
+	if e.cfg.Cache != nil && !e.passThrough(w.q.Name(), resolver, from) {
+		if out := w.fromCache(msg, client, from); out != outDrop {
+			return out
+		}
 	}
 	return w.forward(msg, client, resolver, from)
 }
@@ -218,7 +221,7 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 	}
 	failed := uint32(0)
 	for i := range r.nAtt {
-		if e.prepare(&r.att[i], from) != nil {
+		if e.prepare(r.sl[i], &r.att[i], from) != nil {
 			failed |= 1 << i
 		}
 	}
@@ -232,20 +235,19 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 		if r.hasFlip {
 			unflip(msg, &r.flip)
 		}
+		if from == viaNone {
+			return outDrop // a refresh: the entry expires as it would have
+		}
 		e.count(Full)
 		e.logQuery(client, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)
-	sentOK := false
 	for i := range r.nAtt {
-		if failed&(1<<i) == 0 && e.transmit(r.att[i], from, msg) == nil {
-			sentOK = true
+		if failed&(1<<i) != 0 || e.transmit(r.sl[i], r.att[i], from, msg) != nil {
+			e.pending.expediteID(id, int(r.att[i].up))
+			e.wakeSweeper()
 		}
-	}
-	if !sentOK {
-		e.pending.expediteID(id, -1)
-		e.wakeSweeper()
 	}
 	return outForward
 }
@@ -288,9 +290,9 @@ func (e *Engine) chooseUpstream(name []byte, resolver netip.AddrPort, from via, 
 	if e.cfg.PassThrough && from != viaFlow && from != viaNone && !e.isOwnResolver(resolver.Addr()) {
 		// A routed domain keeps its upstreams in capture too.
 		if r.group = rt.groupFor(name); r.group == 0 {
-			if up := e.upstreamFor(resolver); up >= 0 {
+			if up, s := e.upstreamFor(resolver); up >= 0 {
 				r.fixed = true
-				r.att[0], r.nAtt = attempt{up: uint8(up), at: r.now}, 1
+				r.att[0], r.sl[0], r.nAtt = attempt{up: uint8(up), at: r.now}, s, 1
 				return true
 			}
 		}

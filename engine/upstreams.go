@@ -79,9 +79,10 @@ type slot struct {
 	dest *upstream.Dest     // plain UDP: the pool's destination
 	ex   upstream.Exchanger // every other transport
 	// tcp carries the queries of TCP clients to a plain UDP upstream,
-	// dialled on first use.
-	tcpMu sync.Mutex
-	tcp   upstream.Exchanger
+	// dialled on first use; none once the slot is closed.
+	tcpMu  sync.Mutex
+	tcp    upstream.Exchanger
+	closed bool
 	// passThrough: opened for a resolver a captured client asked; it
 	// leaves the table when idle.
 	passThrough bool
@@ -108,6 +109,7 @@ func (e *Engine) closeSlot(s *slot) {
 		s.ex.Close()
 	}
 	s.tcpMu.Lock()
+	s.closed = true
 	if s.tcp != nil {
 		s.tcp.Close()
 		s.tcp = nil
@@ -292,7 +294,9 @@ func (e *Engine) slotFor(spec upstream.Spec, passThrough bool, keep uint32) (int
 }
 
 // evictable returns the least recently used upstream outside keep that
-// no query waits on, or -1.
+// no query waits on, or -1. A query that chose it but is not yet in the
+// pending table holds its slot, not its index: its send fails, it never
+// goes to the upstream that takes the index.
 func (e *Engine) evictable(keep uint32) int {
 	best, bestUse := -1, int64(0)
 	for i := range e.slots {
@@ -328,13 +332,16 @@ func (e *Engine) reapIdle(now int64) {
 // idleFor is how long an upstream no group names stays open unused.
 const idleFor = 30 * time.Second
 
-// upstreamFor returns the table index of the plain upstream addr (a
-// resolver a captured client asked), opening it on first use; -1 when it
+// upstreamFor returns the plain upstream addr (a resolver a captured
+// client asked) and its table index, opening it on first use; -1 when it
 // cannot be opened. Finding it allocates nothing.
-func (e *Engine) upstreamFor(addr netip.AddrPort) int {
+func (e *Engine) upstreamFor(addr netip.AddrPort) (int, *slot) {
 	for i := range e.slots {
 		if s := e.slots[i].Load(); s != nil && s.dest != nil && s.addr == addr {
-			return i
+			if now := e.coarse.Load(); s.lastUse.Load() != now {
+				s.lastUse.Store(now) // for evictable's choice
+			}
+			return i, s
 		}
 	}
 	e.slotMu.Lock()
@@ -344,16 +351,19 @@ func (e *Engine) upstreamFor(addr netip.AddrPort) int {
 		if e.logLimit.allow(e.now()) {
 			e.log.Warn("pass-through: cannot use the resolver the client asked", "resolver", addr, "err", err)
 		}
-		return -1
+		return -1, nil
 	}
-	return i
+	return i, e.slots[i].Load()
 }
 
 func (e *Engine) dialOptions() upstream.DialOptions {
 	return upstream.DialOptions{
-		Mark:        e.cfg.Mark,
-		Bootstrap:   e.cfg.Bootstrap,
-		Timeout:     e.cfg.UpstreamTimeout,
+		Mark:      e.cfg.Mark,
+		Bootstrap: e.cfg.Bootstrap,
+		// A transport gives up on a query only when the client would
+		// have its SERVFAIL anyway: an answer late for its attempt (the
+		// next upstream was asked meanwhile) is still worth taking.
+		Timeout:     e.cfg.TotalTimeout,
 		IdleTimeout: upstreamStreamIdle,
 		RootCAs:     e.cfg.RootCAs,
 		Logger:      e.log,
@@ -371,7 +381,7 @@ func (e *Engine) pick(g *upList, now int64, r *request) bool {
 	case Parallel:
 		for _, i := range g.idx {
 			if s := e.slots[i].Load(); s != nil && s.healthy(now) && r.nAtt < maxAttempts {
-				r.att[r.nAtt] = attempt{up: uint8(i), at: now}
+				r.att[r.nAtt], r.sl[r.nAtt] = attempt{up: uint8(i), at: now}, s
 				r.nAtt++
 			}
 		}
@@ -380,12 +390,13 @@ func (e *Engine) pick(g *upList, now int64, r *request) bool {
 		}
 	case Fastest:
 		if i := e.fastest(g, now); i >= 0 {
-			r.att[0] = attempt{up: uint8(i), at: now}
+			r.att[0], r.sl[0] = attempt{up: uint8(i), at: now}, e.slots[i].Load()
 			r.nAtt = 1
 			return true
 		}
 	}
-	r.att[0] = attempt{up: uint8(e.firstHealthy(g, now)), at: now}
+	i := e.firstHealthy(g, now)
+	r.att[0], r.sl[0] = attempt{up: uint8(i), at: now}, e.slots[i].Load()
 	r.nAtt = 1
 	return true
 }
@@ -444,11 +455,12 @@ func (e *Engine) fastest(g *upList, now int64) int {
 	return best
 }
 
-// prepare picks the socket attempt a goes out on (a pool socket for a
-// plain UDP upstream asked over UDP; 0 otherwise), before the attempt is
-// recorded, so that an answer arriving at once is accepted.
-func (e *Engine) prepare(a *attempt, from via) error {
-	s := e.slots[a.up].Load()
+// prepare picks the socket attempt a goes out on to upstream s (a pool
+// socket for a plain UDP upstream asked over UDP; 0 otherwise), before the
+// attempt is recorded, so that an answer arriving at once is accepted. s
+// is the slot the query chose; if it left the table since, sending fails
+// (never goes to whatever took its place).
+func (e *Engine) prepare(s *slot, a *attempt, from via) error {
 	if s == nil {
 		return errSlotGone
 	}
@@ -467,9 +479,9 @@ func (e *Engine) prepare(a *attempt, from via) error {
 
 var errSlotGone = errors.New("upstream left the table")
 
-// transmit sends the query msg on attempt a, prepared and recorded.
-func (e *Engine) transmit(a attempt, from via, msg []byte) error {
-	s := e.slots[a.up].Load()
+// transmit sends the query msg to upstream s on attempt a, prepared and
+// recorded.
+func (e *Engine) transmit(s *slot, a attempt, from via, msg []byte) error {
 	if s == nil {
 		return errSlotGone
 	}
@@ -515,7 +527,7 @@ func (e *Engine) sendFailed(s *slot, err error) {
 func (e *Engine) sendTCP(up int, s *slot, msg []byte) error {
 	s.tcpMu.Lock()
 	if s.tcp == nil {
-		if e.closing.Load() {
+		if e.closing.Load() || s.closed {
 			s.tcpMu.Unlock()
 			return errSlotGone
 		}
@@ -563,6 +575,11 @@ const maxExchanged = 65535
 // HTTP error, timeout).
 func (e *Engine) exchangeFailed(up int, s *slot, id uint16, err error) {
 	if e.slots[up].Load() != s {
+		return
+	}
+	if errors.Is(err, upstream.ErrTimeout) {
+		// The engine's own deadlines move the query on (and count it);
+		// a late answer on this attempt is still taken meanwhile.
 		return
 	}
 	s.errs.Add(1)

@@ -340,3 +340,37 @@ func TestPassThroughTableBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelRefusalWaitsForOthers: in parallel mode an upstream that
+// refuses at once (ICMP port unreachable) does not end the query while
+// another is still to answer.
+func TestParallelRefusalWaitsForOthers(t *testing.T) {
+	dead := startUpstream(t)
+	deadAddr := dead.Addr()
+	dead.Close()
+	good := startUpstream(t)
+	good.SetDelay(50 * time.Millisecond)
+	h := startEngine(t, Config{
+		Upstreams: append(upstream.UDPSpecs([]netip.AddrPort{deadAddr}), udp(good)...),
+		Strategy:  Parallel, UpstreamTimeout: time.Second, TotalTimeout: 2 * time.Second,
+	}, testList)
+	for i := range 3 {
+		if m := h.ask(t, uint16(i+1), "www.example.com", dns.TypeA); answerText(m) != "192.0.2.80" {
+			t.Fatalf("query %d: %v", i, m)
+		}
+	}
+}
+
+// TestStreamUpstreamLateAnswer: an answer over TCP later than the
+// per-upstream timeout but within the total one still reaches the client.
+func TestStreamUpstreamLateAnswer(t *testing.T) {
+	up := startUpstreamTCP(t, netip.MustParseAddrPort("127.0.0.1:0"))
+	up.SetDelay(700 * time.Millisecond)
+	h := startEngine(t, Config{
+		Upstreams:       []upstream.Spec{mustSpec(t, "tcp://"+up.Addr().String())},
+		UpstreamTimeout: 500 * time.Millisecond, TotalTimeout: 3 * time.Second,
+	}, testList)
+	if m := h.ask(t, 1, "www.example.com", dns.TypeA); answerText(m) != "192.0.2.80" {
+		t.Fatalf("answer %v", m)
+	}
+}
