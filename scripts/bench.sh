@@ -8,9 +8,11 @@
 #                               prints the tables only (CI)
 #   scripts/bench.sh [e2ebench flags...]   e.g. --reps 5 --systems dnstun,ceiling
 #                               (--tcp 0 skips the DNS-over-TCP phases,
-#                               --transports 0 the upstream transports phase;
-#                               --transports-only runs that phase alone and
-#                               prints its table, writing nothing)
+#                               --transports 0 the upstream transports phase,
+#                               --cache-phase 0 the response cache phase;
+#                               --transports-only or --cache-only runs that
+#                               phase alone and prints its table, writing
+#                               nothing)
 #
 # It installs the peers it compares against from Debian's packages
 # (dnsmasq-base, unbound, dnsdist, dnsperf) when apt-get is there, with a

@@ -21,6 +21,19 @@
 // the same and nothing is cached. A transport dnsdist cannot forward over
 // is reported with the reason.
 //
+// The response cache phase (Options.CachePhase) measures cache hits: a
+// second bench/cmd/upstream (port 5354, -ttl 3600) answers every name with
+// a positive TTL, and dnstun (--cache 64MiB, the default), dnsmasq
+// (cache-size), unbound (msg and rrset caches) and dnsdist (a packet cache
+// on the default pool) forward to it with their caches on. Each is warmed
+// with every name of the forwarded mix once, and the upstream's count of
+// answers (read with SIGUSR1) shows that the measured runs that follow
+// reached it not once: every measured query is a hit. dnstun's blocked
+// path (in the same process) and the ceiling run in the phase too, for the
+// ratios. Then dnstun's cache is filled with Options.CacheNames distinct
+// names and queried again with a Zipf sample of them; its counters come
+// from `dnstun stats` over a control socket in the run's directory.
+//
 // # Topology
 //
 // The lab is internal/lab's: two namespaces, dnb-SFX-host (the SUT
@@ -34,6 +47,8 @@
 //	│                                               │       │ transports phase:       │
 //	│                                               │       │ unbound :5300 :853 :443 │
 //	│                                               │       │ quicupstream :8853 :8443│
+//	│                                               │       │ cache phase: upstream   │
+//	│                                               │       │ :5354, TTL 3600         │
 //	│ dt-h 192.0.2.2/24                             │       │ dt-u 192.0.2.1/24       │
 //	└───────────────────────────────────────────────┘       └─────────────────────────┘
 //

@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,124 @@ func TestRenderCommittedResults(t *testing.T) {
 	}
 	if got := strings.Contains(md, "## Upstream transports"); got != (r.Transports != nil) {
 		t.Errorf("transports section rendered: %v, report has the phase: %v", got, r.Transports != nil)
+	}
+	if got := strings.Contains(md, "## Response cache"); got != (r.Cache != nil) {
+		t.Errorf("cache section rendered: %v, report has the phase: %v", got, r.Cache != nil)
+	}
+}
+
+// TestCacheMarkdown renders the cache tables from a made-up report: the
+// ratio to dnstun's blocked path and the p50 over the ceiling's, the
+// warm-up and upstream checks, a peer that is not installed, one that
+// failed, the issue's targets, and the fill's table; nothing without the
+// phase.
+func TestCacheMarkdown(t *testing.T) {
+	rep := func(cpu, p50 time.Duration, hits bool) *CacheRep {
+		p := &PhaseResult{Sent: 1000, Answered: 1000, QPS: 100000, Rcodes: map[int]int64{0: 1000}, CPUPerQuery: cpu,
+			Latency: loadgen.Percentiles{Count: 1000, P50: p50, P99: 2 * p50}}
+		if !hits {
+			p.Rcodes = map[int]int64{3: 1000}
+		}
+		r := &CacheRep{Closed: p, Open: p}
+		if hits {
+			r.WarmAnswered, r.UpstreamWarm = 10000, 10000
+		}
+		return r
+	}
+	r := &Report{Options: Defaults(), Cache: &CacheReport{TTL: 3600, Upstream: "192.0.2.1:5354",
+		Runs: []*CacheRun{
+			{System: "dnstun", Path: CacheHits, Config: "`--cache 64MiB` (the default)", Reps: []*CacheRep{
+				rep(5*time.Microsecond, 230*time.Microsecond, true), rep(6*time.Microsecond, 240*time.Microsecond, true)}},
+			{System: "dnstun", Path: CacheBlocked, Config: "`--cache 64MiB` (the default)", Reps: []*CacheRep{
+				rep(5*time.Microsecond, 220*time.Microsecond, false)}},
+			{System: "ceiling", Path: CacheBlocked, Reps: []*CacheRep{rep(4*time.Microsecond, 225*time.Microsecond, false)}},
+			{System: "dnsmasq", Path: CacheHits, Config: "`cache-size=20000`", Why: "not installed"},
+			{System: "unbound", Path: CacheHits, Config: "`msg-cache-size: 16m`"},
+		},
+		Fill: &CacheFill{CacheSize: "64MiB", Names: 1000000, Sent: 1000000, Answered: 1000000, Took: 50 * time.Second,
+			Upstream: 1000000, Entries: 280000, Bytes: 66000000, Evictions: 720000, RSSStart: 30 << 10, RSS: 120 << 10, HWM: 125 << 10,
+			ZipfS: 1, ZipfQueries: 100000, ZipfAnswered: 100000, ZipfHits: 60000, ZipfMisses: 40000, ZipfEntries: 281000, TopShare: 0.71},
+	}}
+	md := cacheMarkdown(r, false)
+	t.Log("\n" + md)
+	for _, want := range []string{
+		"## Response cache: warmed hits",
+		"dnstun `--cache 64MiB` (the default); dnsmasq `cache-size=20000`; unbound `msg-cache-size: 16m`",
+		"| dnstun | hits | 100000 | 5.50 (5.00–6.00) | 1.10x | 235.0 (230.0–240.0) | 470.0 (460.0–480.0) | +10.0 | 0.00 | 10000 / 10000 | 0 |",
+		"| dnstun | blocked | 100000 | 5.00 | 1.00x | 220.0 | 440.0 | -5.0 | 0.00 | – | – |",
+		"| ceiling | blocked | 100000 | 4.00 | 0.80x | 225.0 | 450.0 | +0.0 | 0.00 | – | – |",
+		"| dnsmasq | hits | not installed | – |",
+		"| unbound | hits | **failed** (see the failures below) | – |",
+		"| dnstun: a hit's CPU/q <= 1.1x a blocked query's | 5.50 µs vs 5.00 µs = 1.10x | met |",
+		"| dnstun: hit p50 <= ceiling p50 + 10 µs | +10.0 µs | met |",
+		"## Response cache: 1000000 distinct names with `--cache 64MiB`",
+		"| `cache_entries` after the fill | 280000 |",
+		"| `cache_evictions` after the fill | 720000 |",
+		"| dnstun RSS MiB: before the fill / after / peak (VmHWM) | 30.0 / 120.0 / 125.0 |",
+		"| **hit ratio** over the pass | **0.600** (60000 hits, 40000 misses) |",
+		"| share of the pass's queries for the 281000 most popular names | 0.710 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("cache tables lack %q", want)
+		}
+	}
+	if strings.Contains(md, "Unexpected answers") {
+		t.Error("answers of the expected rcodes reported as unexpected")
+	}
+	if md := cacheMarkdown(r, true); strings.Contains(md, "Targets of issue 13") {
+		t.Error("a smoke run has no targets")
+	}
+	r.Cache.Runs[0].Reps[0].Closed.Rcodes = map[int]int64{0: 990, 2: 10} // also the Open run: the same PhaseResult
+	if md := cacheMarkdown(r, false); !strings.Contains(md, "dnstun hits: 20 of 4000 answers not NOERROR") {
+		t.Errorf("wrong rcodes not reported:\n%s", md)
+	}
+	r.Cache = &CacheReport{Why: "not run: the cache phase's upstream did not answer"}
+	if md := cacheMarkdown(r, false); !strings.Contains(md, "not run: the cache phase's upstream did not answer") {
+		t.Errorf("the reason the phase did not run is missing:\n%s", md)
+	}
+	r.Cache = nil
+	if md := cacheMarkdown(r, false); md != "" {
+		t.Errorf("no cache phase, yet:\n%s", md)
+	}
+	if md := Markdown(r, false); strings.Contains(md, "response cache tables") {
+		t.Error("the load line mentions the cache tables of a report without them")
+	}
+}
+
+// TestZipf: ranks follow 1/r (rank 0 about twice as often as rank 1, and
+// the top 10% of 10,000 names take about ln(1000)/ln(10000) of the
+// draws), names are a permutation of the ranks, and the draws are the
+// same for the same seeds.
+func TestZipf(t *testing.T) {
+	const n, k = 10000, 200000
+	z := newZipf(n, 1, 7)
+	seen := make(map[int32]bool, n)
+	for _, name := range z.name {
+		seen[name] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("names are not a permutation: %d distinct of %d", len(seen), n)
+	}
+	names, ranks := z.sample(k, 8)
+	count := make([]int, n)
+	for i, r := range ranks {
+		count[r]++
+		if names[i] != int(z.name[r]) {
+			t.Fatalf("draw %d: name %d, rank %d's name is %d", i, names[i], r, z.name[r])
+		}
+	}
+	if got := float64(count[0]) / float64(count[1]); got < 1.8 || got > 2.2 {
+		t.Errorf("rank 0 drawn %.2fx as often as rank 1, want about 2", got)
+	}
+	// H(1000)/H(10000) = 7.485/9.788.
+	if got, want := topShare(ranks, n/10), 7.4855/9.7876; got < want-0.01 || got > want+0.01 {
+		t.Errorf("top 10%% take %.3f of the draws, want about %.3f", got, want)
+	}
+	if topShare(ranks, n) != 1 || topShare(nil, 5) != 0 {
+		t.Error("topShare of every rank must be 1, of no draws 0")
+	}
+	again, _ := newZipf(n, 1, 7).sample(k, 8)
+	if !slices.Equal(names, again) {
+		t.Error("the same seeds drew other names")
 	}
 }

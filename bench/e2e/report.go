@@ -35,8 +35,22 @@ type Options struct {
 	// forwarding to one upstream over each transport; 0 skips it.
 	Transports time.Duration `json:",omitempty"`
 	// TransportsOnly runs the transports phase alone (no other phase, no
-	// dnsperf).
+	// dnsperf); with CacheOnly, the two phases.
 	TransportsOnly bool `json:",omitempty"`
+	// CachePhase is the length of each run of the response cache phase
+	// (closed loop, then open loop at Rate): dnstun's cache hits and the
+	// peers' with their caches on, warmed with every name of the
+	// forwarded mix, beside dnstun's blocked path and the ceiling; then
+	// dnstun's cache filled with CacheNames distinct names. 0 skips it.
+	CachePhase time.Duration `json:",omitempty"`
+	// CacheOnly runs the cache phase alone (no other phase, no dnsperf);
+	// with TransportsOnly, the two phases.
+	CacheOnly bool `json:",omitempty"`
+	// CacheNames is how many distinct names the cache phase sends through
+	// dnstun once (0 skips that part), CacheZipf how many queries its
+	// second pass draws from them (Zipf, s = 1).
+	CacheNames int `json:",omitempty"`
+	CacheZipf  int `json:",omitempty"`
 	// Rate is the open-loop rate in queries per second.
 	Rate float64
 	// Timeout is the time after which a query counts as lost.
@@ -68,6 +82,7 @@ func Defaults() Options {
 		Reps: 3, Closed: 4 * time.Second, Open: 4 * time.Second,
 		Concurrency: 64, Rate: 2000, Timeout: time.Second,
 		TCP: 2 * time.Second, TCPConcurrency: 16, TCPPipeline: 1, TCPBlocked: true, Transports: 2 * time.Second,
+		CachePhase: 2 * time.Second, CacheNames: 1_000_000, CacheZipf: 100_000,
 		ListSize: 100_000, BigListSize: 1_000_000,
 		ClientCPU: 0, SUTCPU: 1, Dnsperf: true,
 	}
@@ -82,6 +97,8 @@ func Smoke() Options {
 	o.Rate = 1000
 	o.TCP, o.TCPBlocked = 100*time.Millisecond, false
 	o.Transports = 0 // -transports DURATION turns it on
+	o.CachePhase = 0 // -cache-phase DURATION turns it on
+	o.CacheNames, o.CacheZipf = 20_000, 10_000
 	o.ListSize, o.BigListSize = 10_000, 0
 	o.Dnsperf = false
 	return o
@@ -196,6 +213,134 @@ type Report struct {
 	// Transports is the upstream transports phase (Options.Transports);
 	// nil when it did not run (and in reports from before it existed).
 	Transports *TransportsReport `json:",omitempty"`
+	// Cache is the response cache phase (Options.CachePhase); nil when it
+	// did not run (and in reports from before it existed).
+	Cache *CacheReport `json:",omitempty"`
+}
+
+// only reports whether o runs only some phases (TransportsOnly,
+// CacheOnly): then the systems' load phases, the big list and dnsperf
+// are skipped.
+func (o Options) only() bool { return o.TransportsOnly || o.CacheOnly }
+
+// Paths of the cache phase: what a run's queries exercise.
+const (
+	// CacheHits: the forwarded mix, every name of it in the cache.
+	CacheHits = "hits"
+	// CacheBlocked: the blocked mix (dnstun's blocked path, the ceiling).
+	CacheBlocked = "blocked"
+)
+
+// CacheReport is the response cache phase: warmed hits beside the blocked
+// path and the ceiling (Runs), and dnstun's cache after CacheNames
+// distinct names (Fill).
+type CacheReport struct {
+	// TTL is the TTL of the phase's upstream answers; Upstream where it
+	// answered (a second bench/cmd/upstream, -ttl TTL).
+	TTL      int
+	Upstream string
+	// Why is set when the phase could not run at all.
+	Why  string `json:",omitempty"`
+	Runs []*CacheRun
+	// Fill is nil when Options.CacheNames is 0.
+	Fill *CacheFill `json:",omitempty"`
+}
+
+// CacheRun is one system on one path (CacheHits, CacheBlocked).
+type CacheRun struct {
+	System, Path string
+	// Config says how the system's cache was set up.
+	Config string
+	// Why is set when the system could not run here.
+	Why  string `json:",omitempty"`
+	Reps []*CacheRep
+}
+
+// CacheRep is one repetition of a CacheRun.
+type CacheRep struct {
+	// Closed is the saturation run, Open the run at Options.Rate.
+	Closed, Open *PhaseResult
+	// CacheHits only: the warm-up pass sent every name of the mix once
+	// and WarmAnswered were answered; the upstream answered UpstreamWarm
+	// queries during that pass and UpstreamMeasured during the closed
+	// and open runs (0 when every query was a hit).
+	WarmAnswered, UpstreamWarm, UpstreamMeasured int64
+}
+
+// Run returns the run of system on path, or nil.
+func (c *CacheReport) Run(system, path string) *CacheRun {
+	if c == nil {
+		return nil
+	}
+	for _, r := range c.Runs {
+		if r.System == system && r.Path == path {
+			return r
+		}
+	}
+	return nil
+}
+
+// Metric collects one number from every repetition of r; ok=false entries
+// are skipped.
+func (r *CacheRun) Metric(f func(*CacheRep) (float64, bool)) Stat {
+	if r == nil {
+		return Stat{}
+	}
+	var v []float64
+	for _, rep := range r.Reps {
+		if x, ok := f(rep); ok {
+			v = append(v, x)
+		}
+	}
+	return stat(v)
+}
+
+// CacheFill is dnstun (packet path, --cache CacheSize) after Names
+// distinct forwarded names, each sent once, then a pass of ZipfQueries
+// drawn from those names with a Zipf distribution.
+type CacheFill struct {
+	CacheSize string
+	// Names were to be sent; Sent and Answered were, in Took (bounded:
+	// a fill that ran out of time stops early and says so here).
+	Names          int
+	Sent, Answered int64
+	Took           time.Duration
+	// Upstream is what the upstream answered during the fill.
+	Upstream int64
+	// The cache's counters after the fill (`dnstun stats`).
+	Entries, Bytes, Evictions uint64
+	// RSSStart (KiB) is dnstun's VmRSS before the fill; RSS and HWM
+	// (VmHWM, the peak) after it.
+	RSSStart, RSS, HWM int64
+	// The Zipf pass: ZipfS the exponent, ZipfQueries drawn over the
+	// names sent (their popularity in a fixed random order, unrelated
+	// to the order they were sent in), ZipfAnswered answered;
+	// ZipfHits and ZipfMisses the cache's counters' change over the
+	// pass, ZipfUpstream what the upstream answered meanwhile.
+	ZipfS                  float64
+	ZipfQueries            int
+	ZipfAnswered           int64
+	ZipfHits, ZipfMisses   uint64
+	ZipfUpstream           int64
+	ZipfEntries, ZipfBytes uint64
+	ZipfEvictions          uint64
+	// TopShare is the share of the pass's queries that asked one of the
+	// ZipfEntries most popular names: the hit ratio of a cache that held
+	// exactly those names throughout the pass.
+	TopShare float64
+	// RSSZipf and HWMZipf (KiB) after the pass.
+	RSSZipf, HWMZipf int64
+	// Why is set when the fill could not run or ended early.
+	Why string `json:",omitempty"`
+}
+
+// HitRatio is cache_hits / (cache_hits + cache_misses) over the Zipf
+// pass, or -1 without lookups.
+func (c *CacheFill) HitRatio() float64 {
+	if c == nil || c.ZipfHits+c.ZipfMisses == 0 {
+		return -1
+	}
+	return float64(c.ZipfHits) / float64(c.ZipfHits+c.ZipfMisses)
 }
 
 // Transport names, in the order the phase runs them.

@@ -47,6 +47,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if o.TransportsOnly && o.Transports == 0 {
 		return nil, errors.New("e2e: TransportsOnly needs Transports > 0 (the length of each run)")
 	}
+	if o.CachePhase < 0 || o.CacheNames < 0 || o.CacheZipf < 0 {
+		return nil, errors.New("e2e: CachePhase, CacheNames and CacheZipf must be >= 0")
+	}
+	if o.CacheOnly && o.CachePhase == 0 {
+		return nil, errors.New("e2e: CacheOnly needs CachePhase > 0 (the length of each run: give -cache-phase)")
+	}
 	if o.TCP < 0 || (o.TCP > 0 && (o.TCPConcurrency < 1 || o.TCPPipeline < 1 || o.TCPPipeline > min(TCPPerConn, loadgen.MaxPipeline, o.TCPConcurrency))) {
 		return nil, fmt.Errorf("e2e: TCP must be >= 0, TCPConcurrency positive and TCPPipeline 1..min(%d, TCPConcurrency)", TCPPerConn)
 	}
@@ -70,10 +76,14 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 
 	// Lists and query mixes.
-	progress("generating lists: %d and %d names", o.ListSize, o.BigListSize)
-	all := BlockNames(max(o.ListSize, o.BigListSize))
+	bigList := o.BigListSize
+	if o.only() {
+		bigList = 0 // only the load phases' systems use it
+	}
+	progress("generating lists: %d and %d names", o.ListSize, bigList)
+	all := BlockNames(max(o.ListSize, bigList))
 	e := &env{dir: dir, moduleDir: o.ModuleDir, bins: bins, lists: map[int]map[listFormat]string{}}
-	for _, n := range []int{o.ListSize, o.BigListSize} {
+	for _, n := range []int{o.ListSize, bigList} {
 		if n == 0 || e.lists[n] != nil {
 			continue
 		}
@@ -111,7 +121,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 
 	var systems []*system
 	for _, s := range allSystems() {
-		if o.TransportsOnly || (len(o.Systems) > 0 && !slices.Contains(o.Systems, s.name)) {
+		if o.only() || (len(o.Systems) > 0 && !slices.Contains(o.Systems, s.name)) {
 			continue
 		}
 		sr := &SystemReport{Name: s.name, Label: s.label}
@@ -145,12 +155,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		rep.Responder = time.Duration(d.PhaseMetric(ClosedForward, func(p *PhaseResult) float64 { return float64(p.CPUPerQuery) }).Med)
 	}
 
-	if o.Transports > 0 && ctx.Err() == nil {
+	if o.Transports > 0 && (!o.only() || o.TransportsOnly) && ctx.Err() == nil {
 		var notes []string
 		rep.Transports, notes = runTransports(ctx, e, o, forward, progress)
 		rep.Notes = append(rep.Notes, notes...)
 	}
-	if o.Dnsperf && !o.TransportsOnly && ctx.Err() == nil {
+	if o.CachePhase > 0 && (!o.only() || o.CacheOnly) && ctx.Err() == nil {
+		var notes []string
+		rep.Cache, notes = runCache(ctx, e, o, blocked, forward, progress)
+		rep.Notes = append(rep.Notes, notes...)
+	}
+	if o.Dnsperf && !o.only() && ctx.Err() == nil {
 		rep.Dnsperf = crossCheck(ctx, e, o, blocked, forward, progress)
 	}
 	return rep, ctx.Err()
@@ -176,7 +191,7 @@ func toQueries(names []string) []loadgen.Query {
 func buildBins(ctx context.Context, o Options, dir string, progress func(string, ...any)) (map[string]string, error) {
 	bins := map[string]string{}
 	pkgs := map[string]string{"dnstun": "./cmd/dnstun", "ceiling": "./bench/cmd/ceiling", "upstream": "./bench/cmd/upstream"}
-	if o.Transports > 0 {
+	if o.Transports > 0 && (!o.only() || o.TransportsOnly) {
 		pkgs["quicupstream"] = "./bench/cmd/quicupstream"
 	}
 	for name, pkg := range pkgs {

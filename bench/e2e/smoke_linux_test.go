@@ -171,3 +171,90 @@ func TestSmokeTransports(t *testing.T) {
 		t.Errorf("markdown lacks the DoQ row:\n%s", md)
 	}
 }
+
+// TestSmokeCache runs the response cache phase alone with short runs and a
+// small fill (`e2ebench -smoke -cache-only -cache-phase 100ms`): every
+// installed system must answer its hits (NOERROR) or blocked names
+// (NXDOMAIN); after the warm-up, dnstun's measured runs must reach the
+// upstream not once; the fill must leave entries in dnstun's cache and hit
+// it; the namespaces must be gone afterwards. Peers that are not installed
+// are reported, not failed. Skipped with -short.
+func TestSmokeCache(t *testing.T) {
+	privtest.RequirePriv(t)
+	if testing.Short() {
+		t.Skip("-short: the cache phase takes about 15 s")
+	}
+	before := benchNamespaces(t)
+	o := e2e.Smoke()
+	o.CachePhase, o.CacheOnly = 100*time.Millisecond, true
+	o.CacheNames, o.CacheZipf = 5000, 2000
+	o.ModuleDir = "../.."
+	o.ClientCPU = -1
+	if runtime.NumCPU() < 2 {
+		o.SUTCPU = -1
+	}
+	o.Progress = t.Logf
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := e2e.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := benchNamespaces(t); !slices.Equal(before, after) {
+		t.Errorf("namespaces left behind: before %v, after %v", before, after)
+	}
+	c := rep.Cache
+	if c == nil || c.Why != "" {
+		t.Fatalf("cache phase did not run: %+v (notes: %v)", c, rep.Notes)
+	}
+	for _, want := range []struct{ system, path string }{
+		{"dnstun", e2e.CacheHits}, {"dnstun", e2e.CacheBlocked}, {"ceiling", e2e.CacheBlocked},
+		{"dnsmasq", e2e.CacheHits}, {"unbound", e2e.CacheHits}, {"dnsdist", e2e.CacheHits},
+	} {
+		run := c.Run(want.system, want.path)
+		switch {
+		case run == nil:
+			t.Errorf("%s %s: no run", want.system, want.path)
+			continue
+		case run.Why != "":
+			if want.system == "dnstun" || want.system == "ceiling" {
+				t.Errorf("%s not run: %s", want.system, run.Why)
+			} else {
+				t.Logf("%s: %s", want.system, run.Why)
+			}
+			continue
+		case len(run.Reps) != 1:
+			t.Errorf("%s %s: %d reps, want 1 (notes: %v)", want.system, want.path, len(run.Reps), rep.Notes)
+			continue
+		}
+		r := run.Reps[0]
+		rcode := 0
+		if want.path == e2e.CacheBlocked {
+			rcode = 3
+		}
+		for _, p := range []*e2e.PhaseResult{r.Closed, r.Open} {
+			if p == nil || p.Answered == 0 || p.Answered < p.Sent*9/10 || p.Rcodes[rcode] != p.Answered {
+				t.Errorf("%s %s: %+v, want 90%% answered, all rcode %d", want.system, want.path, p, rcode)
+			}
+		}
+		if want.path == e2e.CacheHits && (r.WarmAnswered < 9000 || r.UpstreamWarm < r.WarmAnswered) {
+			t.Errorf("%s warm-up: %d answered, upstream answered %d; want every name answered by the upstream", want.system, r.WarmAnswered, r.UpstreamWarm)
+		}
+		if want.system == "dnstun" && want.path == e2e.CacheHits && r.UpstreamMeasured != 0 {
+			t.Errorf("dnstun: the upstream answered %d queries during the measured runs, want 0 (all hits)", r.UpstreamMeasured)
+		}
+	}
+	f := c.Fill
+	if f == nil {
+		t.Fatalf("no fill (notes: %v)", rep.Notes)
+	}
+	if f.Answered < int64(o.CacheNames)*9/10 || f.Entries == 0 || f.RSS == 0 || f.ZipfAnswered == 0 || f.HitRatio() < 0.9 {
+		t.Errorf("fill: %+v, want the names answered, cached, and hit (ratio %.3f)", f, f.HitRatio())
+	}
+	md := e2e.Markdown(rep, true)
+	for _, want := range []string{"| dnstun | hits |", "| ceiling | blocked |", "## Response cache: 5000 distinct names"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -166,12 +166,7 @@ func allSystems() []*system {
 			blocks: true, fwd: true, reloads: true, tcp: true,
 			avail: func(*env) string { return "" },
 			start: func(e *env, n int) (*lab.Proc, error) {
-				return e.start(e.cpus.sut, e.bins["dnstun"], "run",
-					"--upstream", upstreamAddr.String(),
-					"--blocklist", e.lists[n][fmtPlain],
-					"--resolver", tunResolver.Addr().String(),
-					"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
-					"--log-level", "warn")
+				return startDnstun(e, n, noCache)
 			},
 			version: func(e *env) string { return checkout(e) },
 		},
@@ -199,28 +194,7 @@ func allSystems() []*system {
 			blocks: true, fwd: true, tcp: true,
 			avail: peerAvail("dnsmasq", "dnsmasq-base"),
 			start: func(e *env, n int) (*lab.Proc, error) {
-				conf := filepath.Join(e.dir, "dnsmasq-"+strconv.Itoa(n)+".conf")
-				err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder, no cache
-no-resolv
-no-hosts
-no-poll
-no-negcache
-cache-size=0
-server=%s
-listen-address=%s
-bind-interfaces
-dns-forward-max=10000
-max-tcp-connections=%d
-user=root
-group=root
-pid-file=
-log-facility=-
-conf-file=%s
-`, upstreamAddr.Addr(), localAddr.Addr(), tcpConns, e.lists[n][fmtDnsmasq])), 0o644)
-				if err != nil {
-					return nil, err
-				}
-				return e.start(e.cpus.sut, lookPeer("dnsmasq"), "--keep-in-foreground", "--conf-file="+conf)
+				return startDnsmasq(e, n, noCache)
 			},
 			version: func(*env) string { return firstLine(lookPeer("dnsmasq"), "--version") },
 		},
@@ -229,46 +203,7 @@ conf-file=%s
 			blocks: true, fwd: true, tcp: true,
 			avail: peerAvail("unbound", "unbound"),
 			start: func(e *env, n int) (*lab.Proc, error) {
-				conf := filepath.Join(e.dir, "unbound-"+strconv.Itoa(n)+".conf")
-				err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder; caches minimal, upstream TTL 0
-server:
-	interface: %s
-	port: 53
-	do-daemonize: no
-	username: ""
-	chroot: ""
-	directory: "%s"
-	pidfile: ""
-	use-syslog: no
-	logfile: ""
-	verbosity: 0
-	num-threads: 1
-	do-ip6: no
-	access-control: 0.0.0.0/0 allow
-	module-config: "iterator"
-	msg-cache-size: 0
-	rrset-cache-size: 0
-	key-cache-size: 0
-	neg-cache-size: 0
-	msg-cache-slabs: 1
-	rrset-cache-slabs: 1
-	infra-cache-slabs: 1
-	key-cache-slabs: 1
-	num-queries-per-thread: 4096
-	outgoing-range: 8192
-	incoming-num-tcp: %d
-	prefetch: no
-	minimal-responses: yes
-	do-not-query-localhost: no
-	include: "%s"
-forward-zone:
-	name: "."
-	forward-addr: %s
-`, localAddr.Addr(), e.dir, tcpConns, e.lists[n][fmtUnbound], upstreamAddr.Addr())), 0o644)
-				if err != nil {
-					return nil, err
-				}
-				return e.start(e.cpus.sut, lookPeer("unbound"), "-d", "-c", conf)
+				return startUnbound(e, n, noCache)
 			},
 			version: func(*env) string { return unboundVersion() },
 		},
@@ -277,21 +212,7 @@ forward-zone:
 			blocks: true, fwd: true, tcp: true,
 			avail: peerAvail("dnsdist", "dnsdist"),
 			start: func(e *env, n int) (*lab.Proc, error) {
-				conf := filepath.Join(e.dir, "dnsdist-"+strconv.Itoa(n)+".lua")
-				err := os.WriteFile(conf, []byte(fmt.Sprintf(`-- dnstun benchmark: blocking forwarder, no packet cache
-setSecurityPollSuffix("")
-setACL({"0.0.0.0/0"})
-setLocal("%s")
-newServer({address="%s", checkInterval=3600})
-setServerPolicy(firstAvailable)
-local smn = newSuffixMatchNode()
-for line in io.lines("%s") do smn:add(line) end
-addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
-`, localAddr, upstreamAddr, e.lists[n][fmtPlain])), 0o644)
-				if err != nil {
-					return nil, err
-				}
-				return e.start(e.cpus.sut, lookPeer("dnsdist"), "--supervised", "--disable-syslog", "-C", conf)
+				return startDnsdist(e, n, noCache)
 			},
 			version: func(*env) string { return firstLine(lookPeer("dnsdist"), "--version") },
 		},
@@ -333,4 +254,156 @@ func checkout(e *env) string {
 func firstLineAll(argv ...string) string {
 	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	return string(out)
+}
+
+// setup is what a system's configuration changes between phases: the
+// upstream it forwards to, and whether its cache is on (the cache phase)
+// or off (every other phase, whose upstream answers with TTL 0 anyway).
+type setup struct {
+	upstream netip.AddrPort
+	cache    bool
+	// tag names the configuration files of this setup.
+	tag string
+}
+
+// noCache is the setup of the load, TCP and memory phases.
+var noCache = setup{upstream: upstreamAddr}
+
+// Cache sizes of the cache phase: dnstun's default, and for the peers
+// room for twice the forwarded mix (forwardQueries names, one A record
+// each) in their own units.
+const (
+	dnstunCacheSize  = "64MiB"
+	peerCacheEntries = 2 * forwardQueries // dnsmasq cache-size, dnsdist newPacketCache
+	unboundCacheSize = "16m"              // msg-cache-size and rrset-cache-size
+)
+
+// cacheConfig says how the cache phase sets system's cache up, for the
+// tables.
+func cacheConfig(system string) string {
+	switch system {
+	case "dnstun":
+		return fmt.Sprintf("`--cache %s` (the default)", dnstunCacheSize)
+	case "dnsmasq":
+		return fmt.Sprintf("`cache-size=%d`", peerCacheEntries)
+	case "unbound":
+		return fmt.Sprintf("`msg-cache-size: %s`, `rrset-cache-size: %s`", unboundCacheSize, unboundCacheSize)
+	case "dnsdist":
+		return fmt.Sprintf("`getPool(\"\"):setCache(newPacketCache(%d))`", peerCacheEntries)
+	}
+	return ""
+}
+
+// startDnstun starts dnstun on the TUN with the list of n names; extra
+// flags go last.
+func startDnstun(e *env, n int, s setup, extra ...string) (*lab.Proc, error) {
+	args := []string{"run",
+		"--upstream", s.upstream.String(),
+		"--blocklist", e.lists[n][fmtPlain],
+		"--resolver", tunResolver.Addr().String(),
+		"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
+		"--log-level", "warn"}
+	if s.cache {
+		args = append(args, "--cache", dnstunCacheSize)
+	}
+	return e.start(e.cpus.sut, e.bins["dnstun"], append(args, extra...)...)
+}
+
+func startDnsmasq(e *env, n int, s setup) (*lab.Proc, error) {
+	conf := filepath.Join(e.dir, "dnsmasq-"+s.tag+strconv.Itoa(n)+".conf")
+	what, size := "no cache", 0
+	if s.cache {
+		what, size = "cache on", peerCacheEntries
+	}
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder, %s
+no-resolv
+no-hosts
+no-poll
+no-negcache
+cache-size=%d
+server=%s#%d
+listen-address=%s
+bind-interfaces
+dns-forward-max=10000
+max-tcp-connections=%d
+user=root
+group=root
+pid-file=
+log-facility=-
+conf-file=%s
+`, what, size, s.upstream.Addr(), s.upstream.Port(), localAddr.Addr(), tcpConns, e.lists[n][fmtDnsmasq])), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return e.start(e.cpus.sut, lookPeer("dnsmasq"), "--keep-in-foreground", "--conf-file="+conf)
+}
+
+func startUnbound(e *env, n int, s setup) (*lab.Proc, error) {
+	conf := filepath.Join(e.dir, "unbound-"+s.tag+strconv.Itoa(n)+".conf")
+	what, size := "caches minimal, upstream TTL 0", "0"
+	if s.cache {
+		what, size = "caches on", unboundCacheSize
+	}
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`# dnstun benchmark: blocking forwarder; %s
+server:
+	interface: %s
+	port: 53
+	do-daemonize: no
+	username: ""
+	chroot: ""
+	directory: "%s"
+	pidfile: ""
+	use-syslog: no
+	logfile: ""
+	verbosity: 0
+	num-threads: 1
+	do-ip6: no
+	access-control: 0.0.0.0/0 allow
+	module-config: "iterator"
+	msg-cache-size: %s
+	rrset-cache-size: %s
+	key-cache-size: 0
+	neg-cache-size: 0
+	msg-cache-slabs: 1
+	rrset-cache-slabs: 1
+	infra-cache-slabs: 1
+	key-cache-slabs: 1
+	num-queries-per-thread: 4096
+	outgoing-range: 8192
+	incoming-num-tcp: %d
+	prefetch: no
+	minimal-responses: yes
+	do-not-query-localhost: no
+	include: "%s"
+forward-zone:
+	name: "."
+	forward-addr: %s@%d
+`, what, localAddr.Addr(), e.dir, size, size, tcpConns, e.lists[n][fmtUnbound], s.upstream.Addr(), s.upstream.Port())), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return e.start(e.cpus.sut, lookPeer("unbound"), "-d", "-c", conf)
+}
+
+func startDnsdist(e *env, n int, s setup) (*lab.Proc, error) {
+	conf := filepath.Join(e.dir, "dnsdist-"+s.tag+strconv.Itoa(n)+".lua")
+	what, cache := "no packet cache", ""
+	if s.cache {
+		what = "packet cache on the default pool"
+		cache = fmt.Sprintf("getPool(\"\"):setCache(newPacketCache(%d))\n", peerCacheEntries)
+	}
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`-- dnstun benchmark: blocking forwarder, %s
+setSecurityPollSuffix("")
+setACL({"0.0.0.0/0"})
+setLocal("%s")
+newServer({address="%s", checkInterval=3600})
+setServerPolicy(firstAvailable)
+%slocal smn = newSuffixMatchNode()
+for line in io.lines("%s") do smn:add(line) end
+addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
+`, what, localAddr, s.upstream, cache, e.lists[n][fmtPlain])), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return e.start(e.cpus.sut, lookPeer("dnsdist"), "--supervised", "--disable-syslog", "-C", conf)
 }

@@ -37,7 +37,7 @@ const pinnedEnv = "DNSTUN_BENCH_PINNED"
 
 func main() {
 	o := e2e.Defaults()
-	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only), 10k list, no 1M list, no dnsperf, no transports phase (unless -transports is given); no targets")
+	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only), 10k list, no 1M list, no dnsperf, no transports or cache phase (unless -transports or -cache-phase is given; the cache fill then has 20k names); no targets")
 	optionFlags(flag.CommandLine, &o)
 	systems := flag.String("systems", "", "comma-separated systems to run (default all: "+strings.Join(e2e.SystemNames(), ",")+")")
 	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
@@ -51,7 +51,7 @@ func main() {
 	}
 	outSet := false
 	flag.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
-	if (*smoke || o.TransportsOnly) && !outSet {
+	if (*smoke || o.TransportsOnly || o.CacheOnly) && !outSet {
 		*out = "" // a smoke or one-phase run leaves the tree as it was
 	}
 	if *smoke {
@@ -87,7 +87,8 @@ func main() {
 	if rep == nil {
 		fail(err.Error())
 	}
-	if err == nil && *filterBench && !*smoke && !o.TransportsOnly {
+	only := o.TransportsOnly || o.CacheOnly
+	if err == nil && *filterBench && !*smoke && !only {
 		o.Progress("filter benchmarks (about 2 min)")
 		rep.Filter, rep.FilterCommand, err = e2e.RunFilterBenches(ctx, o.ModuleDir)
 		if err == nil {
@@ -111,7 +112,7 @@ func main() {
 		check(os.WriteFile(jsonPath, append(b, '\n'), 0o644))
 		written := []string{mdPath, jsonPath}
 		// The chart and the notes are about the other phases.
-		if !o.TransportsOnly {
+		if !only {
 			o.Progress("chart (go run in bench/chart)")
 			if cerr := drawChart(ctx, o.ModuleDir, jsonPath, chartPath); cerr != nil {
 				fmt.Fprintln(os.Stderr, "e2ebench: chart:", cerr)
@@ -139,8 +140,8 @@ func render(from, out string) {
 	var rep e2e.Report
 	check(json.Unmarshal(b, &rep))
 	md := e2e.Markdown(&rep, false)
-	if rep.Options.TransportsOnly {
-		// One phase: no chart, and NOTES.md describes a full run.
+	if rep.Options.TransportsOnly || rep.Options.CacheOnly {
+		// Some phases alone: no chart, and NOTES.md describes a full run.
 		check(os.WriteFile(filepath.Join(out, "RESULTS.md"), []byte(md), 0o644))
 		fmt.Fprintf(os.Stderr, "wrote %s\n", filepath.Join(out, "RESULTS.md"))
 		return
@@ -213,7 +214,11 @@ func optionFlags(fs *flag.FlagSet, o *e2e.Options) {
 	fs.IntVar(&o.TCPPipeline, "tcp-pipeline", o.TCPPipeline, fmt.Sprintf("queries in flight per connection in the %d-per-connection TCP phases", e2e.TCPPerConn))
 	fs.BoolVar(&o.TCPBlocked, "tcp-blocked", o.TCPBlocked, "also run the TCP phases with blocked names")
 	fs.DurationVar(&o.Transports, "transports", o.Transports, "length of each run of the upstream transports phase (dnstun and dnsdist forwarding over UDP, TCP, DoT, DoH, DoQ, DoH3; 0: skip it)")
-	fs.BoolVar(&o.TransportsOnly, "transports-only", o.TransportsOnly, "run the upstream transports phase alone (with -smoke, give -transports too)")
+	fs.BoolVar(&o.TransportsOnly, "transports-only", o.TransportsOnly, "run the upstream transports phase alone (with -smoke, give -transports too; with -cache-only, the two phases)")
+	fs.DurationVar(&o.CachePhase, "cache-phase", o.CachePhase, "length of each run of the response cache phase (warmed hits of dnstun, dnsmasq, unbound and dnsdist with caches on, beside dnstun's blocked path and the ceiling; then dnstun's cache filled with -cache-names names; 0: skip it)")
+	fs.BoolVar(&o.CacheOnly, "cache-only", o.CacheOnly, "run the response cache phase alone (with -smoke, give -cache-phase too; with -transports-only, the two phases)")
+	fs.IntVar(&o.CacheNames, "cache-names", o.CacheNames, "distinct names the cache phase sends through dnstun once, before a Zipf pass over them (0: skip that part)")
+	fs.IntVar(&o.CacheZipf, "cache-zipf", o.CacheZipf, "queries of the cache phase's Zipf pass over the -cache-names names")
 }
 
 // pin re-executes this program under `taskset -c cpu` once, so that every

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 
 // Command upstream is the benchmark's upstream resolver: it answers every
-// A query with 192.0.2.80 and every AAAA query with 2001:db8::80, TTL 0,
+// A query with 192.0.2.80 and every AAAA query with 2001:db8::80, TTL 0
+// (so no cache keeps them; -ttl gives another TTL, for the cache phase),
 // and every other type with NOERROR and no records. It does nothing else:
 // no zone, no cache, no EDNS (the OPT record of a query is dropped, which
 // RFC 6891 §7 allows a responder without EDNS to do). Each socket is served
 // by one goroutine that reads a query into a fixed buffer, rewrites it in
 // place and writes it back, so the steady state allocates nothing.
 //
-//	upstream -listen 192.0.2.1:53 [-sockets N] [-tcp=false]
+//	upstream -listen 192.0.2.1:53 [-sockets N] [-tcp=false] [-ttl SECONDS]
 //
 // With -sockets > 1 the sockets share the port with SO_REUSEPORT and the
 // kernel spreads clients over them by flow hash. It also answers over TCP
@@ -17,7 +18,9 @@
 // answers to the queries of one read in one write; at most -tcp-conns
 // connections at once (more are closed at once), each closed after
 // -tcp-idle without a query. It exits on SIGINT or SIGTERM and prints how
-// many queries it answered over UDP and over TCP.
+// many queries it answered over UDP and over TCP; SIGUSR1 prints the same
+// line and goes on (the cache phase reads it to check what reached the
+// upstream).
 package main
 
 import (
@@ -54,7 +57,13 @@ func main() {
 	tcp := flag.Bool("tcp", true, "also answer over TCP on the same address")
 	tcpConns := flag.Int("tcp-conns", 4096, "TCP connections served at once")
 	tcpIdle := flag.Duration("tcp-idle", 10*time.Second, "close a TCP connection after this long without a query")
+	ttl := flag.Uint("ttl", 0, "TTL of the answers' records in seconds (0: nothing may be cached)")
 	flag.Parse()
+	if *ttl > 1<<31-1 {
+		fmt.Fprintln(os.Stderr, "upstream: -ttl must be at most 2147483647 (RFC 2181 §8)")
+		os.Exit(2)
+	}
+	answerTTL := uint32(*ttl)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
@@ -85,7 +94,7 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serve(c, &answered)
+			serve(c, &answered, answerTTL)
 		}()
 	}
 	var ts *tcpServer
@@ -95,15 +104,24 @@ func main() {
 			fmt.Fprintln(os.Stderr, "upstream:", err)
 			os.Exit(1)
 		}
-		ts = &tcpServer{ln: ln, max: int64(max(*tcpConns, 1)), idle: *tcpIdle, answered: &answeredTCP, conns: map[net.Conn]struct{}{}}
+		ts = &tcpServer{ln: ln, max: int64(max(*tcpConns, 1)), idle: *tcpIdle, ttl: answerTTL, answered: &answeredTCP, conns: map[net.Conn]struct{}{}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ts.serve()
 		}()
 	}
-	fmt.Fprintf(os.Stderr, "upstream: answering on %s with %d socket(s), TCP %v\n", *listen, len(conns), *tcp)
-	<-ctx.Done()
+	fmt.Fprintf(os.Stderr, "upstream: answering on %s with %d socket(s), TCP %v, TTL %d\n", *listen, len(conns), *tcp, answerTTL)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	for ctx.Err() == nil {
+		select {
+		case <-usr1:
+			report(answered.Load(), answeredTCP.Load())
+		case <-ctx.Done():
+		}
+	}
 	for _, c := range conns {
 		c.Close()
 	}
@@ -111,11 +129,17 @@ func main() {
 		ts.close()
 	}
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "upstream: answered %d queries over UDP, %d over TCP\n", answered.Load(), answeredTCP.Load())
+	report(answered.Load(), answeredTCP.Load())
 }
 
-// serve answers queries on c until it is closed.
-func serve(c *net.UDPConn, answered *atomic.Int64) {
+// report prints the queries answered so far, in the form bench/e2e reads
+// (answeredLine).
+func report(udp, tcp int64) {
+	fmt.Fprintf(os.Stderr, "upstream: answered %d queries over UDP, %d over TCP\n", udp, tcp)
+}
+
+// serve answers queries on c with records of TTL ttl until it is closed.
+func serve(c *net.UDPConn, answered *atomic.Int64, ttl uint32) {
 	var buf [4096]byte
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf[:])
@@ -125,7 +149,7 @@ func serve(c *net.UDPConn, answered *atomic.Int64) {
 			}
 			continue
 		}
-		if m := answer(buf[:], n); m > 0 {
+		if m := answer(buf[:], n, ttl); m > 0 {
 			if _, err := c.WriteToUDPAddrPort(buf[:m], from); err == nil {
 				answered.Add(1)
 			}
@@ -140,6 +164,7 @@ type tcpServer struct {
 	ln       net.Listener
 	max      int64
 	idle     time.Duration
+	ttl      uint32 // of the answers' records
 	answered *atomic.Int64
 	open     atomic.Int64
 	wg       sync.WaitGroup
@@ -230,7 +255,7 @@ func (s *tcpServer) conn(c net.Conn) {
 				return
 			}
 			copy(scratch[:], b[2:2+m])
-			if a := answer(scratch[:], m); a > 0 {
+			if a := answer(scratch[:], m, s.ttl); a > 0 {
 				out = append(out, byte(a>>8), byte(a))
 				out = append(out, scratch[:a]...)
 				k++
@@ -251,9 +276,10 @@ func (s *tcpServer) conn(c net.Conn) {
 	}
 }
 
-// answer turns the query in b[:n] into its answer in place and returns the
-// answer's length, or 0 for anything that is not a one-question query.
-func answer(b []byte, n int) int {
+// answer turns the query in b[:n] into its answer in place, its record
+// with TTL ttl, and returns the answer's length, or 0 for anything that is
+// not a one-question query.
+func answer(b []byte, n int, ttl uint32) int {
 	if n < hdrLen || b[2]&0x80 != 0 || binary.BigEndian.Uint16(b[4:]) != 1 {
 		return 0
 	}
@@ -298,8 +324,8 @@ func answer(b []byte, n int) int {
 	// Owner: pointer to the question name at offset 12 (RFC 1035 §4.1.4).
 	rr[0], rr[1] = 0xc0, hdrLen
 	binary.BigEndian.PutUint16(rr[2:], qtype)
-	binary.BigEndian.PutUint16(rr[4:], 1) // IN
-	binary.BigEndian.PutUint32(rr[6:], 0) // TTL 0: nothing may be cached
+	binary.BigEndian.PutUint16(rr[4:], 1)   // IN
+	binary.BigEndian.PutUint32(rr[6:], ttl) // 0 by default: nothing may be cached
 	binary.BigEndian.PutUint16(rr[10:], uint16(len(rdata)))
 	copy(rr[12:], rdata)
 	return off + 12 + len(rdata)

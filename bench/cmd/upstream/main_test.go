@@ -105,3 +105,21 @@ func readFull(c net.Conn, b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// TestAnswerTTL: the answer's record carries the TTL asked for (-ttl), 0
+// by default, after the question and the owner's compression pointer.
+func TestAnswerTTL(t *testing.T) {
+	q := []byte{0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0, 0, 1, 0, 1}
+	for _, ttl := range []uint32{0, 3600} {
+		b := make([]byte, 512)
+		copy(b, q)
+		n := answer(b, len(q), ttl)
+		if n != len(q)+16 || b[7] != 1 {
+			t.Fatalf("TTL %d: answer of %d bytes, ANCOUNT %d: % x", ttl, n, b[7], b[:n])
+		}
+		rr := b[len(q):n]
+		if got := uint32(rr[6])<<24 | uint32(rr[7])<<16 | uint32(rr[8])<<8 | uint32(rr[9]); got != ttl {
+			t.Errorf("record TTL %d, want %d", got, ttl)
+		}
+	}
+}
