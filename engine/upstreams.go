@@ -74,6 +74,9 @@ type DomainUpstreams struct {
 type slot struct {
 	spec upstream.Spec
 	url  string
+	// key tells upstreams apart: the URL with its pins, so that the
+	// same URL pinned differently is another transport.
+	key string
 	// addr is a plain upstream's address (pass-through looks it up).
 	addr netip.AddrPort
 	dest *upstream.Dest     // plain UDP: the pool's destination
@@ -251,7 +254,7 @@ func (e *Engine) SetUpstreams(def []upstream.Spec, domains []DomainUpstreams) er
 // in the table; keep is the set that must not be evicted to make room.
 // e.slotMu is held.
 func (e *Engine) slotFor(spec upstream.Spec, passThrough bool, keep uint32) (int, error) {
-	url := spec.String()
+	url, key := spec.String(), slotKey(spec)
 	free := -1
 	for i := range e.slots {
 		s := e.slots[i].Load()
@@ -261,7 +264,7 @@ func (e *Engine) slotFor(spec upstream.Spec, passThrough bool, keep uint32) (int
 			}
 			continue
 		}
-		if s.url == url {
+		if s.key == key {
 			return i, nil
 		}
 	}
@@ -274,7 +277,7 @@ func (e *Engine) slotFor(spec upstream.Spec, passThrough bool, keep uint32) (int
 		}
 		e.closeSlot(e.slots[free].Swap(nil))
 	}
-	s := &slot{spec: spec, url: url, passThrough: passThrough}
+	s := &slot{spec: spec, url: url, key: key, passThrough: passThrough}
 	s.lastUse.Store(e.coarse.Load())
 	if ap, ok := spec.AddrPort(); ok && spec.Proto == upstream.ProtoUDP {
 		s.addr = ap
@@ -291,6 +294,20 @@ func (e *Engine) slotFor(spec upstream.Spec, passThrough bool, keep uint32) (int
 	e.slots[free].Store(s)
 	e.log.Debug("upstream opened", "upstream", url, "pass_through", passThrough)
 	return free, nil
+}
+
+// slotKey is the URL of spec with its pins.
+func slotKey(spec upstream.Spec) string {
+	k := spec.String()
+	for i, p := range spec.Pins {
+		if i == 0 {
+			k += "#pin-sha256="
+		} else {
+			k += ","
+		}
+		k += upstream.PinString(p)
+	}
+	return k
 }
 
 // evictable returns the least recently used upstream outside keep that

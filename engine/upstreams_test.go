@@ -374,3 +374,22 @@ func TestStreamUpstreamLateAnswer(t *testing.T) {
 		t.Fatalf("answer %v", m)
 	}
 }
+
+// TestPinnedURLIsAnotherUpstream: the same URL with a pin is not served by
+// the unpinned transport already in the table.
+func TestPinnedURLIsAnotherUpstream(t *testing.T) {
+	up := startUpstream(t)
+	h := startEngine(t, Config{Upstreams: udp(up)}, testList)
+	plain := mustSpec(t, "tls://127.0.0.1:853")
+	pinned := mustSpec(t, "tls://127.0.0.1:853#pin-sha256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+	if err := h.e.SetUpstreams([]upstream.Spec{plain}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.SetUpstreams([]upstream.Spec{plain, pinned}, nil); err != nil {
+		t.Fatal(err)
+	}
+	g := h.e.route.Load().groups[0]
+	if len(g.idx) != 2 || h.e.slots[g.idx[1]].Load().spec.Pins == nil {
+		t.Errorf("the pinned URL shares the unpinned transport: group %v", g.idx)
+	}
+}
