@@ -3,7 +3,6 @@
 package upstream
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -89,13 +88,6 @@ func (ps *poolSys) open(d *Dest, mark uint32) (int, error) {
 		return -1, fmt.Errorf("upstream %v: connect UDP socket: %w", d.addr, err)
 	}
 	return fd, nil
-}
-
-func fdLimitHint(err error) string {
-	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
-		return " (out of file descriptors: lower MaxSockets or raise the open-file limit)"
-	}
-	return ""
 }
 
 // watch registers fd with the poller; the event carries the socket's id.

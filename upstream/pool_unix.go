@@ -5,6 +5,7 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -35,4 +36,13 @@ func (ds *poolDestSys) init(addr netip.AddrPort) error {
 	}
 	ds.family, ds.sa = unix.AF_INET6, sa
 	return nil
+}
+
+// fdLimitHint says what to do when a socket could not be opened for want
+// of file descriptors.
+func fdLimitHint(err error) string {
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		return " (out of file descriptors: lower MaxSockets or raise the open-file limit)"
+	}
+	return ""
 }

@@ -286,13 +286,7 @@ func (r *CacheRun) Metric(f func(*CacheRep) (float64, bool)) Stat {
 	if r == nil {
 		return Stat{}
 	}
-	var v []float64
-	for _, rep := range r.Reps {
-		if x, ok := f(rep); ok {
-			v = append(v, x)
-		}
-	}
-	return stat(v)
+	return metric(r.Reps, f)
 }
 
 // CacheFill is dnstun (packet path, --cache CacheSize) after Names
@@ -420,8 +414,13 @@ func (r *TransportRun) Metric(f func(*TransportRep) (float64, bool)) Stat {
 	if r == nil {
 		return Stat{}
 	}
+	return metric(r.Reps, f)
+}
+
+// metric is the Stat of f over reps, skipping those f reports not ok.
+func metric[R any](reps []R, f func(R) (float64, bool)) Stat {
 	var v []float64
-	for _, rep := range r.Reps {
+	for _, rep := range reps {
 		if x, ok := f(rep); ok {
 			v = append(v, x)
 		}
