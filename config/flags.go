@@ -44,7 +44,7 @@ var RunFlags = []RunFlag{
 	{"cache", "cache", "the response cache's size in bytes, a hard bound (e.g. 64MiB, 512KiB, 1GB; 0 turns the cache off)"},
 	{"cache-min-ttl", "cache_min_ttl", "raise the TTL of positive answers in the cache to at least this (0: as the upstream gave)"},
 	{"cache-max-ttl", "cache_max_ttl", "keep cached answers at most this long (at most 168h)"},
-	{"cache-serve-stale", "cache_serve_stale", "when the upstreams fail or time out, answer from a cache entry expired less than this long ago, with TTL 30 (RFC 8767; 0 = off, at most 24h)"},
+	{"cache-serve-stale", "cache_serve_stale", "when the upstream does not answer within --upstream-timeout, or the upstreams fail, answer from a cache entry expired less than this long ago, with TTL 30 (RFC 8767; 0 = off, at most 24h)"},
 	{"upstream-timeout", "upstream_timeout", "time one upstream gets before the query moves to the next"},
 	{"timeout", "timeout", "time after which a client gets SERVFAIL"},
 	{"max-pending", "max_pending", "forwarded queries waiting at most; more are answered REFUSED"},

@@ -12,6 +12,7 @@ import (
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tun/tuntest"
 	"github.com/miekg/dns"
@@ -139,6 +140,43 @@ func TestCacheServeStale(t *testing.T) {
 		if staleFor == 0 && m.Rcode != dns.RcodeServerFailure {
 			t.Errorf("serve-stale off: %v, want SERVFAIL", m)
 		}
+	}
+}
+
+// TestCacheServeStaleWhenSlow: with serve-stale on, an upstream slower
+// than its turn gets the client the expired answer at the end of that
+// turn, not at the total timeout; its late answer refreshes the cache.
+func TestCacheServeStaleWhenSlow(t *testing.T) {
+	up := startCacheUpstream(t)
+	h := startEngine(t, Config{Upstreams: udp(up), Cache: newCache(t, time.Hour),
+		UpstreamTimeout: 200 * time.Millisecond, TotalTimeout: 3 * time.Second}, testList)
+	h.ask(t, 1, "short.example.com", dns.TypeA)
+	time.Sleep(1100 * time.Millisecond)
+	up.SetDelay(500 * time.Millisecond)
+	start := time.Now()
+	m := h.ask(t, 2, "short.example.com", dns.TypeA)
+	if took := time.Since(start); answerText(m) != "192.0.2.31" || ttlOf(m) != 30 || took > time.Second {
+		t.Fatalf("slow upstream: %v after %v, want the stale answer after one turn", m, took)
+	}
+	// The late answer refreshes the entry: wait until the cache holds a
+	// fresh one (TTL 1 s: ask it within that second).
+	q := pkttest.Pack(pkttest.Msg(9, "short.example.com", dns.TypeA))
+	var pq packet.Question
+	if packet.ReadQuestion(q, &pq) != packet.OK {
+		t.Fatal("query")
+	}
+	buf := make([]byte, 512)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		copy(buf, q)
+		if _, res := h.e.cfg.Cache.Lookup(buf, &pq, 512, h.e.now()); res.Status == cache.Hit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late answer did not refresh the cache")
+		}
+	}
+	if m := h.ask(t, 3, "short.example.com", dns.TypeA); answerText(m) != "192.0.2.31" || ttlOf(m) == 30 {
+		t.Errorf("after the late answer: %v, want the refreshed entry", m)
 	}
 }
 

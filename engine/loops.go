@@ -339,6 +339,12 @@ func (s *sweeper) sweep() {
 				continue
 			}
 			e.count(Retried)
+			if e.cfg.Cache != nil && x.via != viaNone && s.serveStale(x) {
+				// The upstream is slow and an expired answer is at
+				// hand (RFC 8767): the client has it now; the query
+				// goes on, and its answer only refreshes the cache.
+				e.pending.detach(x.id)
+			}
 			if sl := e.slots[x.prev].Load(); sl != nil {
 				sl.expired.Add(1)
 				if sl.timeouts.Add(1) >= downAfterTimeouts {

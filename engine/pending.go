@@ -441,6 +441,17 @@ func (p *pending) expediteID(id uint16, up int) {
 	}
 }
 
+// detach makes the query with upstream ID id a cache refresh: its client
+// was answered otherwise (a stale answer), so its answer only goes into
+// the cache, and its end sends nothing.
+func (p *pending) detach(id uint16) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.byID[id]; s != 0 {
+		p.slots[s-1].via = viaNone
+	}
+}
+
 // len returns the number of queries waiting.
 func (p *pending) len() int {
 	p.mu.Lock()
