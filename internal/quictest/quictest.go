@@ -20,18 +20,11 @@ package quictest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"mime"
 	"net"
 	"net/http"
@@ -47,6 +40,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/dnstun/dnstun/internal/dnstest"
+	"github.com/dnstun/dnstun/internal/tlstest"
 )
 
 // ServerName is the name the server's certificate is issued for (with the
@@ -85,42 +79,16 @@ func Zone() dnstest.Zone {
 	return z
 }
 
-// CA is a throwaway certificate authority.
-type CA struct {
-	// Pool holds the CA's certificate, for DialOptions.RootCAs.
-	Pool *x509.CertPool
-	// PEM is the CA's certificate, PEM-encoded (for SSL_CERT_FILE).
-	PEM  []byte
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+// CA is a throwaway certificate authority: tlstest's, in memory.
+type CA struct{ *tlstest.CA }
 
 // NewCA makes a CA whose certificate is valid for a day.
 func NewCA(name string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := tlstest.NewCA("", name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("quictest: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("quictest: create CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &CA{Pool: pool, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert: cert, key: key}, nil
+	return &CA{ca}, nil
 }
 
 // WritePEM writes the CA's certificate to path (for SSL_CERT_FILE).
@@ -129,38 +97,20 @@ func (ca *CA) WritePEM(path string) error { return os.WriteFile(path, ca.PEM, 0o
 // Issue returns a server certificate signed by ca for names: host names
 // or IP addresses in text.
 func (ca *CA) Issue(names ...string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	var hosts []string
+	var ips []netip.Addr
 	for _, n := range names {
 		if a, err := netip.ParseAddr(n); err == nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, a.AsSlice())
+			ips = append(ips, a)
 		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
+			hosts = append(hosts, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	l, err := ca.CA.Issue("", names[0], hosts, ips)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("quictest: issue a certificate for %v: %w", names, err)
+		return tls.Certificate{}, fmt.Errorf("quictest: %w", err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+	return l.TLS, nil
 }
 
 // IssueDefault issues the usual server certificate: ServerName, 127.0.0.1

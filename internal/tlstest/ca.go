@@ -33,7 +33,8 @@ type CA struct {
 	Pool *x509.CertPool
 }
 
-// NewCA makes a CA named name and writes its certificate to dir/<name>.pem.
+// NewCA makes a CA named name and writes its certificate to dir/<name>.pem
+// (dir "": kept in memory only, File empty).
 func NewCA(dir, name string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -56,8 +57,12 @@ func NewCA(dir, name string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA %s: %w", name, err)
 	}
-	ca := &CA{Cert: cert, Key: key, PEM: pemBlock("CERTIFICATE", der), File: filepath.Join(dir, name+".pem"), Pool: x509.NewCertPool()}
+	ca := &CA{Cert: cert, Key: key, PEM: pemBlock("CERTIFICATE", der), Pool: x509.NewCertPool()}
 	ca.Pool.AddCert(cert)
+	if dir == "" {
+		return ca, nil
+	}
+	ca.File = filepath.Join(dir, name+".pem")
 	if err := os.WriteFile(ca.File, ca.PEM, 0o644); err != nil {
 		return nil, fmt.Errorf("CA %s: %w", name, err)
 	}
@@ -79,7 +84,8 @@ type Leaf struct {
 }
 
 // Issue makes a server certificate for the DNS names and IP addresses
-// given, and writes it to dir/<base>.pem and dir/<base>.key.
+// given, and writes it to dir/<base>.pem and dir/<base>.key (dir "": kept
+// in memory only, CertFile and KeyFile empty).
 func (ca *CA) Issue(dir, base string, names []string, ips []netip.Addr) (*Leaf, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -110,13 +116,15 @@ func (ca *CA) Issue(dir, base string, names []string, ips []netip.Addr) (*Leaf, 
 		return nil, fmt.Errorf("certificate %s: key: %w", base, err)
 	}
 	l := &Leaf{
-		Cert:     cert,
-		CertFile: filepath.Join(dir, base+".pem"),
-		KeyFile:  filepath.Join(dir, base+".key"),
-		TLS:      tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert},
-		Pin:      sha256.Sum256(cert.RawSubjectPublicKeyInfo),
+		Cert: cert,
+		TLS:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert},
+		Pin:  sha256.Sum256(cert.RawSubjectPublicKeyInfo),
 	}
 	l.PinBase64 = base64.StdEncoding.EncodeToString(l.Pin[:])
+	if dir == "" {
+		return l, nil
+	}
+	l.CertFile, l.KeyFile = filepath.Join(dir, base+".pem"), filepath.Join(dir, base+".key")
 	if err := os.WriteFile(l.CertFile, pemBlock("CERTIFICATE", der), 0o644); err != nil {
 		return nil, fmt.Errorf("certificate %s: %w", base, err)
 	}
