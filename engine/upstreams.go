@@ -481,7 +481,9 @@ func (e *Engine) prepare(s *slot, a *attempt, from via) error {
 	if s == nil {
 		return errSlotGone
 	}
-	s.lastUse.Store(e.coarse.Load())
+	if now := e.coarse.Load(); s.lastUse.Load() != now {
+		s.lastUse.Store(now) // once per sweep tick, not a shared write per query
+	}
 	if s.dest == nil || from == viaTCP {
 		a.sock = 0
 		return nil

@@ -119,11 +119,6 @@ func (ps *poolSys) shut() error {
 	return err
 }
 
-func (ps *poolSys) write(fd int, msg []byte) error {
-	_, err := unix.Write(fd, msg)
-	return err
-}
-
 // isPoolAsyncError reports errors the kernel may have queued on a
 // connected UDP socket from an ICMP message about an earlier datagram,
 // which it hands to the next send.

@@ -117,11 +117,6 @@ func (ps *poolSys) shut() error {
 	return nil
 }
 
-func (ps *poolSys) write(fd int, msg []byte) error {
-	_, err := unix.Write(fd, msg)
-	return err
-}
-
 // isPoolAsyncError reports errors the kernel may have queued on a
 // connected UDP socket from an ICMP message about an earlier datagram
 // (udp_err: the "fatal" unreachables), which it hands to the next send.

@@ -46,3 +46,8 @@ func fdLimitHint(err error) string {
 	}
 	return ""
 }
+
+func (ps *poolSys) write(fd int, msg []byte) error {
+	_, err := unix.Write(fd, msg)
+	return err
+}

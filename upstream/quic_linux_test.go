@@ -10,7 +10,6 @@ import (
 	"github.com/dnstun/dnstun/internal/privtest"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 
 	"github.com/dnstun/dnstun/internal/quictest"
 )
@@ -41,16 +40,7 @@ func TestQUICMark(t *testing.T) {
 		if len(socks) != 1 {
 			t.Fatalf("%d sockets opened, want 1", len(socks))
 		}
-		rc, err := socks[0].SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got int
-		var serr error
-		if err := rc.Control(func(fd uintptr) { got, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) }); err != nil || serr != nil {
-			t.Fatal(err, serr)
-		}
-		if got != mark {
+		if got := markOf(t, socks[0]); got != mark {
 			t.Errorf("SO_MARK %#x, want %#x", got, mark)
 		}
 	})

@@ -3,7 +3,6 @@
 package upstream
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -401,25 +400,7 @@ func TestBootstrap(t *testing.T) {
 	}
 }
 
-// stLogBuffer collects a logger's lines.
-type stLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *stLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *stLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *stLogBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+func (l *syncBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // TestCertificateRefused presents a certificate for another name, and one
 // from another CA, to DoT and DoH: every query fails with an error saying
@@ -445,7 +426,7 @@ func TestCertificateRefused(t *testing.T) {
 			{"CA", "dns.test", other, []string{`refused for server name "dns.test"`, "x509: certificate signed by unknown authority", "SSL_CERT_FILE"}},
 		} {
 			t.Run(name+"/"+tc.what, func(t *testing.T) {
-				var log stLogBuffer
+				var log syncBuffer
 				opt := stOptions(u)
 				opt.RootCAs, opt.Logger = tc.roots.Pool, log.logger()
 				spec := spec

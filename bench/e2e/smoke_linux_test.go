@@ -115,24 +115,9 @@ func TestSmokeTransports(t *testing.T) {
 		t.Skip("-short: the transports phase takes about 10 s")
 	}
 	privtest.RequireTool(t, "unbound", "unbound")
-	before := benchNamespaces(t)
-	o := e2e.Smoke()
-	o.Transports, o.TransportsOnly = 100*time.Millisecond, true
-	o.ModuleDir = "../.."
-	o.ClientCPU = -1
-	if runtime.NumCPU() < 2 {
-		o.SUTCPU = -1
-	}
-	o.Progress = t.Logf
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	rep, err := e2e.Run(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after := benchNamespaces(t); !slices.Equal(before, after) {
-		t.Errorf("namespaces left behind: before %v, after %v", before, after)
-	}
+	rep := runPhaseOnly(t, func(o *e2e.Options) {
+		o.Transports, o.TransportsOnly = 100*time.Millisecond, true
+	})
 	tr := rep.Transports
 	if tr == nil || tr.Why != "" {
 		t.Fatalf("transports phase did not run: %+v (notes: %v)", tr, rep.Notes)
@@ -184,25 +169,11 @@ func TestSmokeCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the cache phase takes about 15 s")
 	}
-	before := benchNamespaces(t)
-	o := e2e.Smoke()
-	o.CachePhase, o.CacheOnly = 100*time.Millisecond, true
-	o.CacheNames, o.CacheZipf = 5000, 2000
-	o.ModuleDir = "../.."
-	o.ClientCPU = -1
-	if runtime.NumCPU() < 2 {
-		o.SUTCPU = -1
-	}
-	o.Progress = t.Logf
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	rep, err := e2e.Run(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after := benchNamespaces(t); !slices.Equal(before, after) {
-		t.Errorf("namespaces left behind: before %v, after %v", before, after)
-	}
+	const names = 5000
+	rep := runPhaseOnly(t, func(o *e2e.Options) {
+		o.CachePhase, o.CacheOnly = 100*time.Millisecond, true
+		o.CacheNames, o.CacheZipf = names, 2000
+	})
 	c := rep.Cache
 	if c == nil || c.Why != "" {
 		t.Fatalf("cache phase did not run: %+v (notes: %v)", c, rep.Notes)
@@ -248,7 +219,7 @@ func TestSmokeCache(t *testing.T) {
 	if f == nil {
 		t.Fatalf("no fill (notes: %v)", rep.Notes)
 	}
-	if f.Answered < int64(o.CacheNames)*9/10 || f.Entries == 0 || f.RSS == 0 || f.ZipfAnswered == 0 || f.HitRatio() < 0.9 {
+	if f.Answered < names*9/10 || f.Entries == 0 || f.RSS == 0 || f.ZipfAnswered == 0 || f.HitRatio() < 0.9 {
 		t.Errorf("fill: %+v, want the names answered, cached, and hit (ratio %.3f)", f, f.HitRatio())
 	}
 	md := e2e.Markdown(rep, true)
@@ -257,4 +228,29 @@ func TestSmokeCache(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+}
+
+// runPhaseOnly runs the smoke options changed by set (one phase on its
+// own), within 90 s, and checks that no namespace is left behind.
+func runPhaseOnly(t *testing.T, set func(*e2e.Options)) *e2e.Report {
+	t.Helper()
+	before := benchNamespaces(t)
+	o := e2e.Smoke()
+	set(&o)
+	o.ModuleDir = "../.."
+	o.ClientCPU = -1
+	if runtime.NumCPU() < 2 {
+		o.SUTCPU = -1
+	}
+	o.Progress = t.Logf
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := e2e.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := benchNamespaces(t); !slices.Equal(before, after) {
+		t.Errorf("namespaces left behind: before %v, after %v", before, after)
+	}
+	return rep
 }
