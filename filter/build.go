@@ -37,6 +37,7 @@ type Builder struct {
 	txts   [][]byte
 	lists  []listInfo
 	simple int // simple rules (not in rules)
+	ptrs   int // reverse records of hosts lines (in rules, not counted by Len)
 
 	patterns   []uint32        // rule indexes
 	unfiltered int             // pattern rules without a literal
@@ -71,7 +72,7 @@ func (b *Builder) thaw() {
 type snapshot struct {
 	arena                                                       arenaMark
 	rules, exts, text, addrs, txts, nodes, patterns, ips, lists int
-	simple, names, unfiltered                                   int
+	simple, names, unfiltered, ptrs                             int
 	values                                                      []valUndo
 	nodeLens                                                    []valUndo
 	patKeys                                                     []string
@@ -82,7 +83,7 @@ type valUndo struct{ at, old uint32 }
 func (b *Builder) snapshot() snapshot {
 	return snapshot{arena: b.idx.arena.mark(), rules: len(b.rules), exts: len(b.exts), text: len(b.text), addrs: len(b.addrs),
 		txts: len(b.txts), nodes: len(b.nodes), patterns: len(b.patterns), ips: len(b.ips), lists: len(b.lists),
-		simple: b.simple, names: b.names, unfiltered: b.unfiltered}
+		simple: b.simple, names: b.names, unfiltered: b.unfiltered, ptrs: b.ptrs}
 }
 
 // rollback undoes everything a failed list added.
@@ -98,7 +99,7 @@ func (b *Builder) rollback(s *snapshot) {
 	b.rules, b.exts, b.text = b.rules[:s.rules], b.exts[:s.exts], b.text[:s.text]
 	b.addrs, b.txts, b.nodes = b.addrs[:s.addrs], b.txts[:s.txts], b.nodes[:s.nodes]
 	b.patterns, b.ips, b.lists = b.patterns[:s.patterns], b.ips[:s.ips], b.lists[:s.lists]
-	b.simple, b.names, b.unfiltered = s.simple, s.names, s.unfiltered
+	b.simple, b.names, b.unfiltered, b.ptrs = s.simple, s.names, s.unfiltered, s.ptrs
 	for _, k := range s.patKeys {
 		delete(b.patKeys, k)
 	}
@@ -183,13 +184,25 @@ func (p *listParser) logValue(u, old uint32) {
 
 // promote turns the simple rule of record u into a complex rule.
 func (b *Builder) promote(u, v uint32) uint32 {
-	r := rule{list: listOfUnit(b.lists, u), line: v & vLineMask, form: uint8(v >> vFormShift & vFormMask), textOff: u, kind: rkBlock}
-	if v&vExact != 0 {
-		r.flags |= fExact
-	}
+	f := v >> vFormShift & vFormMask
+	r := rule{list: listOfUnit(b.lists, u), line: v & vLineMask, form: uint8(f), textOff: u, kind: rkBlock, flags: formFlags(int(f), v&vExact != 0)}
 	b.rules = append(b.rules, r)
 	b.simple--
 	return uint32(len(b.rules) - 1)
+}
+
+// formFlags returns the flags of a simple rule of form f: hosts lines and
+// plain domains are immune to $badfilter (AdGuard's KB: $badfilter does
+// not apply to hosts-style rules, and AdGuard reads domain lines as such).
+func formFlags(f int, exact bool) uint8 {
+	var fl uint8
+	if exact {
+		fl |= fExact
+	}
+	if f == 0 || f >= 7 {
+		fl |= fNoBadfilter
+	}
+	return fl
 }
 
 // attachSimple adds a simple block rule for name; false if it is a duplicate.
@@ -204,10 +217,7 @@ func (b *Builder) attachSimple(p *listParser, name []byte, exact bool, f, line i
 		b.simple++
 		return true
 	}
-	r := rule{list: p.list, line: uint32(line), form: uint8(f), textOff: u, kind: rkBlock}
-	if exact {
-		r.flags |= fExact
-	}
+	r := rule{list: p.list, line: uint32(line), form: uint8(f), textOff: u, kind: rkBlock, flags: formFlags(f, exact)}
 	ri := uint32(len(b.rules))
 	b.rules = append(b.rules, r)
 	if isNew {
@@ -278,7 +288,7 @@ func (b *Builder) sameRule(a, b2 uint32) bool {
 	if x.kind != y.kind || x.flags != y.flags || x.ext != 0 || y.ext != 0 {
 		return false
 	}
-	if x.kind == rkRewrite {
+	if x.kind == rkHosts {
 		return x.addrLen == 1 && y.addrLen == 1 && b.addrs[x.addrOff] == b.addrs[y.addrOff]
 	}
 	return true
@@ -443,8 +453,8 @@ func requiredLiteral(re *syntax.Regexp) string {
 
 // ipRule adds a response IP/CIDR rule.
 func (p *listParser) ipRule(lineNo int, t []byte, pf netip.Prefix, allow bool, m *mods) {
-	if m != nil && (m.rewrite || m.types != nil || m.notTypes != nil || m.denyallow != nil) {
-		p.warn(lineNo, t, "IP rules take only $important, $client and $badfilter", Unsupported)
+	if m != nil && (m.rewrite || m.types != nil || m.notTypes != nil || m.denyallow != nil || m.procs != nil || m.notProcs != nil) {
+		p.warn(lineNo, t, "modifier unsupported on IP rules (they take only $important, $client and $badfilter)", Unsupported)
 		return
 	}
 	if !p.newPatKey(allow, m, []byte(pf.String())) {
@@ -503,6 +513,7 @@ func (b *Builder) Build() *Set {
 		text:   b.text[:len(b.text):len(b.text)],
 		lists:  slices.Clone(b.lists),
 		simple: b.simple,
+		ptrs:   b.ptrs,
 		bypass: !b.noBypass,
 	}
 	arena := b.idx.arena.frozen()
@@ -534,6 +545,10 @@ func (b *Builder) Build() *Set {
 	s.refs = make([]ref, 0, nRefs)
 	for _, n := range b.nodes {
 		s.nodeStart = append(s.nodeStart, uint32(len(s.refs)))
+		// A name's rules of one class side by side, in list order within
+		// the class: consecutive rewrites (or hosts lines) answer together.
+		n = slices.Clone(n)
+		slices.SortStableFunc(n, func(x, y uint32) int { return classRank(&b.rules[x]) - classRank(&b.rules[y]) })
 		for _, ri := range n {
 			r := &b.rules[ri]
 			rf := ref{rule: ri, addrOff: uint32(len(s.addrs)), addrLen: r.addrLen, txtOff: uint32(len(s.txts)), txtLen: r.txtLen}
@@ -553,14 +568,33 @@ func (b *Builder) Build() *Set {
 			break
 		}
 	}
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.ext != 0 && r.kind != rkBadfilter && r.flags&fDisabled == 0 {
+			if e := &s.exts[r.ext]; len(e.procs)+len(e.notProcs) > 0 {
+				s.usesProcess = true
+				break
+			}
+		}
+	}
 	s.buildPatterns(b.patterns)
 	s.buildIPs(b.ips)
 	s.tab.arena = arena
 	return s
 }
 
+// classRank orders a node's rules by class (rules of no class last).
+func classRank(r *rule) int {
+	if c := classOf(r); c >= 0 {
+		return c
+	}
+	return nClasses
+}
+
 // applyBadfilters disables every rule that a $badfilter rule names: the same
-// pattern, the same exception-ness and the same other modifiers.
+// pattern, the same exception-ness and the same other modifiers, their
+// value lists compared as sets (mods.key). Hosts and plain-domain lines are
+// immune, as AdGuard's KB says of hosts-style rules.
 func (s *Set) applyBadfilters(b *Builder) {
 	key := func(ri uint32) (bool, bool, string) {
 		r := &s.rules[ri]
@@ -582,7 +616,7 @@ func (s *Set) applyBadfilters(b *Builder) {
 			}
 			a1, e1, k1 := key(bf.rule)
 			for _, o := range refs {
-				if s.rules[o.rule].kind == rkBadfilter {
+				if s.rules[o.rule].kind == rkBadfilter || s.rules[o.rule].flags&fNoBadfilter != 0 {
 					continue
 				}
 				if a2, e2, k2 := key(o.rule); a1 == a2 && e1 == e2 && k1 == k2 {

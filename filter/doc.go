@@ -32,12 +32,13 @@
 //
 // Rule names are lower-cased, one trailing dot is removed, and they must have
 // labels of 1..63 bytes, a total of at most 253 bytes, and only a-z, 0-9,
-// '-' and '_'. Names with non-ASCII characters are converted to IDNA ASCII
-// form: the separators U+3002, U+FF0E, U+FF61 become '.', labels are
-// lower-cased (Unicode case mapping; the full UTS #46 mapping table is not
-// applied) and non-ASCII labels become "xn--" + Punycode (RFC 3492,
-// implemented here). Queries arrive in ASCII form, so "||пример.рф^"
-// matches the query "xn--e1afmkfd.xn--p1ai".
+// '-' and '_'. Names with non-ASCII characters are converted to their
+// ASCII form with UTS #46 (golang.org/x/net/idna: the lookup mapping,
+// non-transitional, the bidi rule, '_' allowed): full-width letters and
+// dots become ASCII, case is folded, and non-ASCII labels become "xn--" +
+// Punycode. Queries arrive in ASCII form, so "||пример.рф^" matches the
+// query "xn--e1afmkfd.xn--p1ai" and "||ｅｘａｍｐｌｅ．ｏｒｇ^" the query
+// "example.org".
 //
 // # Formats
 //
@@ -48,10 +49,13 @@
 //     rule line. CR LF line ends and a UTF-8 byte-order mark are accepted.
 //   - Hosts lines: "ADDR name [name...]". ADDR 0.0.0.0, 127.0.0.1, :: or ::1
 //     blocks exactly those names (not subdomains). Any other address is a
-//     local answer for exactly those names, as /etc/hosts does; several lines
-//     for one name accumulate addresses of both families (an IPv6 zone is
-//     dropped). Hosts answers are rewrites for precedence (below), as in
-//     AdGuard. The boilerplate names of hosts files (localhost,
+//     local record for exactly those names, answered as AdGuard Home
+//     answers from a hosts file: an A query gets the IPv4 addresses of
+//     every line of the name, AAAA the IPv6 ones (NODATA when the name has
+//     none of that family), other types are forwarded; and a PTR query for
+//     the address's reverse name (in-addr.arpa, ip6.arpa) gets the line's
+//     first name (the first line that has the address). An IPv6 zone is
+//     dropped. The boilerplate names of hosts files (localhost,
 //     localhost.localdomain, local, broadcasthost, ip6-*, 0.0.0.0,
 //     localhost4/6 ...) are ignored whatever their address.
 //   - Plain domains: "example.org" blocks example.org AND its subdomains
@@ -89,42 +93,68 @@
 //     v4-mapped clients match IPv4 rules. When the client is unknown
 //     ([Set.Decide]) rules with positive clients do not apply and "~" ones do.
 //     Client names and tags ($ctag) are unsupported.
-//   - $denyallow=d1|d2: the rule does not apply to d1, d2 and their subdomains.
+//   - $denyallow=d1|d2: the rule does not apply to d1, d2 and their
+//     subdomains, nor to a query name that is an IP address (as AdGuard).
+//   - $process=NAME|~NAME... (dnstun's extension, not AdGuard's): only when
+//     the asking process's name or executable (Query.Proc, Query.Exe) is
+//     one of the names, or, with "~", is none of them; names compare
+//     exactly but for ASCII case, 1 to 255 bytes, no '|' or ','. When the
+//     process is unknown (both nil, and always in [Set.InspectAnswer]),
+//     rules with positive names do not apply and "~" ones do.
+//     [Set.UsesProcess] says whether a set has such rules.
 //   - $badfilter: disables every rule with the same pattern, the same
-//     exception-ness and the same other modifiers (in any order), in any list,
-//     before or after it. The $badfilter rule itself matches nothing.
+//     exception-ness and the same other modifiers (in any order; the values
+//     of $client, $dnstype, $denyallow and $process compared as sets, so
+//     the order and spelling of an address or type do not matter), in any
+//     list, before or after it. The $badfilter rule itself matches nothing.
+//     Hosts lines and plain domain lines are immune (AdGuard's KB).
 //   - $dnsrewrite: short form "1.2.3.4" (A), "2001:db8::1" (AAAA),
-//     "other.example" (CNAME), or an rcode keyword "REFUSED", "NXDOMAIN",
-//     "SERVFAIL", "NOERROR" (capitals, as AdGuard requires); full form
-//     "RCODE;TYPE;VALUE" with TYPE A, AAAA, CNAME or TXT ("NOERROR;;" is an
-//     empty answer, "NXDOMAIN;;" an rcode). Other types (MX, HTTPS, SVCB,
-//     SRV, PTR) are unsupported. "\," escapes a comma in a value. On one
-//     name, an rcode rewrite wins over a CNAME, a CNAME over records, and
-//     the records of consecutive matching rewrite rules are answered together
-//     (AdGuard sums them all; here rules in between that do not apply end the
-//     run). "@@||x^$dnsrewrite" cancels the rewrites of x, not its blocks.
+//     "other.example" (CNAME), or an rcode keyword in capitals: "REFUSED"
+//     (AdGuard's), "NXDOMAIN", "SERVFAIL", "NOERROR" (dnstun's); any other
+//     word in capitals is an error, not a CNAME. Full form
+//     "RCODE;TYPE;VALUE", RCODE and TYPE in any case: RCODE one of NOERROR,
+//     FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, YXDOMAIN, YXRRSET,
+//     NXRRSET, NOTAUTH, NOTZONE (an error rcode ignores TYPE and VALUE);
+//     TYPE A, AAAA, CNAME, TXT, PTR, or empty with an empty VALUE (NODATA).
+//     Other types (MX, HTTPS, SVCB, SRV) are unsupported. "\," escapes a
+//     comma in a value. A rule without a value answers NODATA.
+//
+// A $dnsrewrite exception cancels rewrites only, never blocks or hosts
+// records: "@@||x^$dnsrewrite" every rewrite of x, "@@||x^$dnsrewrite=V"
+// those with the value V (a CNAME that target, an error rcode every
+// rewrite of that rcode, NOERROR the record of that type and value). A
+// plain exception leaves $important rewrites alone; an $important one
+// cancels them too. Of the rewrites left, those of the most specific name
+// (or pattern) answer: an rcode first, then a CNAME, then the records of
+// the consecutive rules of that name (a name's rewrites are kept side by
+// side). A CNAME rewrite of a name to itself leaves the query to the other
+// rules. At most 8 names and patterns with rewrites, and 16 rewrite
+// exceptions with a value, are weighed per query.
 //
 // # Precedence
 //
 // For a query, every rule whose name is the query name or one of its parent
 // suffixes (exact rules only on the query name itself), every pattern rule
-// that matches, and whose $dnstype, $client and $denyallow conditions hold
-// and which no $badfilter disabled, belongs to one class. The highest class
-// present decides, following AdGuard's documented priority:
+// that matches, and whose $dnstype, $client, $denyallow and $process
+// conditions hold and which no $badfilter disabled, belongs to one class.
+// The highest class present decides, in the order AdGuard Home applies
+// them (filtering.go matchHost, urlfilter's DNSEngine.MatchRequest):
 //
-//  1. important exception  @@...$important   forward
-//  2. important block      ...$important     block
-//  3. important rewrite    ...$dnsrewrite=...,important   answer
+//  1. rewrite              $dnsrewrite (important or not) that no rewrite
+//     exception cancelled   answer
+//  2. important exception  @@...$important   forward
+//  3. important block      ...$important     block
 //  4. exception            @@...             forward
-//  5. rewrite              $dnsrewrite, hosts line with an address   answer,
-//     unless a rewrite exception (@@...$dnsrewrite) matched
-//  6. block                ||x^, |x^, x, hosts 0.0.0.0 lines, patterns   block
-//  7. nothing              forward
+//  5. block                ||x^, |x^, x, hosts 0.0.0.0 lines, patterns   block
+//  6. hosts record         a hosts line with an address   answer
+//  7. nothing              forward (with the rewrite exception as the rule
+//     when it cancelled every rewrite)
 //
 // Within a class the most specific rule reports: the longest matching
 // suffix, on the same name an exact rule before a subtree rule, then the
 // first in list order; name rules before pattern rules. Every pair of
-// classes is tested in both list orders (TestPrecedencePairs).
+// classes is tested in both list orders (TestPrecedencePairs), and
+// TestAdGuardTable holds AdGuard's outcomes, with their sources.
 //
 // Before all rules, the built-in signals answer, when on (the default;
 // [Builder.SetBypassSignals]): use-application-dns.net (Firefox's DoH
@@ -138,8 +168,9 @@
 // BlockAddrs for ModeCustom, TTL (0 = engine default), and EDE: 15 Blocked,
 // or 17 Filtered when a $client rule blocked (a per-client policy). An Answer
 // carries Rcode, Addrs (both families; the engine picks by qtype, NODATA if
-// none), CNAME in wire format and TXT strings. Per-rule answers other than
-// the list mode come from $dnsrewrite (REFUSED, NXDOMAIN, addresses).
+// none), CNAME and PTR in wire format and TXT strings. Per-rule answers
+// other than the list mode come from $dnsrewrite (REFUSED, NXDOMAIN,
+// addresses); hosts records answer A/AAAA with Addrs and PTR with PTR.
 //
 // # Regular expressions: what "too slow" means
 //

@@ -161,11 +161,16 @@ type Decision struct {
 	TXT [][]byte
 }
 
-// Query is one question as the engine sees it.
+// Query is one question as the engine sees it. Decide keeps none of its
+// slices.
 type Query struct {
 	Name   []byte     // lower-case, labels joined by '.', no trailing dot, at most 255 bytes
 	QType  uint16     // the question type (1 A, 28 AAAA, ...)
 	Client netip.Addr // who asked; the zero Addr when unknown
+	// Proc is the name of the asking process (Linux: its comm), Exe the
+	// base name of its executable; nil when unknown. $process rules
+	// compare both, ignoring ASCII case.
+	Proc, Exe []byte
 }
 
 // Filter is what the engine calls for every query.
@@ -209,6 +214,11 @@ func (l *Live) Decide(name []byte, qtype uint16) Decision {
 // DecideQuery decides with the current Set.
 func (l *Live) DecideQuery(q *Query) Decision {
 	return l.p.Load().DecideQuery(q)
+}
+
+// UsesProcess reports whether the current Set has $process rules.
+func (l *Live) UsesProcess() bool {
+	return l.p.Load().UsesProcess()
 }
 
 // InspectAnswer inspects an upstream answer with the current Set.

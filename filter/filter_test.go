@@ -209,13 +209,16 @@ func TestDecidePrecedence(t *testing.T) {
 		{"most specific exception reported", []string{"@@||example.org^\n@@||a.example.org^\n||b.a.example.org^"}, map[string]want{
 			"b.a.example.org": allow("@@||a.example.org^"),
 		}},
-		{"answer beats subtree block of parent", []string{"||example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
-			"nas.example.org": ans("192.0.2.1 nas.example.org", "192.0.2.1"), "x.nas.example.org": blk("||example.org^"), "example.org": blk("||example.org^"),
+		{"subtree block of parent beats hosts answer (AdGuard: network rules before hosts rules)", []string{"||example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
+			"nas.example.org": blk("||example.org^"), "x.nas.example.org": blk("||example.org^"), "example.org": blk("||example.org^"),
 		}},
-		{"answer beats hosts block of the same name", []string{"0.0.0.0 nas.example.org", "192.0.2.1 nas.example.org"}, map[string]want{
-			"nas.example.org": ans("192.0.2.1 nas.example.org", "192.0.2.1"),
+		{"hosts block beats hosts answer of the same name", []string{"0.0.0.0 nas.example.org", "192.0.2.1 nas.example.org"}, map[string]want{
+			"nas.example.org": blk("0.0.0.0 nas.example.org"),
 		}},
-		{"answer beats exact block", []string{"|nas.example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
+		{"exact block beats hosts answer", []string{"|nas.example.org^\n192.0.2.1 nas.example.org"}, map[string]want{
+			"nas.example.org": blk("|nas.example.org^"),
+		}},
+		{"hosts answer where no block applies", []string{"||example.org^$dnstype=AAAA\n192.0.2.1 nas.example.org"}, map[string]want{
 			"nas.example.org": ans("192.0.2.1 nas.example.org", "192.0.2.1"),
 		}},
 		{"exception beats answer (AdGuard: @@ outranks rewrites)", []string{"@@||example.org^\n192.0.2.1 nas.example.org"}, map[string]want{

@@ -30,6 +30,11 @@ func FuzzParseList(f *testing.F) {
 		"||x.example^$dnsrewrite=NOERROR;TXT;a\\,b\n||x.example^$dnsrewrite=REFUSED\n||y.example^$dnsrewrite=z.example\n||x.example^$badfilter\n",
 		"/^ad[0-9]+\\./$important\n||ads*.example^\n*$denyallow=com|net\n198.51.100.0/24\n||192.0.2.1^\n@@/re$/$dnstype=AAAA\n",
 		strings.Repeat("x", MaxLineLen+10) + "\nok.example\n",
+		"||x.example^$dnsrewrite=1.2.3.4\n||x.example^$dnsrewrite=1.2.3.5,important\n@@||x.example^$dnsrewrite=1.2.3.4\n@@||example^$dnsrewrite,important\n",
+		"||x.example^$dnsrewrite=noerror;cname;y.example\n@@||x.example^$dnsrewrite=Y.example\n||x.example^$dnsrewrite=FORMERR;;\n||x.example^$dnsrewrite=FORMERR\n||x.example^$dnsrewrite=x.example\n",
+		"||x.example^$process=firefox|~Curl\n@@||x.example^$process=a|b,badfilter\n||y.example^$process=\n*$denyallow=com,process=~ssh\n",
+		"192.0.2.7 nas.home printer.home\n2001:db8::7 nas.home\n7.2.0.192.in-addr.arpa\n||ｅｘａｍｐｌｅ．ｏｒｇ^\n192.0.2.1 ｎａｓ．ｈｏｍｅ\n",
+		"||x.example^$client=10.0.0.1|192.168.0.0/24\n||x.example^$client=192.168.0.0/24|10.0.0.1,badfilter\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -85,7 +90,7 @@ func FuzzParseList(f *testing.F) {
 				t.Fatalf("bad action %v", d.Action)
 			}
 			if n < 8 {
-				q := Query{Name: tok, QType: 28, Client: netip.MustParseAddr("10.0.0.1")}
+				q := Query{Name: tok, QType: 28, Client: netip.MustParseAddr("10.0.0.1"), Proc: []byte("Firefox")}
 				d2, ms := s.Explain(&q)
 				if d3 := s.DecideQuery(&q); d2.Rule != d3.Rule || d2.Action != d3.Action {
 					t.Fatalf("Explain and DecideQuery differ on %q", tok)

@@ -190,6 +190,8 @@ func FuzzDecidePaths(f *testing.F) {
 	f.Add([]byte("exact.example\n||ex.co^\n"), []byte("ex.co"))
 	f.Add([]byte("||ads.example.org^\n@@||example.org^\n"), []byte("x.ads.example.org"))
 	f.Add([]byte("||x.example^$dnsrewrite=1.2.3.4\n||x.example^$dnstype=AAAA\n"), []byte("..x.example"))
+	f.Add([]byte("||example^$dnsrewrite=1.1.1.1\n||a.example^$dnsrewrite=2.2.2.2\n@@||a.example^$dnsrewrite=2.2.2.2\n/a/$dnsrewrite=3.3.3.3\n"), []byte("b.a.example"))
+	f.Add([]byte("192.0.2.7 nas.home\n2001:db8::7 nas.home\n||home^$process=x\n"), []byte("7.2.0.192.in-addr.arpa"))
 	f.Fuzz(func(t *testing.T, list, name []byte) {
 		b := NewBuilder()
 		if _, err := b.ParseList(bytes.NewReader(list), "fuzz", nil); err != nil {

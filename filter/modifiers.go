@@ -15,20 +15,47 @@ import (
 type mods struct {
 	important, badfilter bool
 	rewrite              bool
+	rwAny                bool // $dnsrewrite without a value (exceptions: cancel all)
 	rw                   rewriteSpec
 	types, notTypes      []uint16
 	clients, notClients  []netip.Prefix
 	denyallow            [][]byte
+	procs, notProcs      [][]byte
 	key                  string // canonical form without badfilter
 }
 
+// rewriteSpec is a parsed $dnsrewrite value.
 type rewriteSpec struct {
 	rcode     uint8
-	rcodeOnly bool
+	rcodeOnly bool // an error rcode: no records
 	addr      netip.Addr
 	cname     []byte // wire format
 	ptr       bool   // cname is a PTR target (local reverse records)
 	txt       []byte
+}
+
+// cancels reports whether the rewrite exception value x cancels a rewrite
+// with value r, as AdGuard's urlfilter decides (dnsrewrite.go,
+// matchException): a CNAME exception cancels that CNAME; an error rcode
+// cancels every rewrite of that rcode; NOERROR cancels the record of the
+// same type and value (and an empty NOERROR the empty ones).
+func (x *rewriteSpec) cancels(r *rewriteSpec) bool {
+	switch {
+	case x.cname != nil && !x.ptr:
+		return r.cname != nil && !r.ptr && string(r.cname) == string(x.cname)
+	case x.rcode != r.rcode:
+		return false
+	case x.rcodeOnly:
+		return true
+	case x.addr.IsValid():
+		return r.addr == x.addr
+	case x.txt != nil:
+		return r.txt != nil && string(r.txt) == string(x.txt)
+	case x.ptr:
+		return r.ptr && string(r.cname) == string(x.cname)
+	}
+	// An empty NOERROR cancels the empty NOERROR rewrites.
+	return !r.addr.IsValid() && r.txt == nil && r.cname == nil
 }
 
 // splitModifiers splits a rule (without "@@") into its pattern and the text
@@ -84,6 +111,9 @@ var unsupportedMods = map[string]string{
 	"generichide": "browser-only", "genericblock": "browser-only", "content": "browser-only", "jsinject": "browser-only",
 }
 
+// maxProcName bounds a $process name, in bytes.
+const maxProcName = 255
+
 // parseMods parses the comma-separated modifiers of a rule. It returns a
 // warning reason for a line to skip.
 func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
@@ -96,6 +126,7 @@ func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
 		}
 		name, val, hasVal := bytes.Cut(item, []byte("="))
 		lname := strings.ToLower(string(name))
+		key := lname + "=" + string(val) // the canonical form, for $badfilter
 		switch lname {
 		case "important":
 			if hasVal || m.important {
@@ -127,6 +158,7 @@ func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
 					m.types = append(m.types, n)
 				}
 			}
+			key = lname + "=" + setKey(m.types, m.notTypes, func(n uint16) string { return strconv.Itoa(int(n)) })
 		case "client":
 			if !hasVal || m.clients != nil || m.notClients != nil {
 				return nil, "bad $client", Malformed
@@ -150,6 +182,7 @@ func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
 					m.clients = append(m.clients, pf)
 				}
 			}
+			key = lname + "=" + setKey(m.clients, m.notClients, netip.Prefix.String)
 		case "denyallow":
 			if !hasVal || m.denyallow != nil {
 				return nil, "bad $denyallow", Malformed
@@ -161,13 +194,38 @@ func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
 				}
 				m.denyallow = append(m.denyallow, n)
 			}
+			key = lname + "=" + setKey(m.denyallow, nil, func(b []byte) string { return string(b) })
+		case "process":
+			if !hasVal || m.procs != nil || m.notProcs != nil {
+				return nil, "bad $process (want $process=NAME|~NAME...)", Malformed
+			}
+			for _, p := range bytes.Split(val, []byte("|")) {
+				neg := len(p) > 0 && p[0] == '~'
+				if neg {
+					p = p[1:]
+				}
+				if len(p) == 0 || len(p) > maxProcName || bytes.IndexByte(p, ',') >= 0 {
+					return nil, fmt.Sprintf("bad $process name %q (1 to %d bytes, no '|' or ',')", p, maxProcName), Malformed
+				}
+				p = bytes.ToLower(p)
+				if neg {
+					m.notProcs = append(m.notProcs, p)
+				} else {
+					m.procs = append(m.procs, p)
+				}
+			}
+			key = lname + "=" + setKey(m.procs, m.notProcs, func(b []byte) string { return string(b) })
 		case "dnsrewrite":
 			if m.rewrite {
 				return nil, "several $dnsrewrite", Malformed
 			}
 			m.rewrite = true
-			if allow {
-				break // @@...$dnsrewrite cancels every rewrite, whatever its value
+			if len(val) == 0 {
+				// "$dnsrewrite" or "$dnsrewrite=": an exception cancelling
+				// every rewrite; a rule answering NOERROR with no records
+				// (AdGuard's urlfilter reads both as an empty rewrite).
+				m.rwAny = allow
+				break
 			}
 			rw, reason, kind := parseRewrite(val)
 			if reason != "" {
@@ -180,78 +238,132 @@ func parseMods(text []byte, allow bool) (*mods, string, WarningKind) {
 			}
 			return nil, fmt.Sprintf("modifier $%s unsupported", lname), Unsupported
 		}
-		keys = append(keys, lname+"="+string(val))
+		keys = append(keys, key)
 	}
 	slices.Sort(keys)
 	m.key = strings.Join(keys, ",")
 	return m, "", Malformed
 }
 
-var rcodes = map[string]uint8{"NOERROR": 0, "SERVFAIL": 2, "NXDOMAIN": 3, "REFUSED": 5}
+// setKey writes an include/exclude value list as a set: sorted, without
+// duplicates, the excluded ones with '~'. Two spellings of one set (another
+// order, another spelling of an address or a type) give one key.
+func setKey[T any](in, out []T, str func(T) string) string {
+	var parts []string
+	for _, v := range in {
+		parts = append(parts, str(v))
+	}
+	for _, v := range out {
+		parts = append(parts, "~"+str(v))
+	}
+	slices.Sort(parts)
+	return strings.Join(slices.Compact(parts), "|")
+}
 
-// parseRewrite parses a $dnsrewrite value in AdGuard's short form
-// (an rcode keyword, an IP address, or a CNAME target) or full form
-// (RCODE;RRTYPE;VALUE).
+// rcodes are the response codes a $dnsrewrite may answer with (the 4-bit
+// ones of RFC 1035 and RFC 2136, by their usual names).
+var rcodes = map[string]uint8{
+	"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5,
+	"YXDOMAIN": 6, "YXRRSET": 7, "NXRRSET": 8, "NOTAUTH": 9, "NOTZONE": 10,
+}
+
+// extendedRcodes need EDNS (RFC 6891): a rewrite cannot answer them.
+var extendedRcodes = map[string]bool{
+	"BADSIG": true, "BADVERS": true, "BADKEY": true, "BADTIME": true, "BADMODE": true,
+	"BADNAME": true, "BADALG": true, "BADTRUNC": true, "BADCOOKIE": true,
+}
+
+// shortKeywords are the rcodes the short form takes: REFUSED (AdGuard's
+// one keyword) and NXDOMAIN, SERVFAIL, NOERROR (dnstun's additions).
+var shortKeywords = map[string]uint8{"NOERROR": 0, "SERVFAIL": 2, "NXDOMAIN": 3, "REFUSED": 5}
+
+// allUpper reports whether s is non-empty and only ASCII capital letters.
+func allUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// parseRewrite parses a non-empty $dnsrewrite value in AdGuard's short
+// form (an rcode keyword in capitals, an IP address, or a CNAME target) or
+// full form (RCODE;RRTYPE;VALUE, where RCODE and RRTYPE take any case).
 func parseRewrite(val []byte) (rewriteSpec, string, WarningKind) {
 	var rw rewriteSpec
 	s := string(val)
-	if s == "" {
-		return rw, "empty $dnsrewrite", Malformed
-	}
-	if !strings.Contains(s, ";") {
-		if rc, ok := rcodes[s]; ok {
+	parts := strings.SplitN(s, ";", 3)
+	switch len(parts) {
+	case 1:
+		if allUpper(s) {
+			rc, ok := shortKeywords[s]
+			if !ok {
+				return rw, fmt.Sprintf("unknown $dnsrewrite keyword %q (REFUSED, NXDOMAIN, SERVFAIL, NOERROR; other rcodes take the full form RCODE;;)", s), Malformed
+			}
 			rw.rcode, rw.rcodeOnly = rc, rc != 0
 			return rw, "", Malformed
 		}
 		if a, err := netip.ParseAddr(s); err == nil {
 			rw.addr = a.WithZone("")
+			if rw.addr.Is4In6() {
+				rw.addr = rw.addr.Unmap() // an IPv4 address, as AdGuard reads it
+			}
 			return rw, "", Malformed
 		}
 		return rewriteCNAME(rw, val)
+	case 2:
+		return rw, fmt.Sprintf("$dnsrewrite %q: the full form is RCODE;RRTYPE;VALUE (two ';')", s), Malformed
 	}
-	parts := strings.SplitN(s, ";", 3)
-	if len(parts) != 3 {
-		return rw, "$dnsrewrite full form is RCODE;RRTYPE;VALUE", Malformed
-	}
-	rc, ok := rcodes[parts[0]]
+	up := strings.ToUpper(parts[0])
+	rc, ok := rcodes[up]
 	if !ok {
-		return rw, fmt.Sprintf("unknown $dnsrewrite rcode %q (NOERROR, NXDOMAIN, REFUSED, SERVFAIL, in capitals)", parts[0]), Malformed
+		if extendedRcodes[up] {
+			return rw, fmt.Sprintf("$dnsrewrite rcode %s unsupported (an extended rcode needs EDNS)", parts[0]), Unsupported
+		}
+		return rw, fmt.Sprintf("unknown $dnsrewrite rcode %q", parts[0]), Malformed
 	}
 	rw.rcode = rc
 	if rc != 0 {
-		if parts[1] != "" || parts[2] != "" {
-			return rw, "$dnsrewrite with an error rcode takes no records", Malformed
-		}
+		// An error rcode answers no records: AdGuard ignores the rest.
 		rw.rcodeOnly = true
 		return rw, "", Malformed
 	}
-	switch parts[1] {
+	typ, value := strings.ToUpper(parts[1]), parts[2]
+	switch typ {
 	case "":
-		if parts[2] != "" {
-			return rw, "$dnsrewrite value without a type", Malformed
+		if value != "" {
+			return rw, fmt.Sprintf("$dnsrewrite value %q without a type", value), Malformed
 		}
 		return rw, "", Malformed // empty NOERROR: NODATA
 	case "A", "AAAA":
-		a, err := netip.ParseAddr(parts[2])
-		if err != nil || a.Is4() != (parts[1] == "A") {
-			return rw, fmt.Sprintf("$dnsrewrite %s value %q is not an IPv%s address", parts[1], parts[2], map[bool]string{true: "4", false: "6"}[parts[1] == "A"]), Malformed
+		a, err := netip.ParseAddr(value)
+		if err == nil && typ == "A" {
+			a = a.Unmap()
+		}
+		if err != nil || a.Is4() != (typ == "A") {
+			fam := map[bool]string{true: "4", false: "6"}[typ == "A"]
+			return rw, fmt.Sprintf("$dnsrewrite %s value %q is not an IPv%s address", parts[1], value, fam), Malformed
 		}
 		rw.addr = a.WithZone("")
 		return rw, "", Malformed
 	case "CNAME":
-		return rewriteCNAME(rw, []byte(parts[2]))
+		return rewriteCNAME(rw, []byte(value))
 	case "PTR":
-		rw, reason, kind := rewriteCNAME(rw, []byte(parts[2]))
+		rw, reason, kind := rewriteCNAME(rw, []byte(value))
 		rw.ptr = true
 		return rw, reason, kind
 	case "TXT":
-		if len(parts[2]) > 255 {
+		if len(value) > 255 {
 			return rw, "$dnsrewrite TXT value longer than 255 bytes", Malformed
 		}
-		rw.txt = []byte(parts[2])
+		rw.txt = []byte(value)
 		return rw, "", Malformed
 	}
-	return rw, fmt.Sprintf("$dnsrewrite type %s unsupported (A, AAAA, CNAME, TXT, PTR)", parts[1]), Unsupported
+	if _, known := parseType(typ); known {
+		return rw, fmt.Sprintf("$dnsrewrite type %s unsupported (A, AAAA, CNAME, TXT, PTR)", parts[1]), Unsupported
+	}
+	return rw, fmt.Sprintf("unknown $dnsrewrite type %q", parts[1]), Malformed
 }
 
 func rewriteCNAME(rw rewriteSpec, target []byte) (rewriteSpec, string, WarningKind) {

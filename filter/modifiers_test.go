@@ -15,7 +15,9 @@ func ruleText(s *Set, id RuleID) string {
 }
 
 // TestPrecedencePairs: every pair of rule classes on one name, in both
-// list orders, decides as doc.go's table says.
+// list orders, decides as doc.go's table says: rewrites first (a plain
+// rewrite exception cancels the plain ones), then important exceptions,
+// important blocks, exceptions, blocks, and hosts records last.
 func TestPrecedencePairs(t *testing.T) {
 	kinds := map[string]string{
 		"impallow":   "@@||x.example^$important",
@@ -27,8 +29,9 @@ func TestPrecedencePairs(t *testing.T) {
 		"rwallow":    "@@||x.example^$dnsrewrite",
 		"impRewrite": "||x.example^$dnsrewrite=192.0.2.3,important",
 	}
-	rank := []string{"impallow", "impblock", "impRewrite", "allow", "rewrite", "hostsans", "block"}
+	rank := []string{"impallow", "impblock", "allow", "block", "hostsans"}
 	pos := func(k string) int { return slices.Index(rank, k) }
+	isRewrite := func(k string) bool { return k == "rewrite" || k == "impRewrite" }
 	for a := range kinds {
 		for b := range kinds {
 			if a == b {
@@ -43,27 +46,22 @@ func TestPrecedencePairs(t *testing.T) {
 				got := ruleText(s, d.Rule)
 				var want string
 				switch {
-				case a == "rwallow" || b == "rwallow":
-					other := a
-					if a == "rwallow" {
-						other = b
-					}
-					// A rewrite exception cancels plain rewrites only.
-					switch other {
-					case "rewrite", "hostsans":
-						want = kinds["rwallow"]
-					default:
-						want = kinds[other]
-					}
+				case isRewrite(a) && isRewrite(b):
+					want = kinds[order[0]] // summed: the first reports
+				case order[0] == "rwallow" && order[1] == "rewrite" || order[1] == "rwallow" && order[0] == "rewrite":
+					want = kinds["rwallow"] // it cancelled the only rewrite
+				case isRewrite(a):
+					want = kinds[a]
+				case isRewrite(b):
+					want = kinds[b]
+				case a == "rwallow":
+					want = kinds[b]
+				case b == "rwallow":
+					want = kinds[a]
 				case pos(a) < pos(b):
 					want = kinds[a]
 				default:
 					want = kinds[b]
-				}
-				if a == "rewrite" && b == "hostsans" || a == "hostsans" && b == "rewrite" {
-					// Two rewrites of one name: the exact one (a hosts
-					// line) is more specific than the subtree rule.
-					want = kinds["hostsans"]
 				}
 				if got != want {
 					t.Errorf("%q then %q: decided by %q (%v), want %q", kinds[order[0]], kinds[order[1]], got, d.Action, want)
@@ -312,18 +310,185 @@ func TestDecideNoAllocPaths(t *testing.T) {
 	}
 }
 
-func TestPunycode(t *testing.T) {
-	// RFC 3492 §7.1 samples and common IDNs.
+// TestIDNA: names in lists go through UTS #46 (x/net/idna): RFC 3492's
+// samples, and the mappings a hand-written Punycode missed (full-width
+// letters and dots, compatibility forms, final sigma).
+func TestIDNA(t *testing.T) {
 	for in, want := range map[string]string{
-		"bücher":            "bcher-kva",
-		"пример":            "e1afmkfd",
-		"例え":                "r8jz45g",
-		"ليهمابتكلموشعربي؟": "egbpdaj6bu4bxfgehfvwxn",
-		"他们为什么不说中文":         "ihqwcrb4cv8a8dqg056pqjye",
+		"bücher.example":        "xn--bcher-kva.example",
+		"пример.рф":             "xn--e1afmkfd.xn--p1ai",
+		"例え.テスト":                "xn--r8jz45g.xn--zckzah",
+		"ليهمابتكلموشعربي؟":     "xn--egbpdaj6bu4bxfgehfvwxn",
+		"他们为什么不说中文":             "xn--ihqwcrb4cv8a8dqg056pqjye",
+		"ｅｘａｍｐｌｅ．ｏｒｇ":           "example.org",        // full-width letters and dot: plain ASCII
+		"ＡＤＳ．ｅｘａｍｐｌｅ":           "ads.example",        // full-width capitals
+		"faß.example":           "xn--fa-hia.example", // non-transitional: ß stays
+		"ｂüｃｈｅｒ.example":        "xn--bcher-kva.example",
+		"münchen。de":            "xn--mnchen-3ya.de",
+		"_dmarc.bücher.example": "_dmarc.xn--bcher-kva.example",
 	} {
-		got, err := punycodeEncode([]rune(in))
-		if err != nil || string(got) != want {
-			t.Errorf("punycode(%s) = %s, %v; want %s", in, got, err, want)
+		got, reason, _ := normalizeName(nil, []byte(in))
+		if string(got) != want || reason != "" {
+			t.Errorf("normalizeName(%q) = %q, %q; want %q", in, got, reason, want)
 		}
+	}
+	for _, bad := range []string{"a\u200db.example", "\xff.example", "ab\u0661\u0031.example"} {
+		if got, reason, _ := normalizeName(nil, []byte(bad)); reason == "" {
+			t.Errorf("normalizeName(%q) = %q, want an error", bad, got)
+		}
+	}
+	// A list written in full-width letters decides like its ASCII twin.
+	s, ws := build(t, "||ａｄｓ．ｅｘａｍｐｌｅ^\n")
+	if len(ws) != 0 || s.Decide([]byte("x.ads.example"), 1).Action != Block {
+		t.Errorf("full-width rule: warnings %v, decision %+v", ws, s.Decide([]byte("x.ads.example"), 1))
+	}
+}
+
+// TestProcess: $process matches the asking process's name or executable,
+// ignoring ASCII case; "~" excludes; an unknown process matches only rules
+// without positive names.
+func TestProcess(t *testing.T) {
+	s, ws := build(t, "||x.example^$process=firefox|Curl\n||y.example^$process=~ssh\n||z.example^$process=~ssh|git\n"+
+		"@@||w.example^$process=Safari\n||w.example^\n||r.example^$process=dig,dnsrewrite=192.0.2.9\n")
+	if len(ws) != 0 {
+		t.Fatalf("warnings %v", ws)
+	}
+	if !s.UsesProcess() || !NewLive(s).UsesProcess() {
+		t.Error("UsesProcess false for a set with $process rules")
+	}
+	cases := []struct {
+		name, proc, exe string
+		action          Action
+		rule            string
+	}{
+		{"x.example", "firefox", "", Block, "||x.example^$process=firefox|Curl"},
+		{"x.example", "", "curl", Block, "||x.example^$process=firefox|Curl"},
+		{"x.example", "FireFox", "", Block, "||x.example^$process=firefox|Curl"},
+		{"x.example", "Web Content", "firefox", Block, "||x.example^$process=firefox|Curl"},
+		{"x.example", "chrome", "chrome", Forward, ""},
+		{"x.example", "firefox-bin", "", Forward, ""},
+		{"x.example", "", "", Forward, ""}, // unknown: a positive list does not match
+		{"y.example", "", "", Block, "||y.example^$process=~ssh"},
+		{"y.example", "ssh", "", Forward, ""},
+		{"y.example", "bash", "SSH", Forward, ""},
+		{"y.example", "bash", "bash", Block, "||y.example^$process=~ssh"},
+		{"z.example", "git", "", Block, "||z.example^$process=~ssh|git"},
+		{"z.example", "", "", Forward, ""},
+		{"w.example", "Safari", "", Forward, "@@||w.example^$process=Safari"},
+		{"w.example", "", "", Block, "||w.example^"},
+		{"r.example", "dig", "", Answer, "||r.example^$process=dig,dnsrewrite=192.0.2.9"},
+		{"r.example", "host", "", Forward, ""},
+	}
+	b := func(s string) []byte {
+		if s == "" {
+			return nil
+		}
+		return []byte(s)
+	}
+	for _, tc := range cases {
+		q := Query{Name: []byte(tc.name), QType: 1, Proc: b(tc.proc), Exe: b(tc.exe)}
+		d := s.DecideQuery(&q)
+		if d.Action != tc.action || ruleText(s, d.Rule) != tc.rule {
+			t.Errorf("%s proc %q exe %q: %v by %q, want %v by %q", tc.name, tc.proc, tc.exe, d.Action, ruleText(s, d.Rule), tc.action, tc.rule)
+		}
+		if got := testing.AllocsPerRun(50, func() { _ = s.DecideQuery(&q) }); got != 0 && !raceEnabled {
+			t.Errorf("DecideQuery with a process allocates %.1f", got)
+		}
+	}
+	// Explain says why a $process rule did not apply.
+	_, ms := s.Explain(&Query{Name: []byte("x.example"), QType: 1, Proc: []byte("chrome")})
+	if len(ms) != 1 || !strings.Contains(ms[0].Why, "$process") {
+		t.Errorf("Explain: %+v", ms)
+	}
+	// A set without $process rules, or whose only one a $badfilter
+	// disabled, does not use the process.
+	for _, list := range []string{"||x.example^\n", "||x.example^$process=a|b\n||x.example^$process=b|a|a,badfilter\n"} {
+		if s, _ := build(t, list); s.UsesProcess() {
+			t.Errorf("%q: UsesProcess true", list)
+		}
+	}
+	var nilSet *Set
+	if nilSet.UsesProcess() {
+		t.Error("nil Set uses the process")
+	}
+}
+
+// TestProcessBadfilter: $badfilter compares $process values as sets of
+// names, ignoring order, duplicates and ASCII case.
+func TestProcessBadfilter(t *testing.T) {
+	q := Query{Name: []byte("x.example"), QType: 1, Proc: []byte("curl")}
+	for list, disabled := range map[string]bool{
+		"||x.example^$process=curl|wget\n||x.example^$process=WGET|curl,badfilter":      true,
+		"||x.example^$process=curl|wget\n||x.example^$process=curl|wget|curl,badfilter": true,
+		"||x.example^$process=curl|wget\n||x.example^$process=curl,badfilter":           false,
+		"||x.example^$process=curl\n||x.example^$process=~curl,badfilter":               false,
+		"||x.example^$process=curl\n||x.example^$badfilter":                             false,
+		"/x\\.example/$process=curl\n/x\\.example/$process=CURL,badfilter":              true,
+	} {
+		s, ws := build(t, list)
+		if len(ws) != 0 {
+			t.Fatalf("%q: warnings %v", list, ws)
+		}
+		if got := s.DecideQuery(&q).Action == Forward; got != disabled {
+			t.Errorf("%q: disabled %v, want %v", list, got, disabled)
+		}
+	}
+}
+
+// TestRewriteAndHostsNoAlloc: the rewrite exceptions, hosts records and
+// their reverse records decide without allocating.
+func TestRewriteAndHostsNoAlloc(t *testing.T) {
+	s, _ := build(t, "||x.example^$dnsrewrite=192.0.2.1\n||x.example^$dnsrewrite=192.0.2.2\n@@||x.example^$dnsrewrite=192.0.2.1\n"+
+		"||a.x.example^$dnsrewrite=y.example\n@@||x.example^$dnsrewrite=NOERROR;CNAME;y.example,important\n"+
+		"192.0.2.7 nas.home\n2001:db8::7 nas.home\n*$denyallow=com\n")
+	for _, q := range []Query{
+		{Name: []byte("x.example"), QType: 1}, {Name: []byte("a.x.example"), QType: 1},
+		{Name: []byte("nas.home"), QType: 28}, {Name: []byte("7.2.0.192.in-addr.arpa"), QType: 12},
+		{Name: []byte("10.0.0.1"), QType: 1}, {Name: []byte("2001:db8::1"), QType: 1},
+	} {
+		if got := testing.AllocsPerRun(50, func() { _ = s.DecideQuery(&q) }); got != 0 && !raceEnabled {
+			t.Errorf("DecideQuery(%s) allocates %.1f", q.Name, got)
+		}
+	}
+}
+
+func TestIsIPName(t *testing.T) {
+	for n, want := range map[string]bool{
+		"10.1.2.3": true, "0.0.0.0": true, "255.255.255.255": true, "::1": true, "2001:db8::1": true, "::ffff:1.2.3.4": true,
+		"256.1.1.1": false, "1.2.3": false, "1.2.3.4.5": false, "01.2.3.4": false, "1..2.3": false, "a.b.c.d": false,
+		"1.2.3.4.example": false, "": false, "dead.beef": false, ":1": false, "1:2": false,
+	} {
+		if got := isIPName([]byte(n)); got != want {
+			t.Errorf("isIPName(%q) = %v", n, got)
+		}
+	}
+}
+
+// TestReverseName: the names PTR queries ask for.
+func TestReverseName(t *testing.T) {
+	for a, want := range map[string]string{
+		"192.0.2.7":      "7.2.0.192.in-addr.arpa",
+		"2001:db8::7":    "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+		"::ffff:1.2.3.4": "4.0.3.0.2.0.1.0.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+	} {
+		if got := string(reverseName(netip.MustParseAddr(a))); got != want {
+			t.Errorf("reverseName(%s) = %s, want %s", a, got, want)
+		}
+	}
+}
+
+// TestExplainRewriteCancelled: Explain says which rewrites an exception
+// cancelled and that the rest answered.
+func TestExplainRewriteCancelled(t *testing.T) {
+	s, _ := build(t, "||x.example^$dnsrewrite=192.0.2.1\n||x.example^$dnsrewrite=192.0.2.2\n@@||x.example^$dnsrewrite=192.0.2.1\n")
+	d, ms := s.Explain(&Query{Name: []byte("x.example"), QType: 1})
+	why := map[string]string{}
+	for _, m := range ms {
+		why[m.Source.Text] = m.Why
+	}
+	if d.Action != Answer || len(d.Addrs) != 1 || d.Addrs[0] != netip.MustParseAddr("192.0.2.2") ||
+		why["||x.example^$dnsrewrite=192.0.2.1"] != "lost: cancelled by a rewrite exception" ||
+		!strings.HasPrefix(why["||x.example^$dnsrewrite=192.0.2.2"], "won") {
+		t.Errorf("decision %+v, reasons %v", d, why)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"slices"
+	"strconv"
 )
 
 // MaxLineLen is the longest line ParseList reads as a rule, in bytes without
@@ -437,6 +438,7 @@ func (p *listParser) hostsLine(lineNo int, text []byte, a netip.Addr, names [][]
 	single := len(names) == 1
 	ri := int64(-1)
 	added := false
+	var first []byte // the line's first usable name: its address's reverse record
 	for _, nb := range names {
 		n, reason, wk := normalizeName(p.nameBuf[:0], nb)
 		if reason != "" {
@@ -449,6 +451,9 @@ func (p *listParser) hostsLine(lineNo int, text []byte, a netip.Addr, names [][]
 			continue
 		}
 		used++
+		if first == nil && !block {
+			first = slices.Clone(n)
+		}
 		if block && single {
 			if f := matchForm(text, n, true); f >= 0 {
 				if p.b.attachSimple(p, n, true, f, lineNo) {
@@ -461,9 +466,9 @@ func (p *listParser) hostsLine(lineNo int, text []byte, a netip.Addr, names [][]
 			}
 		}
 		if ri < 0 {
-			r := rule{list: p.list, line: uint32(lineNo), form: noForm, flags: fExact, kind: rkBlock}
+			r := rule{list: p.list, line: uint32(lineNo), form: noForm, flags: fExact | fNoBadfilter, kind: rkBlock}
 			if !block {
-				r.kind = rkRewrite
+				r.kind = rkHosts
 				r.addrOff, r.addrLen = uint32(len(p.b.addrs)), 1
 				p.b.addrs = append(p.b.addrs, a)
 			}
@@ -483,6 +488,9 @@ func (p *listParser) hostsLine(lineNo int, text []byte, a netip.Addr, names [][]
 		}
 	}
 	p.b.dropUnused(ri, added)
+	if added && !block {
+		p.reverseRecord(lineNo, &p.b.rules[ri], a, first)
+	}
 	p.stats.Ignored += ignored
 	if added {
 		p.accepted++
@@ -496,6 +504,44 @@ func (p *listParser) hostsLine(lineNo int, text []byte, a netip.Addr, names [][]
 		}
 		p.nameWarn(lineNo, bn.tok, bn.reason, bn.kind)
 	}
+}
+
+// reverseRecord adds the reverse (PTR) record of a hosts line: the
+// address's in-addr.arpa or ip6.arpa name answers PTR queries with the
+// line's first name, as AdGuard Home answers from a hosts file. It is a
+// rule of the line (same text) and is not counted as one more rule.
+func (p *listParser) reverseRecord(lineNo int, line *rule, a netip.Addr, name []byte) {
+	b := p.b
+	r := rule{list: p.list, line: uint32(lineNo), form: noForm, flags: fExact | fNoBadfilter, kind: rkHosts,
+		textOff: line.textOff, textLen: line.textLen, ext: uint32(len(b.exts))}
+	b.exts = append(b.exts, ruleExt{rw: rewriteSpec{cname: wireName(name), ptr: true}})
+	ri := uint32(len(b.rules))
+	b.rules = append(b.rules, r)
+	if b.attach(p, reverseName(a), ri) {
+		b.ptrs++
+		return
+	}
+	b.rules, b.exts = b.rules[:ri], b.exts[:r.ext]
+}
+
+// reverseName returns the name PTR queries for a ask: d.c.b.a.in-addr.arpa
+// for IPv4, the 32 nibbles in reverse and ip6.arpa for IPv6.
+func reverseName(a netip.Addr) []byte {
+	const hex = "0123456789abcdef"
+	var out []byte
+	if a.Is4() {
+		b := a.As4()
+		for i := 3; i >= 0; i-- {
+			out = strconv.AppendUint(out, uint64(b[i]), 10)
+			out = append(out, '.')
+		}
+		return append(out, "in-addr.arpa"...)
+	}
+	b := a.As16()
+	for i := 15; i >= 0; i-- {
+		out = append(out, hex[b[i]&0xf], '.', hex[b[i]>>4], '.')
+	}
+	return append(out, "ip6.arpa"...)
 }
 
 // parseAddr parses the first word of a line as an IP address. Hosts files
@@ -601,6 +647,9 @@ func (p *listParser) patternLine(lineNo int, t []byte) {
 	if exact {
 		r.flags |= fExact
 	}
+	if !anchored && !allow && m == nil {
+		r.flags |= fNoBadfilter // a plain domain line
+	}
 	ri := uint32(len(p.b.rules))
 	p.b.rules = append(p.b.rules, r)
 	if p.b.attach(p, n, ri) {
@@ -638,8 +687,9 @@ func (p *listParser) newRule(lineNo int, text []byte, allow bool, m *mods) rule 
 	if m.important {
 		r.flags |= fImportant
 	}
-	e := ruleExt{types: m.types, notTypes: m.notTypes, clients: m.clients, notClients: m.notClients, denyallow: m.denyallow, modKey: m.key}
-	if len(m.types)+len(m.notTypes)+len(m.clients)+len(m.notClients)+len(m.denyallow) > 0 {
+	e := ruleExt{types: m.types, notTypes: m.notTypes, clients: m.clients, notClients: m.notClients, denyallow: m.denyallow,
+		procs: m.procs, notProcs: m.notProcs, modKey: m.key}
+	if len(m.types)+len(m.notTypes)+len(m.clients)+len(m.notClients)+len(m.denyallow)+len(m.procs)+len(m.notProcs) > 0 {
 		r.flags |= fCond
 	}
 	if len(m.clients) > 0 {
@@ -651,9 +701,10 @@ func (p *listParser) newRule(lineNo int, text []byte, allow bool, m *mods) rule 
 		e.allowTarget = allow
 	case m.rewrite && allow:
 		r.kind = rkRewriteAllow
+		e.rw, e.rwAny = m.rw, m.rwAny
 	case m.rewrite:
 		r.kind = rkRewrite
-		e.rcode, e.rcodeOnly, e.cname, e.ptr = m.rw.rcode, m.rw.rcodeOnly, m.rw.cname, m.rw.ptr
+		e.rw = m.rw
 		if m.rw.addr.IsValid() {
 			r.addrOff, r.addrLen = uint32(len(b.addrs)), 1
 			b.addrs = append(b.addrs, m.rw.addr)

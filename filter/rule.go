@@ -13,20 +13,22 @@ type ruleKind uint8
 const (
 	rkBlock        ruleKind = iota // block (class block or important block)
 	rkAllow                        // @@ exception
-	rkRewrite                      // $dnsrewrite, or a hosts line with a non-blocking address
-	rkRewriteAllow                 // @@...$dnsrewrite: cancels rewrites only
+	rkRewrite                      // $dnsrewrite
+	rkRewriteAllow                 // @@...$dnsrewrite[=value]: cancels rewrites only
 	rkBadfilter                    // never matches; disables its twin at Build
+	rkHosts                        // a hosts line with an answering address, or its reverse (PTR) record
 )
 
 // rule flags.
 const (
-	fExact     = 1 << iota // the name only, not its subdomains
-	fImportant             // $important
-	fDisabled              // disabled by a $badfilter rule
-	fCond                  // has $dnstype, $client or $denyallow conditions
-	fClient                // has $client (EDE Filtered)
-	fIP                    // an IP/CIDR rule (response inspection only)
-	fPattern               // a regex or wildcard rule
+	fExact       = 1 << iota // the name only, not its subdomains
+	fImportant               // $important
+	fDisabled                // disabled by a $badfilter rule
+	fCond                    // has $dnstype, $client, $denyallow or $process conditions
+	fClient                  // has $client (EDE Filtered)
+	fIP                      // an IP/CIDR rule (response inspection only)
+	fPattern                 // a regex or wildcard rule
+	fNoBadfilter             // a hosts or plain-domain line: $badfilter does not apply (AdGuard's KB)
 )
 
 const noForm = 0xff
@@ -50,13 +52,12 @@ type ruleExt struct {
 	types, notTypes     []uint16
 	clients, notClients []netip.Prefix
 	denyallow           [][]byte // normalized names
-	rcode               uint8    // $dnsrewrite response code
-	rcodeOnly           bool     // a keyword rewrite (REFUSED, NXDOMAIN, ...): rcode, no records
-	cname               []byte   // wire format
-	ptr                 bool     // cname holds a PTR target, not a CNAME
-	modKey              string   // canonical modifiers without badfilter, for $badfilter
-	allowTarget         bool     // for rkBadfilter: the disabled rule is an exception
-	pattern             string   // pattern rules: canonical pattern; IP rules: the prefix
+	procs, notProcs     [][]byte // $process names, lower-case ASCII
+	rw                  rewriteSpec
+	rwAny               bool   // for rkRewriteAllow: no value, cancels every rewrite it may
+	modKey              string // canonical modifiers without badfilter, for $badfilter
+	allowTarget         bool   // for rkBadfilter: the disabled rule is an exception
+	pattern             string // pattern rules: canonical pattern; IP rules: the prefix
 	re                  *regexp.Regexp
 	lit                 string // pattern rules: a literal every match contains ("" = none)
 	prefix              netip.Prefix

@@ -35,8 +35,11 @@ type Set struct {
 	refs      []ref
 	lists     []listInfo
 	simple    int
+	ptrs      int  // reverse records of hosts lines: rules Len does not count
 	plainOnly bool // only simple rules on names: the most specific hit decides at once
 	bypass    bool
+
+	usesProcess bool // a rule that can apply has $process
 
 	hasPatterns bool
 	triStart    []uint32 // CSR index of pattern rules by the trigram of their literal
@@ -53,7 +56,15 @@ func (s *Set) Len() int {
 	if s == nil {
 		return 0
 	}
-	return s.simple + len(s.rules)
+	return s.simple + len(s.rules) - s.ptrs
+}
+
+// UsesProcess reports whether a rule of the set has a $process modifier
+// (one that can apply: not disabled by $badfilter). When it is false, the
+// asking process never changes a decision, and the engine need not wait
+// to learn it.
+func (s *Set) UsesProcess() bool {
+	return s != nil && s.usesProcess
 }
 
 // Names returns the number of distinct names the set has rules for.
@@ -131,17 +142,17 @@ func (s *Set) source(ri uint32) RuleSource {
 
 // classes of rules, in precedence order (doc.go, "Precedence").
 const (
-	cImpAllow = iota
+	cRewrite      = iota // $dnsrewrite, important or not
+	cRewriteAllow        // @@...$dnsrewrite: cancels rewrites
+	cImpAllow
 	cImpBlock
-	cImpRewrite
 	cAllow
-	cRewriteAllow
-	cRewrite
 	cBlock
+	cHosts // hosts lines with an address, and their reverse records
 	nClasses
 )
 
-var classNames = [nClasses]string{"important exception", "important block", "important rewrite", "exception", "rewrite exception", "rewrite", "block"}
+var classNames = [nClasses]string{"rewrite", "rewrite exception", "important exception", "important block", "exception", "block", "hosts record"}
 
 func classOf(r *rule) int {
 	imp := r.flags&fImportant != 0
@@ -157,12 +168,11 @@ func classOf(r *rule) int {
 		}
 		return cAllow
 	case rkRewrite:
-		if imp {
-			return cImpRewrite
-		}
 		return cRewrite
 	case rkRewriteAllow:
 		return cRewriteAllow
+	case rkHosts:
+		return cHosts
 	}
 	return -1
 }
@@ -178,17 +188,98 @@ type cand struct {
 
 const patternAt = 1 << 14
 
+// Bounds of the rewrite bookkeeping of one query (doc.go, "$dnsrewrite").
+const (
+	maxRewriteCands = 8  // names and patterns with a rewrite that applies
+	maxRewriteExc   = 16 // rewrite exceptions with a value that apply
+)
+
 type state struct {
 	c   [nClasses]cand
 	any bool
+
+	// The rewrites that apply, one entry per name (node) or pattern rule,
+	// and the rewrite exceptions that apply: the rewrite decision needs
+	// all of them, not only the best of the class.
+	rw        [maxRewriteCands]cand
+	nrw       int
+	rwx       [maxRewriteExc]uint32 // rule indexes of valued rewrite exceptions
+	nrwx      int
+	rwxAll    bool // an exception without a value: cancels every plain rewrite
+	rwxAllImp bool // the same, $important: cancels every rewrite
+}
+
+// better reports whether candidate a is more specific than b: a longer
+// matching suffix, then an exact rule before a subtree rule.
+func better(a, b *cand) bool {
+	return a.at < b.at || a.at == b.at && a.exact && !b.exact
 }
 
 func (st *state) offer(class int, c cand) {
+	if class == cRewrite {
+		st.addRewrite(c)
+	}
 	old := &st.c[class]
-	if old.id == 0 || c.at < old.at || old.at == c.at && c.exact && !old.exact {
+	if old.id == 0 || better(&c, old) {
 		*old = c
 		st.any = true
 	}
+}
+
+// addRewrite records a name or pattern whose rewrite applies; when the
+// list is full, it replaces the least specific entry if c is more specific.
+func (st *state) addRewrite(c cand) {
+	if st.nrw > 0 && c.node >= 0 && st.rw[st.nrw-1].node == c.node && st.rw[st.nrw-1].at == c.at {
+		return // another rule of the same name
+	}
+	if st.nrw < len(st.rw) {
+		st.rw[st.nrw] = c
+		st.nrw++
+		return
+	}
+	worst := 0
+	for i := 1; i < st.nrw; i++ {
+		if !better(&st.rw[i], &st.rw[worst]) {
+			worst = i
+		}
+	}
+	if better(&c, &st.rw[worst]) {
+		st.rw[worst] = c
+	}
+}
+
+// addRewriteExc records a rewrite exception that applies.
+func (s *Set) addRewriteExc(st *state, ri uint32) {
+	r := &s.rules[ri]
+	switch {
+	case s.exts[r.ext].rwAny && r.important():
+		st.rwxAllImp = true
+	case s.exts[r.ext].rwAny:
+		st.rwxAll = true
+	case st.nrwx < len(st.rwx):
+		st.rwx[st.nrwx] = ri
+		st.nrwx++
+	}
+}
+
+// cancelled reports whether a rewrite exception that applies cancels the
+// rewrite r: a plain exception cancels plain rewrites, an $important one
+// cancels every rewrite (AdGuard's urlfilter, dnsrewrite.go).
+func (s *Set) cancelled(st *state, r *rule) bool {
+	imp := r.important()
+	if st.rwxAllImp || st.rwxAll && !imp {
+		return true
+	}
+	for _, xi := range st.rwx[:st.nrwx] {
+		x := &s.rules[xi]
+		if imp && !x.important() {
+			continue
+		}
+		if s.exts[x.ext].rw.cancels(&s.exts[r.ext].rw) {
+			return true
+		}
+	}
+	return false
 }
 
 // Why a rule that matched the name did not apply (for Explain).
@@ -200,10 +291,13 @@ const (
 	whyDenyallow
 	whyBadfilter
 	whyNotExact
+	whyProcess
+	whyIPName
 )
 
 var whyNames = [...]string{"", "disabled by a $badfilter rule", "$dnstype does not include the query type", "$client does not include the client",
-	"$denyallow excludes the name", "a $badfilter rule (matches nothing itself)", "exact rule, the query is a subdomain"}
+	"$denyallow excludes the name", "a $badfilter rule (matches nothing itself)", "exact rule, the query is a subdomain",
+	"$process does not include the asking process", "$denyallow rules do not apply to IP addresses"}
 
 func (s *Set) applies(r *rule, q *Query, at int) int {
 	if r.flags&fDisabled != 0 {
@@ -214,6 +308,18 @@ func (s *Set) applies(r *rule, q *Query, at int) int {
 	}
 	if r.flags&fExact != 0 && at != 0 {
 		return whyNotExact
+	}
+	if r.kind == rkHosts {
+		// Hosts lines answer A and AAAA, their reverse records PTR; other
+		// types go on to the upstream, as AdGuard Home answers from a
+		// hosts file (internal/filtering/hosts.go).
+		if r.ext != 0 && s.exts[r.ext].rw.ptr {
+			if q.QType != typePTR {
+				return whyDNSType
+			}
+		} else if q.QType != typeA && q.QType != typeAAAA {
+			return whyDNSType
+		}
 	}
 	if r.flags&fCond == 0 {
 		return whyOK
@@ -245,6 +351,14 @@ func (s *Set) applies(r *rule, q *Query, at int) int {
 			}
 		}
 	}
+	if len(e.procs) > 0 && !procIn(e.procs, q) || len(e.notProcs) > 0 && procIn(e.notProcs, q) {
+		return whyProcess
+	}
+	if len(e.denyallow) > 0 && isIPName(q.Name) {
+		// AdGuard's urlfilter: a query name that is an IP address never
+		// matches a $denyallow rule (network_rule.go, matchRequestDomain).
+		return whyIPName
+	}
 	for _, d := range e.denyallow {
 		n := q.Name
 		if len(n) == len(d) && string(n) == string(d) ||
@@ -253,6 +367,81 @@ func (s *Set) applies(r *rule, q *Query, at int) int {
 		}
 	}
 	return whyOK
+}
+
+// Query types the decision itself looks at.
+const (
+	typeA    = 1
+	typePTR  = 12
+	typeAAAA = 28
+)
+
+// procIn reports whether the query's process name or executable is one
+// of names (lower-case), compared case-insensitively (ASCII).
+func procIn(names [][]byte, q *Query) bool {
+	for _, n := range names {
+		if equalFoldLower(q.Proc, n) || equalFoldLower(q.Exe, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFoldLower reports whether b equals lower (lower-case ASCII) but
+// for the case of ASCII letters. An empty b equals nothing.
+func equalFoldLower(b, lower []byte) bool {
+	if len(b) != len(lower) || len(b) == 0 {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isIPName reports whether a query name is an IP address: a dotted-quad
+// IPv4 address, or (names cannot hold ':' but a query's bytes can) a word
+// of hex digits, ':' and '.' with at least two ':', as an IPv6 address is.
+func isIPName(n []byte) bool {
+	colons := 0
+	for _, c := range n {
+		switch {
+		case c == ':':
+			colons++
+		case c == '.', '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	if colons >= 2 {
+		return true
+	}
+	if colons > 0 {
+		return false
+	}
+	parts, v, digits := 0, 0, 0
+	for i := 0; i <= len(n); i++ {
+		if i == len(n) || n[i] == '.' {
+			if digits == 0 || digits > 1 && n[i-digits] == '0' || v > 255 {
+				return false
+			}
+			parts, v, digits = parts+1, 0, 0
+			continue
+		}
+		if n[i] > '9' {
+			return false
+		}
+		v, digits = v*10+int(n[i]-'0'), digits+1
+		if digits > 3 {
+			return false
+		}
+	}
+	return parts == 4
 }
 
 // Decide returns the decision for name and qtype (see Filter for the form
@@ -325,22 +514,31 @@ func (s *Set) decide(q *Query, ex *explainer) Decision {
 	if !st.any {
 		return Decision{}
 	}
+	if ex != nil {
+		ex.st = st // a copy, for Explain's reasons
+	}
+	// $dnsrewrite rules first: AdGuard Home answers from them before it
+	// looks at blocks and exceptions (filtering.go, matchHost).
+	if st.c[cRewrite].id != 0 {
+		if d, ok := s.rewriteDecision(q, &st); ok {
+			return d
+		}
+	}
 	c := &st.c
 	switch {
 	case c[cImpAllow].id != 0:
 		return Decision{Rule: c[cImpAllow].id}
 	case c[cImpBlock].id != 0:
 		return s.blockDecision(c[cImpBlock].id, c[cImpBlock].ri, 0)
-	case c[cImpRewrite].id != 0:
-		return s.rewriteDecision(q, &c[cImpRewrite], true)
 	case c[cAllow].id != 0:
 		return Decision{Rule: c[cAllow].id}
-	case c[cRewrite].id != 0 && c[cRewriteAllow].id == 0:
-		return s.rewriteDecision(q, &c[cRewrite], false)
 	case c[cBlock].id != 0:
 		return s.blockDecision(c[cBlock].id, c[cBlock].ri, uint32(c[cBlock].id&^simpleID))
+	case c[cHosts].id != 0:
+		d, _ := s.answerDecision(q, &c[cHosts], cHosts, nil)
+		return d
 	case c[cRewriteAllow].id != 0 && c[cRewrite].id != 0:
-		return Decision{Rule: c[cRewriteAllow].id}
+		return Decision{Rule: c[cRewriteAllow].id} // it cancelled every rewrite
 	}
 	return Decision{}
 }
@@ -525,6 +723,9 @@ func (s *Set) evalRule(st *state, q *Query, ri uint32, at int, node int32, suf [
 	if why != whyOK || class < 0 {
 		return
 	}
+	if class == cRewriteAllow {
+		s.addRewriteExc(st, ri)
+	}
 	st.offer(class, cand{id: RuleID(ri + 1), at: int16(at), exact: r.flags&fExact != 0, ri: int32(ri), node: node})
 }
 
@@ -548,19 +749,13 @@ func (s *Set) evalPatterns(st *state, q *Query, ex *explainer) {
 		nd++
 		r := &s.rules[ri]
 		class := classOf(r)
-		if class >= 0 && st.c[class].id != 0 && ex == nil {
+		if class >= 0 && class != cRewrite && class != cRewriteAllow && st.c[class].id != 0 && ex == nil {
 			return true // a name rule of the class is more specific
 		}
 		if !s.exts[r.ext].re.Match(name) {
 			return true
 		}
-		why := s.applies(r, q, patternAt)
-		if ex != nil {
-			ex.add(RuleID(ri+1), "", class, why, false)
-		}
-		if why == whyOK && class >= 0 {
-			st.offer(class, cand{id: RuleID(ri + 1), at: patternAt, ri: int32(ri), node: -1})
-		}
+		s.evalRule(st, q, ri, patternAt, -1, nil, ex)
 		return true
 	}
 	for _, ri := range s.unfiltered {
@@ -606,42 +801,87 @@ func (s *Set) blockDecision(id RuleID, ri int32, unit uint32) Decision {
 	return d
 }
 
-// rewriteDecision answers from the rewrite rules of the most specific name
-// that has one: an rcode keyword first, then a CNAME, then the addresses
-// and TXT strings of the consecutive matching rules starting at the first.
-func (s *Set) rewriteDecision(q *Query, c *cand, important bool) Decision {
-	r := &s.rules[c.ri]
-	d := Decision{Action: Answer, Rule: c.id, TTL: s.lists[r.list].opts.TTL}
+// rewriteDecision answers from the rewrites of the most specific name (or
+// pattern) that has one no rewrite exception cancelled; ok is false when
+// exceptions cancelled them all.
+func (s *Set) rewriteDecision(q *Query, st *state) (Decision, bool) {
+	rw := st.rw[:st.nrw]
+	// Most specific first (insertion sort: a handful of entries; stable,
+	// so that the first of equals stays first, as offer keeps it).
+	for i := 1; i < len(rw); i++ {
+		for j := i; j > 0 && better(&rw[j], &rw[j-1]); j-- {
+			rw[j], rw[j-1] = rw[j-1], rw[j]
+		}
+	}
+	for i := range rw {
+		if d, ok := s.answerDecision(q, &rw[i], cRewrite, st); ok {
+			if d.CNAME != nil && wireIs(d.CNAME, q.Name) {
+				// A rewrite of a name to itself: AdGuard Home goes on to
+				// the other rules (dnsrewrite.go, processDNSResultRewrites).
+				return Decision{}, false
+			}
+			return d, true
+		}
+	}
+	return Decision{}, false
+}
+
+// wireIs reports whether the wire-format name w is the dotted name n.
+func wireIs(w, n []byte) bool {
+	for len(w) > 0 && w[0] != 0 {
+		l := int(w[0])
+		if len(w) < 1+l || len(n) < l || string(w[1:1+l]) != string(n[:l]) {
+			return false
+		}
+		w, n = w[1+l:], n[l:]
+		if len(w) > 0 && w[0] != 0 {
+			if len(n) == 0 || n[0] != '.' {
+				return false
+			}
+			n = n[1:]
+		}
+	}
+	return len(n) == 0
+}
+
+// answerDecision answers from the rules of class (cRewrite or cHosts) of
+// c's name or pattern that apply and, for rewrites, that st's exceptions
+// did not cancel (st nil: no cancelling): an rcode first, then a CNAME,
+// then the records (addresses, TXT, PTR) of consecutive rules, starting at
+// the first (Build puts a name's rules of one class next to each other).
+func (s *Set) answerDecision(q *Query, c *cand, class int, st *state) (Decision, bool) {
+	live := func(x *rule, at int) bool {
+		return classOf(x) == class && s.applies(x, q, at) == whyOK && (st == nil || !s.cancelled(st, x))
+	}
 	if c.node < 0 {
+		r := &s.rules[c.ri]
+		if !live(r, int(c.at)) {
+			return Decision{}, false
+		}
+		d := Decision{Action: Answer, Rule: c.id, TTL: s.lists[r.list].opts.TTL}
 		s.fillRewrite(&d, r, s.addrs[r.addrOff:r.addrOff+uint32(r.addrLen)], s.txts[r.txtOff:r.txtOff+uint32(r.txtLen)])
-		return d
+		return d, true
 	}
 	refs := s.refs[s.nodeStart[c.node]:s.nodeStart[c.node+1]]
-	want := cRewrite
-	if important {
-		want = cImpRewrite
-	}
-	first, last := -1, -1
+	first, last, cname := -1, -1, -1
 	for i := range refs {
 		x := &s.rules[refs[i].rule]
-		if classOf(x) != want || s.applies(x, q, int(c.at)) != whyOK {
+		if !live(x, int(c.at)) {
 			continue
 		}
 		if x.ext != 0 {
 			e := &s.exts[x.ext]
-			if e.rcodeOnly || e.cname != nil {
-				d.Rule = RuleID(refs[i].rule + 1)
-				d.TTL = s.lists[x.list].opts.TTL
+			if e.rw.rcodeOnly {
+				d := Decision{Action: Answer, Rule: RuleID(refs[i].rule + 1), TTL: s.lists[x.list].opts.TTL}
 				s.fillRewrite(&d, x, nil, nil)
-				if e.rcodeOnly {
-					return d
+				return d, true
+			}
+			if e.rw.cname != nil && !e.rw.ptr {
+				if cname < 0 {
+					cname = i
 				}
-				first = -2
 				continue
 			}
-		}
-		if first == -2 {
-			continue
 		}
 		if first == -1 {
 			first, last = i, i
@@ -649,18 +889,28 @@ func (s *Set) rewriteDecision(q *Query, c *cand, important bool) Decision {
 			last = i
 		}
 	}
-	if first >= 0 {
-		a, b := refs[first], refs[last]
-		d.Addrs = s.addrs[a.addrOff : b.addrOff+uint32(b.addrLen) : b.addrOff+uint32(b.addrLen)]
-		d.TXT = s.txts[a.txtOff : b.txtOff+uint32(b.txtLen) : b.txtOff+uint32(b.txtLen)]
-		if len(d.Addrs) == 0 {
-			d.Addrs = nil
-		}
-		if len(d.TXT) == 0 {
-			d.TXT = nil
+	if cname >= 0 {
+		x := &s.rules[refs[cname].rule]
+		d := Decision{Action: Answer, Rule: RuleID(refs[cname].rule + 1), TTL: s.lists[x.list].opts.TTL}
+		s.fillRewrite(&d, x, nil, nil)
+		return d, true
+	}
+	if first < 0 {
+		return Decision{}, false
+	}
+	x := &s.rules[refs[first].rule]
+	d := Decision{Action: Answer, Rule: RuleID(refs[first].rule + 1), TTL: s.lists[x.list].opts.TTL}
+	a, b := refs[first], refs[last]
+	s.fillRewrite(&d, x, s.addrs[a.addrOff:b.addrOff+uint32(b.addrLen)], s.txts[a.txtOff:b.txtOff+uint32(b.txtLen)])
+	if d.PTR == nil {
+		for i := first + 1; i <= last; i++ {
+			if e := &s.exts[s.rules[refs[i].rule].ext]; s.rules[refs[i].rule].ext != 0 && e.rw.ptr {
+				d.PTR = e.rw.cname
+				break
+			}
 		}
 	}
-	return d
+	return d, true
 }
 
 func (s *Set) fillRewrite(d *Decision, r *rule, addrs []netip.Addr, txts [][]byte) {
@@ -672,15 +922,15 @@ func (s *Set) fillRewrite(d *Decision, r *rule, addrs []netip.Addr, txts [][]byt
 	}
 	if r.ext != 0 {
 		e := &s.exts[r.ext]
-		d.Rcode = e.rcode
-		if e.ptr {
-			d.PTR = e.cname
+		d.Rcode = e.rw.rcode
+		if e.rw.ptr {
+			d.PTR = e.rw.cname
 		} else {
-			d.CNAME = e.cname
+			d.CNAME = e.rw.cname
 		}
-		if e.rcodeOnly {
+		if e.rw.rcodeOnly {
 			d.Addrs, d.TXT, d.CNAME, d.PTR = nil, nil, nil, nil
-			if e.rcode == 3 || e.rcode == 5 {
+			if e.rw.rcode == 3 || e.rw.rcode == 5 {
 				d.EDE = EDEBlocked
 			}
 		}
@@ -753,6 +1003,7 @@ type Match struct {
 
 type explainer struct {
 	ms []Match
+	st state // the walk's state, for the reasons of rewrites
 }
 
 func (e *explainer) add(id RuleID, name string, class int, why int, won bool) {
@@ -786,6 +1037,10 @@ func (s *Set) Explain(q *Query) (Decision, []Match) {
 			m.Why = "won: " + winWhy(d, m.Class)
 			continue
 		}
+		if m.Class == classNames[cRewrite] && m.Rule&simpleID == 0 && s.cancelled(&e.st, &s.rules[m.Rule-1]) {
+			m.Why = "lost: cancelled by a rewrite exception"
+			continue
+		}
 		m.Why = "lost: " + lossWhy(s, d, m)
 	}
 	return d, e.ms
@@ -795,6 +1050,8 @@ func winWhy(d Decision, class string) string {
 	switch {
 	case class == "built-in":
 		return "built-in signal answers before any list rule"
+	case class == classNames[cRewriteAllow]:
+		return "it cancelled every rewrite, and no other rule applies"
 	case d.Action == Forward:
 		return class + " outranks every other matching rule"
 	}

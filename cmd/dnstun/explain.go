@@ -15,13 +15,14 @@ import (
 )
 
 // cmdExplain is `dnstun explain [--blocklist PATH ... | --config FILE]
-// [--client IP] NAME [TYPE]`: the decision for a query and every rule that
-// matched it, with list, line and text.
+// [--client IP] [--process NAME] NAME [TYPE]`: the decision for a query and
+// every rule that matched it, with list, line and text.
 func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	// The settings of `run` (lists, rules, block mode, --config), then
 	// the query.
 	fs, fl := settingsFlags("explain", stderr)
 	client := fs.String("client", "", "the client's IP address (for $client rules)")
+	process := fs.String("process", "", "the asking process's name, as both its name and its executable (for $process rules)")
 	o, rest, err := options(fs, fl, args, true)
 	if err != nil {
 		return err
@@ -48,6 +49,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 			return usageError{fmt.Errorf("--client %q: not an IP address", *client)}
 		}
 		q.Client = a
+	}
+	if *process != "" {
+		q.Proc, q.Exe = []byte(*process), []byte(*process)
 	}
 	d, matches := set.Explain(&q)
 	fmt.Fprintf(stdout, "%s %s: %s", rest[0], dns.TypeToString[q.QType], d.Action)
@@ -88,7 +92,9 @@ func answerSummary(d filter.Decision, qtype uint16) string {
 		}
 	}
 	for _, a := range d.Addrs {
-		if a.Is4() && qtype == dns.TypeA || a.Is6() && !a.Is4In6() && qtype == dns.TypeAAAA {
+		// As the engine answers (packet.AnswerInPlace): IPv4 addresses in
+		// A records, every IPv6 address, v4-mapped ones too, in AAAA.
+		if a.Is4() && qtype == dns.TypeA || a.Is6() && qtype == dns.TypeAAAA {
 			rrs = append(rrs, a.String())
 		}
 	}
