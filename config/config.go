@@ -54,8 +54,15 @@ type File struct {
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`        // --upstream-timeout
 	Timeout         time.Duration `yaml:"timeout"`                 // --timeout
 	MaxPending      int           `yaml:"max_pending"`             // --max-pending
+	ClientRate      int           `yaml:"client_rate"`             // --client-rate (0 = no bound)
 	TCPIdleTimeout  time.Duration `yaml:"tcp_idle_timeout"`        // --tcp-idle-timeout
 	LogLevel        string        `yaml:"log_level"`               // --log-level
+	Attribution     bool          `yaml:"attribution"`             // --attribution
+	QueryLogFile    string        `yaml:"querylog_file"`           // --querylog-file ("" = none)
+	QueryLogSize    string        `yaml:"querylog_file_size"`      // --querylog-file-size
+	QueryLogKeep    int           `yaml:"querylog_file_keep"`      // --querylog-file-keep
+	Metrics         string        `yaml:"metrics"`                 // --metrics ("" = off)
+	Dnstap          string        `yaml:"dnstap"`                  // --dnstap ("" = off)
 	Mode            string        `yaml:"mode"`                    // --mode: tun or flow
 	Listen          string        `yaml:"listen"`                  // --listen (flow mode)
 	Capture         Capture       `yaml:"capture"`
@@ -102,8 +109,11 @@ const (
 	DefaultUpstreamTimeout = engine.DefaultUpstreamTimeout
 	DefaultTimeout         = engine.DefaultTotalTimeout
 	DefaultMaxPending      = engine.DefaultMaxPending
+	DefaultClientRate      = 5000
 	DefaultTCPIdleTimeout  = engine.DefaultTCPIdleTimeout
 	DefaultLogLevel        = "info"
+	DefaultQueryLogSize    = "10MiB"
+	DefaultQueryLogKeep    = 3
 	DefaultUpstreamMode    = "failover"
 	DefaultSocketQueries   = 1
 	DefaultCache           = "64MiB"
@@ -171,8 +181,12 @@ func DefaultFor(goos string) *File {
 		UpstreamTimeout: DefaultUpstreamTimeout,
 		Timeout:         DefaultTimeout,
 		MaxPending:      DefaultMaxPending,
+		ClientRate:      DefaultClientRate,
 		TCPIdleTimeout:  DefaultTCPIdleTimeout,
 		LogLevel:        DefaultLogLevel,
+		Attribution:     true,
+		QueryLogSize:    DefaultQueryLogSize,
+		QueryLogKeep:    DefaultQueryLogKeep,
 		Mode:            DefaultMode,
 		Listen:          DefaultListen,
 		Capture: Capture{

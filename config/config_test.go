@@ -60,8 +60,12 @@ func TestExampleGolden(t *testing.T) {
 			Resolved: "auto",
 			Watchdog: 2 * time.Second,
 		},
-		Control:   Control{Socket: RunDir(runtime.GOOS) + "/control.sock", Group: ""},
-		StateFile: "/var/lib/dnstun/state.json",
+		Control:      Control{Socket: RunDir(runtime.GOOS) + "/control.sock", Group: ""},
+		StateFile:    "/var/lib/dnstun/state.json",
+		Attribution:  true,
+		QueryLogSize: "10MiB",
+		QueryLogKeep: 3,
+		ClientRate:   5000,
 	}
 	if got := strip(f); !reflect.DeepEqual(got, want) {
 		t.Errorf("example.yaml parsed to\n%+v\nwant\n%+v", got, want)
@@ -123,6 +127,7 @@ exit_when_disabled: true
 		Control:          Control{Socket: "/run/dt.sock", Group: "dnstun"},
 		ExitWhenDisabled: true,
 		StateFile:        "/var/lib/dnstun/state.json",
+		Attribution:      true, QueryLogSize: "10MiB", QueryLogKeep: 3, ClientRate: 5000,
 	}
 	if got := strip(f); !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)

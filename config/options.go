@@ -54,11 +54,25 @@ type Options struct {
 	UpstreamTimeout time.Duration
 	Timeout         time.Duration
 	MaxPending      int
+	ClientRate      int // 0: no bound
 	TCPIdleTimeout  time.Duration
 
 	LogLevel slog.Level
-	Mode     string         // "tun" or "flow"
-	Listen   netip.AddrPort // flow mode's socket
+
+	// Attribution finds the process behind each local query.
+	Attribution bool
+	// QueryLogFile, if set, receives every query as a JSON line, rotated
+	// at QueryLogSize bytes, QueryLogKeep old files kept.
+	QueryLogFile string
+	QueryLogSize int
+	QueryLogKeep int
+	// Metrics is where Prometheus metrics are served; invalid: off.
+	Metrics netip.AddrPort
+	// Dnstap is where dnstap messages go (unix:PATH, file:PATH); "": off.
+	Dnstap string
+
+	Mode   string         // "tun" or "flow"
+	Listen netip.AddrPort // flow mode's socket
 
 	Capture          CaptureOptions
 	Control          ControlOptions

@@ -17,6 +17,7 @@ import (
 	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/tap"
 	"github.com/dnstun/dnstun/upstream"
 )
 
@@ -142,6 +143,53 @@ func (v *validator) nonEmpty(key, p string) {
 		v.fail(key, "empty path", "leave the key out for the default")
 	}
 	v.path(key, p)
+}
+
+// observe reads the settings of the query log file, metrics, dnstap and
+// attribution.
+func (v *validator) observe(o *Options) {
+	f := v.f
+	o.Attribution = f.Attribution
+	v.path("querylog_file", f.QueryLogFile)
+	o.QueryLogFile = f.QueryLogFile
+	n, err := ParseSize(f.QueryLogSize)
+	switch {
+	case err != nil:
+		v.fail("querylog_file_size", err.Error(), "write for example 10MiB")
+	case n < 64<<10:
+		v.fail("querylog_file_size", fmt.Sprintf("%s is below 64KiB", f.QueryLogSize), "give at least 64KiB")
+	}
+	o.QueryLogSize = n
+	if f.QueryLogKeep < 0 || f.QueryLogKeep > 100 {
+		v.fail("querylog_file_keep", fmt.Sprintf("%d", f.QueryLogKeep), "want 0 (no old file kept) to 100")
+	}
+	o.QueryLogKeep = f.QueryLogKeep
+	if f.Metrics != "" {
+		ap, err := ParseMetricsAddr(f.Metrics)
+		if err != nil {
+			v.fail("metrics", err.Error(), "write IP:PORT, or :PORT for 127.0.0.1:PORT")
+		}
+		o.Metrics = ap
+	}
+	if f.Dnstap != "" {
+		if _, err := tap.ParseSpec(f.Dnstap); err != nil {
+			v.fail("dnstap", err.Error(), "write unix:/path/to/collector.sock or file:/path/to/dnstap.fstrm")
+		}
+		o.Dnstap = f.Dnstap
+	}
+}
+
+// ParseMetricsAddr reads the metrics address: IP:PORT, or :PORT (then
+// 127.0.0.1, loopback, the safe default for an unauthenticated endpoint).
+func ParseMetricsAddr(s string) (netip.AddrPort, error) {
+	if strings.HasPrefix(s, ":") {
+		s = "127.0.0.1" + s
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q is not IP:PORT", s)
+	}
+	return ap, nil
 }
 
 // cache reads the response cache's settings.
@@ -291,6 +339,11 @@ func (v *validator) check() *Options {
 	}
 	v.upstreams(o)
 	v.cache(o)
+	v.observe(o)
+	if f.ClientRate < 0 || f.ClientRate > 250000 {
+		v.fail("client_rate", fmt.Sprintf("%d is out of range", f.ClientRate), "want 0 (no bound) to 250000 queries a second")
+	}
+	o.ClientRate = f.ClientRate
 	o.Upstream0x20 = f.Upstream0x20
 	if f.SocketQueries < 1 || f.SocketQueries > 65535 {
 		v.fail("upstream_socket_queries", fmt.Sprintf("%d", f.SocketQueries), "want 1 (a fresh source port per query) to 65535")

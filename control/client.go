@@ -197,11 +197,32 @@ func (c *Client) CacheFlush(ctx context.Context, name string) (int, error) {
 // QueryLog returns up to n of the most recent queries, oldest first
 // (n = 0: DefaultQueryLogN).
 func (c *Client) QueryLog(ctx context.Context, n int) ([]QueryLogEntry, error) {
-	var d QueryLogData
 	var args map[string]any
 	if n != 0 {
 		args = map[string]any{"n": n}
 	}
-	err := c.call(ctx, VerbQueryLog, args, &d)
+	d, err := c.queryLog(ctx, args)
 	return d.Entries, err
+}
+
+// QueryLogRecent returns up to n of the most recent queries, oldest first,
+// with the Last to follow the log from.
+func (c *Client) QueryLogRecent(ctx context.Context, n int) (QueryLogData, error) {
+	return c.queryLog(ctx, map[string]any{"n": n})
+}
+
+// QueryLogAfter returns up to n queries logged after the one with sequence
+// number after, oldest first, with the Last to pass next time.
+func (c *Client) QueryLogAfter(ctx context.Context, after uint64, n int) (QueryLogData, error) {
+	args := map[string]any{"after": after}
+	if n != 0 {
+		args["n"] = n
+	}
+	return c.queryLog(ctx, args)
+}
+
+func (c *Client) queryLog(ctx context.Context, args map[string]any) (QueryLogData, error) {
+	var d QueryLogData
+	err := c.call(ctx, VerbQueryLog, args, &d)
+	return d, err
 }

@@ -21,12 +21,13 @@ import (
 
 // fakeHandler records the verbs it was asked.
 type fakeHandler struct {
-	mu      sync.Mutex
-	calls   []string
-	enabled bool
-	lastN   int
-	flushed string // the name of the last cache-flush
-	fail    error
+	mu        sync.Mutex
+	calls     []string
+	enabled   bool
+	lastN     int
+	lastAfter *uint64
+	flushed   string // the name of the last cache-flush
+	fail      error
 }
 
 func (h *fakeHandler) record(v string) error {
@@ -66,12 +67,13 @@ func (h *fakeHandler) Reload() error { return h.record("reload") }
 func (h *fakeHandler) Stats() (map[string]uint64, error) {
 	return map[string]uint64{"queries": 7, "blocked": 2}, h.record("stats")
 }
-func (h *fakeHandler) QueryLog(n int) ([]QueryLogEntry, error) {
+func (h *fakeHandler) QueryLog(a QueryLogArgs) (QueryLogData, error) {
 	h.mu.Lock()
-	h.lastN = n
+	h.lastN = a.N
+	h.lastAfter = a.After
 	h.mu.Unlock()
-	return []QueryLogEntry{{Time: fakeTime, Client: "198.19.53.1:40000", Name: "ads.example.com", Type: "A",
-		Decision: "block", Rcode: "NXDOMAIN", LatencyMicros: 12}}, h.record("querylog")
+	return QueryLogData{Entries: []QueryLogEntry{{Seq: 9, Time: fakeTime, Client: "198.19.53.1:40000", Name: "ads.example.com", Type: "A",
+		Decision: "block", Rcode: "NXDOMAIN", LatencyMicros: 12}}, Last: 9}, h.record("querylog")
 }
 func (h *fakeHandler) Stop() error { return h.record("stop") }
 func (h *fakeHandler) CacheFlush(name string) (int, error) {
@@ -157,8 +159,14 @@ func TestVerbsEndToEnd(t *testing.T) {
 	if h.lastN != 5 {
 		t.Errorf("querylog n = %d, want 5", h.lastN)
 	}
-	if _, err := c.QueryLog(ctx, 0); err != nil || h.lastN != DefaultQueryLogN {
-		t.Errorf("querylog default n = %d, %v", h.lastN, err)
+	if _, err := c.QueryLog(ctx, 0); err != nil || h.lastN != DefaultQueryLogN || h.lastAfter != nil {
+		t.Errorf("querylog default n = %d, after %v, %v", h.lastN, h.lastAfter, err)
+	}
+	if d, err := c.QueryLogAfter(ctx, 0, 0); err != nil || h.lastAfter == nil || *h.lastAfter != 0 || d.Last != 9 || len(d.Entries) != 1 || d.Entries[0].Seq != 9 {
+		t.Errorf("querylog after 0 = %+v, %v (handler got after %v)", d, err, h.lastAfter)
+	}
+	if _, err := c.QueryLogAfter(ctx, 41, 7); err != nil || h.lastAfter == nil || *h.lastAfter != 41 || h.lastN != 7 {
+		t.Errorf("querylog after 41 n 7: %v (handler got after %v, n %d)", err, h.lastAfter, h.lastN)
 	}
 	if n, err := c.CacheFlush(ctx, "example.com"); err != nil || n != 7 || h.flushed != "example.com" {
 		t.Errorf("cache-flush example.com = %d, %v (handler got %q)", n, err, h.flushed)
@@ -173,7 +181,7 @@ func TestVerbsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(h.calls, " ")
-	if got != "enable status disable status reload stats querylog querylog cache-flush cache-flush stop" {
+	if got != "enable status disable status reload stats querylog querylog querylog querylog cache-flush cache-flush stop" {
 		t.Errorf("handler saw %q", got)
 	}
 	// The raw data of a verb without data is absent.
@@ -496,8 +504,10 @@ func TestQueryLogEntryMatchesProtocol(t *testing.T) {
 		slices.Sort(k)
 		return k
 	}
-	full := QueryLogEntry{Time: fakeTime, Client: "198.19.53.1:40000", Name: "www.example.com", Type: "A",
-		Decision: "forward", Rcode: "NOERROR", Upstream: "192.0.2.1:53", LatencyMicros: 900}
+	uid := uint32(1000)
+	full := QueryLogEntry{Seq: 3, Time: fakeTime, Client: "198.19.53.1:40000", Proto: "udp", Name: "www.example.com", Type: "A",
+		Decision: "forward", Rcode: "NOERROR", Upstream: "192.0.2.1:53", LatencyMicros: 900,
+		PID: 4242, UID: &uid, Process: "curl", Exe: "/usr/bin/curl", SigningID: "com.apple.curl"}
 	want := slices.Sorted(slices.Values(documented))
 	if got := keys(full); !slices.Equal(got, want) {
 		t.Errorf("QueryLogEntry encodes %v; PROTOCOL.md documents %v", got, want)

@@ -72,7 +72,11 @@ type Response struct {
 
 // QueryLogArgs are querylog's arguments.
 type QueryLogArgs struct {
-	N int `json:"n"` // how many of the most recent entries; 0 = DefaultQueryLogN
+	N int `json:"n"` // how many entries at most; 0 = DefaultQueryLogN
+	// After, if given, asks for the entries logged after the one with
+	// this sequence number (oldest first) instead of the most recent:
+	// a follower passes the Last of its previous answer.
+	After *uint64 `json:"after,omitempty"`
 }
 
 // DefaultQueryLogN and MaxQueryLogN bound querylog's n.
@@ -130,8 +134,9 @@ type Handler interface {
 	// with the error and the old one keeps serving.
 	Reload() error
 	Stats() (map[string]uint64, error)
-	// QueryLog returns up to n of the most recent queries, oldest first.
-	QueryLog(n int) ([]QueryLogEntry, error)
+	// QueryLog returns up to a.N of the most recent queries, or of those
+	// after a.After, oldest first.
+	QueryLog(a QueryLogArgs) (QueryLogData, error)
 	// CacheFlush empties the response cache, or, with a name, removes
 	// that name and every name under it; it returns how many entries
 	// went.

@@ -367,12 +367,12 @@ func (s *Server) dispatch(line []byte, p peer) (resp Response) {
 		if a.N < 0 || a.N > MaxQueryLogN {
 			return errResponse(CodeBadArgs, fmt.Sprintf("querylog: n %d out of range: want 1 to %d", a.N, MaxQueryLogN))
 		}
-		var entries []QueryLogEntry
-		entries, err = s.h.QueryLog(a.N)
-		if entries == nil {
-			entries = []QueryLogEntry{}
+		var d QueryLogData
+		d, err = s.h.QueryLog(a)
+		if d.Entries == nil {
+			d.Entries = []QueryLogEntry{}
 		}
-		data = QueryLogData{Entries: entries}
+		data = d
 	case VerbCacheFlush:
 		var a CacheFlushArgs
 		if !noArgs {
@@ -406,6 +406,13 @@ func (s *Server) dispatch(line []byte, p peer) (resp Response) {
 // QueryLogData is querylog's data.
 type QueryLogData struct {
 	Entries []QueryLogEntry `json:"entries"`
+	// Last is the sequence number of the newest entry returned, or when
+	// none, the one asked after (or the newest logged): pass it as the next
+	// request's after to follow the log.
+	Last uint64 `json:"last"`
+	// Lost counts the entries after the one asked for that were
+	// overwritten before this request (the follower read too slowly).
+	Lost uint64 `json:"lost,omitempty"`
 }
 
 // groupCanReach checks that members of group (when one is given) can

@@ -11,12 +11,14 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/control"
+	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/listsrc"
 	"github.com/dnstun/dnstun/querylog"
@@ -73,6 +75,11 @@ type Daemon struct {
 	// and enable while its options stay the same; cacheOpts made it.
 	cache     *cache.Cache
 	cacheOpts cache.Options
+
+	obs observers
+	// engine is the serving session's engine (nil while disabled), for
+	// attribution's callback, which must not take mu.
+	engine atomic.Pointer[engine.Engine]
 }
 
 // ExitError carries the process's exit status out of Run (a disabled
@@ -108,10 +115,12 @@ func New(c Config) (*Daemon, error) {
 	}
 	lists, srcs := resolveLists(c.Options, log)
 	d.lists, d.srcs, d.stamps = lists, srcs, stampLists(lists)
+	start := time.Now()
 	set, err := loadLists(c.Options, lists, log)
 	if err != nil {
 		return nil, err
 	}
+	d.noteLists(len(lists), set.Len(), time.Since(start))
 	d.live = filter.NewLive(set)
 	return d, nil
 }
@@ -141,6 +150,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("disabled (persisted state) and exit_when_disabled: exiting")
 		return ExitError{Code: service.ExitDisabledStatus(runtime.GOOS), Msg: "disabled"}
 	}
+	stopObservers, err := d.startObservers(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopObservers()
 	if o.Control.Socket != "" {
 		srv, err := control.Serve(ctx, o.Control.Socket, o.Control.Group, d, d.log)
 		if err != nil {
@@ -291,10 +305,12 @@ func (d *Daemon) Reload() error {
 	}
 	lists, srcs := resolveLists(no, d.log)
 	stamps := stampLists(lists)
+	start := time.Now()
 	set, err := loadLists(no, lists, d.log)
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
+	took := time.Since(start)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ups := upstreamsOf(no, sys)
@@ -304,6 +320,7 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	d.live.Store(set)
+	d.obs.lists, d.obs.rules, d.obs.listsLoad, d.obs.listsSince = len(lists), set.Len(), took, time.Now()
 	if d.cache != nil {
 		// Answers stored after inspection by the old rules (CNAME
 		// cloaking, answer IPs) must not outlive them.
@@ -373,9 +390,18 @@ func (d *Daemon) cacheFor(o *config.Options) (*cache.Cache, error) {
 	return d.cache, nil
 }
 
-// QueryLog returns the n most recent queries.
-func (d *Daemon) QueryLog(n int) ([]control.QueryLogEntry, error) {
-	return d.qlog.Snapshot(n), nil
+// QueryLog returns the most recent queries, or those after a.After.
+func (d *Daemon) QueryLog(a control.QueryLogArgs) (control.QueryLogData, error) {
+	if a.After == nil {
+		recs := d.qlog.Snapshot(a.N)
+		last := d.qlog.Added()
+		if len(recs) > 0 {
+			last = recs[len(recs)-1].Seq
+		}
+		return control.QueryLogData{Entries: recs, Last: last}, nil
+	}
+	recs, last, lost := d.qlog.Since(*a.After, a.N)
+	return control.QueryLogData{Entries: recs, Last: last, Lost: lost}, nil
 }
 
 // Stop starts a clean shutdown.
@@ -410,6 +436,7 @@ func (d *Daemon) enable() error {
 		return err
 	}
 	d.on = s
+	d.engine.Store(s.e)
 	return nil
 }
 
@@ -421,6 +448,7 @@ func (d *Daemon) disable() error {
 	if d.on == nil {
 		return nil
 	}
+	d.engine.Store(nil)
 	err := d.stopSession(d.on)
 	d.on = nil
 	return err

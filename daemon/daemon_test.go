@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnstun/dnstun/control"
+
 	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/internal/dnstest"
 	"github.com/dnstun/dnstun/service"
@@ -179,8 +181,8 @@ func TestDaemonEnableDisableReloadStop(t *testing.T) {
 	if r := waitAnswer(t, o.Listen, "ads.example"); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("after reload, ads: rcode %d, want the upstream's answer", r.Rcode)
 	}
-	if log, _ := d.QueryLog(100); len(log) < 6 {
-		t.Errorf("query log holds %d entries, want at least 6", len(log))
+	if log, _ := d.QueryLog(control.QueryLogArgs{N: 100}); len(log.Entries) < 6 || log.Last != log.Entries[len(log.Entries)-1].Seq {
+		t.Errorf("query log holds %d entries (last %d), want at least 6, the last numbered last", len(log.Entries), log.Last)
 	}
 
 	d.Stop()

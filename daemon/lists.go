@@ -191,6 +191,7 @@ func (d *Daemon) swapLists(why string) {
 	o, specs := d.o, d.lists
 	d.mu.Unlock()
 	stamps := stampLists(specs) // before reading: a write during the load is seen next time
+	start := time.Now()
 	set, err := loadLists(o, specs, d.log)
 	d.mu.Lock()
 	d.stamps = stamps
@@ -200,6 +201,7 @@ func (d *Daemon) swapLists(why string) {
 		return
 	}
 	d.live.Store(set)
+	d.noteLists(len(specs), set.Len(), time.Since(start))
 	releaseMemory()
 	d.log.Info("lists reloaded", "why", why, "rules", set.Len())
 }

@@ -47,6 +47,7 @@ func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Con
 		BlockAddrs:       o.BlockAddrs,
 		BlockTTL:         o.BlockTTL,
 		MaxPending:       o.MaxPending,
+		ClientRate:       o.ClientRate,
 		// Following the system's resolvers with capture, each captured
 		// query goes to the resolver it was sent to; those sent to
 		// dnstun's own address go to the system's.
@@ -54,6 +55,9 @@ func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Con
 		Resolvers:   o.Resolvers,
 		HealthName:  HealthName,
 		QueryLog:    d.qlog,
+		Attrib:      d.obs.attrib,
+		Tap:         d.obs.tap,
+		Metrics:     d.obs.metrics,
 		Logger:      d.log,
 	}
 	if o.Mode == "tun" {
@@ -225,6 +229,7 @@ func (d *Daemon) stopSession(s *session) error {
 	if err := <-s.engDone; err != nil {
 		errs = append(errs, err)
 	}
+	d.sessionEnded(s.e.Stats(), s.e.Metrics())
 	return errors.Join(errs...)
 }
 

@@ -28,7 +28,7 @@ const (
 // a blocked one is answered as blocked (outAnswer, w.r). A hot entry near
 // its end is refreshed in the background. It returns outDrop on a miss,
 // with msg untouched.
-func (w *worker) fromCache(msg []byte, client netip.AddrPort, from via) outcome {
+func (w *worker) fromCache(msg []byte, client, resolver netip.AddrPort, from via) outcome {
 	e := w.e
 	limit := packet.ClientLimit(&w.q)
 	if from == viaTCP {
@@ -54,14 +54,14 @@ func (w *worker) fromCache(msg []byte, client netip.AddrPort, from via) outcome 
 		if d := e.filter.InspectAnswer(w.ans.Names(), w.ans.Addrs(), client.Addr()); d.Action == filter.Block {
 			e.count(AnswerBlocked)
 			e.blockReply(&d, &w.r)
-			e.logQuery(client, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
+			e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
 			return outAnswer
 		}
 	}
 	if res.Truncated {
 		e.count(Truncated)
 	}
-	e.logQuery(client, w.q.Name(), w.q.QType, querylog.Cached, uint8(binary.BigEndian.Uint16(msg[2:])&0xf), netip.AddrPort{}, 0)
+	e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Cached, uint8(binary.BigEndian.Uint16(msg[2:])&0xf), netip.AddrPort{}, 0)
 	w.cn = n
 	return outCached
 }
@@ -120,7 +120,8 @@ func (s *sweeper) serveStale(x *expired) bool {
 		return false
 	}
 	e.count(CacheStale)
-	e.logQuery(x.client, s.q.Name(), s.q.QType, querylog.Stale, uint8(binary.BigEndian.Uint16(msg[2:])&0xf), netip.AddrPort{}, x.start)
+	e.logQuery(x.via, x.client, x.resolver, nil, s.q.Name(), s.q.QType, querylog.Stale, uint8(binary.BigEndian.Uint16(msg[2:])&0xf), netip.AddrPort{}, x.start)
 	e.send(s.buf, &s.bufs, m, x.via, x.resolver, x.client)
+	e.observeForward(x.start)
 	return true
 }

@@ -16,9 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dnstun/dnstun/attrib"
 	"github.com/dnstun/dnstun/cache"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/querylog"
+	"github.com/dnstun/dnstun/tap"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
@@ -102,6 +104,22 @@ type Config struct {
 	// MTU is the TUN's MTU, which the TCP stack sizes its segments to; 0
 	// means tun.DefaultMTU.
 	MTU int
+	// ClientRate bounds the queries a second of each client (source
+	// address), with a burst of one second's worth; beyond it, REFUSED.
+	// 0: no bound. Each client may also have at most MaxPending /
+	// ClientShareDiv queries waiting (clients.go).
+	ClientRate int
+	// Metrics counts answers by decision and rcode, queries by front-end,
+	// and the latency dnstun adds (Engine.Metrics); off, none of it costs
+	// anything on the step.
+	Metrics bool
+	// Attrib, if set, finds the process behind each query (the query log
+	// shows it; $process rules need it; see attrib.go). The caller owns it
+	// and calls OwnerResolved from its OnResolved hook.
+	Attrib *attrib.Table
+	// Tap, if set, receives every client and upstream message (dnstap);
+	// the caller owns it. Off, no message is copied.
+	Tap *tap.Tap
 	// Logger for the engine; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -165,7 +183,9 @@ type Engine struct {
 	explore    atomic.Uint32 // the fastest strategy's query counter
 	healthName []byte
 	pending    *pending
+	clients    *clients
 	stats      stats
+	metrics    metrics
 	epoch      time.Time
 	// epochUnix is epoch in Unix nanoseconds: epochUnix+now() is the wall
 	// clock, from one monotonic clock read.
@@ -174,6 +194,12 @@ type Engine struct {
 	// old): the query log's time for locally answered queries.
 	coarse atomic.Int64
 	kick   chan struct{} // wakes the sweeper early
+
+	// held are the queries waiting for their process (nil without
+	// Config.Attrib).
+	held *holder
+	// lookups bounds the attribution lookups queued per second.
+	lookups budget
 
 	// tcp is the DNS-over-TCP front-end (nil without Config.TCP).
 	tcp *tcpFront
@@ -220,6 +246,11 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 		kick:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 	}
+	if cfg.Attrib != nil {
+		e.held = newHolder()
+	}
+	e.clients = newClients(cfg.ClientRate, cfg.MaxPending)
+	e.pending.clients = e.clients
 	var err error
 	e.pool, err = upstream.NewPool(upstream.PoolOptions{Mark: cfg.Mark, QueriesPerSocket: cfg.QueriesPerSocket, Linger: cfg.TotalTimeout})
 	if err != nil {
@@ -244,6 +275,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.recvWG.Add(1)
 	go e.routineReceive()
 	go e.routineSweep()
+	if e.held != nil {
+		e.wg.Add(1)
+		go e.routineRelease()
+	}
 	if e.tcp != nil {
 		e.wg.Add(1 + len(e.tcp.lns))
 		go e.tcp.routineOut()
@@ -330,9 +365,14 @@ func (r *rateLimiter) allow(now int64) bool {
 	return now >= next && r.next.CompareAndSwap(next, now+interval)
 }
 
-// logQuery records one answered query in the query log, if there is one.
-// It allocates nothing and reads the clock once.
-func (e *Engine) logQuery(client netip.AddrPort, name []byte, qtype uint16, d querylog.Decision, rcode uint8, up netip.AddrPort, start int64) {
+// logQuery records one answered query in the query log, if there is one,
+// and counts it for the metrics. owner is the process that sent it, if
+// known (else attribution's cache is asked now). It allocates nothing and
+// reads the clock once.
+func (e *Engine) logQuery(from via, client, resolver netip.AddrPort, owner *attrib.Owner, name []byte, qtype uint16, d querylog.Decision, rcode uint8, up netip.AddrPort, start int64) {
+	if e.cfg.Metrics {
+		e.metrics.answers[d][rcode&0xf].Add(1)
+	}
 	if e.cfg.QueryLog == nil {
 		return
 	}
@@ -344,5 +384,10 @@ func (e *Engine) logQuery(client netip.AddrPort, name []byte, qtype uint16, d qu
 		now = e.now()
 		lat = uint32(max(now-start, 0) / 1000)
 	}
-	e.cfg.QueryLog.Record(e.epochUnix+now, client, up, lat, qtype, rcode, d, name)
+	if owner == nil && e.cfg.Attrib != nil && client.IsValid() {
+		owner = e.cfg.Attrib.Lookup(keyOf(from, client, resolver))
+	}
+	q := querylog.Q{Time: e.epochUnix + now, Client: client, Resolver: resolver, Upstream: up, LatencyMicros: lat,
+		QType: qtype, Rcode: rcode, Decision: d, Proto: protoOf(from), Name: name, Owner: owner}
+	e.cfg.QueryLog.Record(&q)
 }

@@ -393,7 +393,8 @@ func TestEngineFullTableRefuses(t *testing.T) {
 	if !h.pipe.Inject(pkttest.Query(client4, resolver4, pkttest.Msg(1, "www.example.com", dns.TypeA))) {
 		t.Fatal("inject")
 	}
-	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(2, "www.example.com", dns.TypeA)), 3*time.Second)
+	// Another client: the table is full, not only the first one's share.
+	m, _ := h.exchange(t, pkttest.Query(client6, resolver6, pkttest.Msg(2, "www.example.com", dns.TypeA)), 3*time.Second)
 	if m.Rcode != dns.RcodeRefused || m.Id != 2 {
 		t.Fatalf("answer %v, want REFUSED for id 2", m)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/tap"
 )
 
 // NewFlow makes an engine whose front-end is a plain UDP socket instead of
@@ -43,8 +44,13 @@ func (e *Engine) routineFlowRead() error {
 			continue
 		}
 		e.count(Packets)
+		var start int64
+		if e.cfg.Metrics {
+			start = e.now()
+		}
 		m := 0
-		switch w.handle(msg[:n], from, local, viaFlow) {
+		out := w.handle(msg[:n], from, local, viaFlow)
+		switch out {
 		case outAnswer:
 			m = packet.AnswerDNS(msg, &w.q, &w.r)
 		case outCached:
@@ -53,6 +59,16 @@ func (e *Engine) routineFlowRead() error {
 		if m > 0 {
 			if _, err := e.flow.WriteToUDPAddrPort(msg[:m], from); err != nil {
 				e.count(WriteErrors)
+			}
+			if e.cfg.Tap != nil {
+				e.tapClient(tap.ClientResponse, viaFlow, from, local, msg[:m])
+			}
+			if e.cfg.Metrics {
+				if out == outCached {
+					e.observeBatch(e.now()-start, 0, 1)
+				} else {
+					e.observeBatch(e.now()-start, 1, 0)
+				}
 			}
 		}
 	}

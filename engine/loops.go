@@ -13,6 +13,7 @@ import (
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
+	"github.com/dnstun/dnstun/tap"
 	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
@@ -44,17 +45,39 @@ func (e *Engine) routineRead() error {
 				continue
 			}
 		}
+		var start int64
+		if e.cfg.Metrics {
+			start = e.now()
+		}
 		b.Out = b.Out[:0]
+		cached := 0
 		for i := range n {
 			if m := w.step(b.Bufs[i][tun.Headroom:], b.Sizes[i]); m > 0 {
 				b.Out = append(b.Out, b.Bufs[i][:tun.Headroom+m])
+				if w.out == outCached {
+					cached++
+				}
 			}
 		}
 		if len(b.Out) > 0 {
 			if _, err := e.dev.Write(b.Out, tun.Headroom); err != nil {
 				e.count(WriteErrors)
 			}
+			if e.cfg.Metrics {
+				e.observeBatch(e.now()-start, len(b.Out)-cached, cached)
+			}
 		}
+	}
+}
+
+// observeBatch counts the latency d of a batch's answers: local ones
+// answered in the step, and cached ones.
+func (e *Engine) observeBatch(d int64, local, cached int) {
+	if local > 0 {
+		e.metrics.latency[PathLocal].observe(d, uint64(local))
+	}
+	if cached > 0 {
+		e.metrics.latency[PathCache].observe(d, uint64(cached))
 	}
 }
 
@@ -153,6 +176,9 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 	now := e.now()
 	switch e.pending.take(&r.q, msg, up, sock, now, &r.m) {
 	case takeOK:
+		if e.cfg.Tap != nil {
+			e.tapUpstream(tap.ForwarderResponse, e.slots[up].Load(), r.m.via, msg)
+		}
 	case takeHeld:
 		e.count(Held)
 		return true
@@ -175,6 +201,9 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		}
 		if d := s.downUntil.Load(); d != 0 && s.downUntil.CompareAndSwap(d, 0) {
 			e.log.Info("upstream reachable now: it answered", "upstream", s.url)
+		}
+		if e.cfg.Metrics {
+			s.latency.observe(r.m.rtt, 1)
 		}
 		// An average over about the last 8 answers.
 		old := s.rtt.Load()
@@ -238,8 +267,9 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 	if s := e.slots[up].Load(); s != nil {
 		from = s.addr
 	}
-	e.logQuery(r.m.client, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), from, r.m.start)
+	e.logQuery(r.m.via, r.m.client, r.m.resolver, nil, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), from, r.m.start)
 	e.send(buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
+	e.observeForward(r.m.start)
 	return true
 }
 
@@ -247,6 +277,9 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 // the flow socket, or wrapped into IP/UDP from resolver and written into the
 // TUN. bufs is the caller's one-element batch.
 func (e *Engine) send(buf []byte, bufs *[1][]byte, n int, to via, resolver, client netip.AddrPort) {
+	if e.cfg.Tap != nil {
+		e.tapClient(tap.ClientResponse, to, client, resolver, buf[replyOff:replyOff+n])
+	}
 	if to == viaTCP {
 		e.tcp.deliver(client, resolver, buf[replyOff:replyOff+n])
 		return
@@ -328,10 +361,9 @@ func sweepInterval(perTry time.Duration) time.Duration {
 
 func (s *sweeper) sweep() {
 	e := s.e
-	pos := 0
 	for {
 		now := e.now()
-		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), e.route.Load(), &pos, s.out[:])
+		n, done := e.pending.sweep(now, int64(e.cfg.UpstreamTimeout), e.route.Load(), s.out[:])
 		for i := range n {
 			x := &s.out[i]
 			if !x.retry {
@@ -408,13 +440,22 @@ func (s *sweeper) servfail(x *expired) {
 		}
 	}
 	s.r = packet.Reply{Rcode: rcodeServFail}
-	e.logQuery(x.client, s.q.Name(), s.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, x.start)
+	e.logQuery(x.via, x.client, x.resolver, nil, s.q.Name(), s.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, x.start)
 	// The answer may not grow past the stored query's buffer.
 	m := packet.AnswerDNS(msg[:MaxQuery+512], &s.q, &s.r)
 	if m == 0 {
 		return
 	}
 	e.send(s.buf, &s.bufs, m, x.via, x.resolver, x.client)
+	e.observeForward(x.start)
+}
+
+// observeForward counts the latency of a forwarded query's answer, just
+// written: from its decision (start, engine clock) to now.
+func (e *Engine) observeForward(start int64) {
+	if e.cfg.Metrics {
+		e.metrics.latency[PathForward].observe(e.now()-start, 1)
+	}
 }
 
 // clientQuery copies the stored query of x into the sweeper's buffer as
@@ -435,13 +476,16 @@ func (s *sweeper) clientQuery(x *expired) int {
 
 // failAll answers SERVFAIL to every query still waiting; used on Close,
 // after the upstream sockets are closed and the receivers have stopped.
+// The table is closed first: a query the reader decided to forward before
+// it saw the engine closing finds it closed and gets SERVFAIL at once,
+// instead of waiting in a table nobody sweeps again.
 func (e *Engine) failAll() {
+	e.pending.close()
 	s := newSweeper(e)
-	pos := 0
 	for {
 		// A deadline in the far future makes every entry expire for good.
 		const forever = int64(1) << 62
-		n, done := e.pending.sweep(forever, 0, e.route.Load(), &pos, s.out[:])
+		n, done := e.pending.sweep(forever, 0, e.route.Load(), s.out[:])
 		for i := range n {
 			s.servfail(&s.out[i])
 		}

@@ -61,6 +61,8 @@ type entry struct {
 	name     [packet.MaxName]byte
 	flip     [32]byte // 0x20: bit i set when byte 12+i of the query had its case flipped
 	deadline int64    // end of the current attempt (engine clock, ns)
+	hpos     int32    // the entry's index in pending.heap
+	cb       int32    // the client's counter (clients.go); -1: none
 	final    int64    // when the client gets SERVFAIL
 	start    int64
 	// A CNAME rewrite: the client asked for alias (wire format), the query
@@ -89,21 +91,50 @@ type request struct {
 	flip             [32]byte
 	now              int64
 	perTry, total    int64
+	cb               int32 // the client's counter, held for the query; -1: none
 }
 
 // pending is the fixed-capacity table of forwarded queries, keyed by a
 // random 16-bit upstream ID. It never grows and never allocates after
 // newPending.
+//
+// Two indexes keep the work of the sweeper and of the receivers
+// proportional to what they touch, not to the table's size: a binary heap
+// of the entries ordered by attempt deadline (a sweep pops what expired),
+// and, per pool socket bucket, a list of the attempts sent on sockets of
+// that bucket (an ICMP refusal on one socket walks only that list).
 type pending struct {
 	mu    sync.Mutex
 	slots []entry
 	free  []int32 // stack of free slot indexes
 	byID  [1 << 16]int32
 	n     int
+	// closed: the engine has swept the table for the last time; nothing
+	// more may be inserted (its client would never be answered).
+	closed bool
+	// heap holds the slot index of every entry, a min-heap by deadline.
+	heap []int32
+	// The attempt lists by socket: attempt i of slot s is node
+	// s*maxAttempts+i; sockHead[b] is the first node of bucket b
+	// (sock & sockMask), -1 when empty; sockNext and sockPrev link them.
+	sockHead [sockBuckets]int32
+	sockNext []int32
+	sockPrev []int32
 	// inflight counts, per upstream, the queries that were sent to it and
 	// are still waiting: an upstream with none can leave the table.
 	inflight [MaxUpstreams]atomic.Int32
+	// clients gets back each entry's share when it leaves (nil in tests
+	// of the table alone).
+	clients *clients
 }
+
+// sockBuckets is the number of socket lists: the pool's bound on open
+// sockets, whose ids carry their slot in the low bits, so that a bucket
+// usually holds one socket's attempts.
+const (
+	sockBuckets = 4096
+	sockMask    = sockBuckets - 1
+)
 
 func newPending(capacity int) *pending {
 	if capacity < 1 {
@@ -113,21 +144,37 @@ func newPending(capacity int) *pending {
 		// Config refuses more; a direct caller gets the limit.
 		capacity = MaxPendingLimit
 	}
-	p := &pending{slots: make([]entry, capacity), free: make([]int32, capacity)}
+	p := &pending{slots: make([]entry, capacity), free: make([]int32, capacity),
+		heap: make([]int32, 0, capacity), sockNext: make([]int32, capacity*maxAttempts), sockPrev: make([]int32, capacity*maxAttempts)}
 	for i := range p.free {
 		p.free[i] = int32(capacity - 1 - i)
+	}
+	for i := range p.sockHead {
+		p.sockHead[i] = -1
 	}
 	return p
 }
 
+// insertResult says why insert did not store a query.
+type insertResult uint8
+
+const (
+	insertOK     insertResult = iota
+	insertFull                // the table is full: REFUSED
+	insertClosed              // the engine has closed: SERVFAIL
+)
+
 // insert stores the query msg (already checked to be <= MaxQuery, read
 // into q) with what r says of it, gives it a fresh random upstream ID, and
 // writes that ID into msg. It returns false when the table is full.
-func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, bool) {
+func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, insertResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return 0, insertClosed
+	}
 	if len(p.free) == 0 {
-		return 0, false
+		return 0, insertFull
 	}
 	slot := p.free[len(p.free)-1]
 	p.free = p.free[:len(p.free)-1]
@@ -146,11 +193,12 @@ func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, bo
 	e.parallel = r.parallel
 	e.sent, e.failed = 0, 0
 	e.nAtt = uint8(copy(e.att[:], r.att[:r.nAtt]))
-	for _, a := range e.att[:e.nAtt] {
+	for i, a := range e.att[:e.nAtt] {
 		if e.sent&(1<<a.up) == 0 {
 			e.sent |= 1 << a.up
 			p.inflight[a.up].Add(1)
 		}
+		p.linkSock(slot, i)
 	}
 	e.client = r.client
 	e.resolver = r.resolver
@@ -169,11 +217,13 @@ func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, bo
 	e.qtype, e.qclass = q.QType, q.QClass
 	e.nameLen = uint8(copy(e.name[:], q.Name()))
 	e.start = r.now
+	e.cb = r.cb
 	e.final = r.now + r.total
 	e.deadline = min(r.now+r.perTry, e.final)
+	p.heapPush(slot)
 	binary.BigEndian.PutUint16(msg, id)
 	e.qlen = uint16(copy(e.query[:], msg))
-	return id, true
+	return id, insertOK
 }
 
 // addAttempt records that the query with upstream ID id is being sent to
@@ -194,11 +244,20 @@ func (p *pending) addAttempt(id uint16, up int, sock uint32, now int64) bool {
 	a := attempt{up: uint8(up), sock: sock, at: now}
 	if int(e.nAtt) < maxAttempts {
 		e.att[e.nAtt] = a
+		p.linkSock(s-1, int(e.nAtt))
 		e.nAtt++
 	} else {
-		// The oldest attempt gives way: its answer is long overdue.
+		// The oldest attempt gives way: its answer is long overdue. The
+		// attempts stay in sending order (take and the tests read them
+		// so), so every one moves down and is linked anew.
+		for i := range e.att[:e.nAtt] {
+			p.unlinkSock(s-1, i)
+		}
 		copy(e.att[:], e.att[1:])
 		e.att[maxAttempts-1] = a
+		for i := range e.att[:e.nAtt] {
+			p.linkSock(s-1, i)
+		}
 	}
 	return true
 }
@@ -299,6 +358,13 @@ func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now 
 func (p *pending) release(s int32) {
 	e := &p.slots[s]
 	p.byID[e.id] = 0
+	p.heapRemove(e.hpos)
+	for i := range e.att[:e.nAtt] {
+		p.unlinkSock(s, i)
+	}
+	if p.clients != nil {
+		p.clients.releaseOf(e.cb)
+	}
 	for m := e.sent; m != 0; m &= m - 1 {
 		p.inflight[bits.TrailingZeros32(m)].Add(-1)
 	}
@@ -328,24 +394,26 @@ type expired struct {
 	query    [MaxQuery]byte
 }
 
-// sweep collects up to len(out) queries whose attempt deadline has passed,
-// starting at slot *pos, and returns how many it filled; rt gives the
-// upstreams of each query's group, which unfixed queries cycle through. A
-// query still within its overall deadline moves to the next upstream
-// (cycling) and stays in the table; one past it, or refused (expedited)
-// after every upstream had it, is removed and reported for SERVFAIL. *pos
-// advances so that successive calls cover the whole table; it wraps to 0
-// when the scan is complete (done=true).
-func (p *pending) sweep(now, perTry int64, rt *routing, pos *int, out []expired) (n int, done bool) {
+// sweep collects up to len(out) queries whose attempt deadline has passed
+// (popped from the deadline heap: the cost is that of what expired, not of
+// the table), and returns how many it filled; rt gives the upstreams of
+// each query's group, which unfixed queries cycle through. A query still
+// within its overall deadline moves to the next upstream (cycling) and
+// stays in the table with its next deadline; one past it, or refused
+// (expedited) after every upstream had it, is removed and reported for
+// SERVFAIL. done is false when out filled up before the expired ran out:
+// call again.
+func (p *pending) sweep(now, perTry int64, rt *routing, out []expired) (n int, done bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for ; *pos < len(p.slots); *pos++ {
+	for len(p.heap) > 0 {
+		slot := p.heap[0]
+		e := &p.slots[slot]
+		if e.deadline > now {
+			return n, true
+		}
 		if n == len(out) {
 			return n, false
-		}
-		e := &p.slots[*pos]
-		if !e.used || e.deadline > now {
-			continue
 		}
 		x := &out[n]
 		n++
@@ -367,11 +435,11 @@ func (p *pending) sweep(now, perTry int64, rt *routing, pos *int, out []expired)
 		if e.fixed || len(ups.idx) == 0 {
 			all = e.sent
 		}
-		if now >= e.final || (e.failed != 0 && e.failed&all == all) {
+		if now >= e.final || perTry <= 0 || (e.failed != 0 && e.failed&all == all) {
 			// Out of time, or refused by every upstream: SERVFAIL now
 			// rather than cycling through dead upstreams.
 			x.retry = false
-			p.release(int32(*pos))
+			p.release(slot)
 			continue
 		}
 		if !e.fixed && len(ups.idx) > 0 {
@@ -381,43 +449,49 @@ func (p *pending) sweep(now, perTry int64, rt *routing, pos *int, out []expired)
 			e.sent |= 1 << e.up
 			p.inflight[e.up].Add(1)
 		}
-		e.deadline = min(now+perTry, e.final)
+		e.deadline = min(now+perTry, e.final) // later than now: final > now
+		p.heapFix(e.hpos)
 		x.retry, x.up = true, e.up
 	}
-	*pos = 0
 	return n, true
 }
 
-// fail notes that upstream up refused or failed entry e, and ends its
-// current attempt when nothing else can answer it now: a parallel query
-// waits for its other upstreams. p.mu is held.
-func (e *entry) fail(up int) {
+// close marks the table closed: from now on insert refuses. The engine's
+// last sweep comes after it, so that no query is left unanswered.
+func (p *pending) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+}
+
+// fail notes that upstream up refused or failed the entry in slot s, and
+// ends its current attempt when nothing else can answer it now: a
+// parallel query waits for its other upstreams. p.mu is held.
+func (p *pending) fail(s int32, up int) {
+	e := &p.slots[s]
 	e.failed |= 1 << up
 	if !e.parallel && int(e.up) == up || e.parallel && e.failed&e.sent == e.sent {
 		e.deadline = 0
+		p.heapFix(e.hpos)
 	}
 }
 
 // expediteSock fails the queries with an attempt on upstream up's pool
 // socket sock (it got an ICMP refusal), so the next sweep moves them on.
 func (p *pending) expediteSock(up int, sock uint32) int {
-	if p.inflight[up].Load() == 0 {
+	if p.inflight[up].Load() == 0 || sock == 0 {
 		return 0
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := 0
-	for i := range p.slots {
-		e := &p.slots[i]
-		if !e.used || e.sent&(1<<up) == 0 {
-			continue
-		}
-		for _, a := range e.att[:e.nAtt] {
-			if int(a.up) == up && a.sock == sock {
-				e.fail(up)
-				k++
-				break
-			}
+	last := int32(-1) // a query with two attempts on the socket fails once
+	for node := p.sockHead[sock&sockMask]; node >= 0; node = p.sockNext[node] {
+		s, i := node/maxAttempts, node%maxAttempts
+		if a := p.slots[s].att[i]; int(a.up) == up && a.sock == sock && s != last {
+			p.fail(s, up)
+			last = s
+			k++
 		}
 	}
 	return k
@@ -437,7 +511,7 @@ func (p *pending) expediteID(id uint16, up int) {
 		up = int(e.up)
 	}
 	if e.sent&(1<<up) != 0 {
-		e.fail(up)
+		p.fail(s-1, up)
 	}
 }
 
@@ -457,4 +531,112 @@ func (p *pending) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.n
+}
+
+// The deadline heap: p.heap is a binary min-heap of slot indexes by their
+// entry's deadline, each entry knowing its position (hpos). p.mu is held.
+
+func (p *pending) heapLess(i, j int) bool {
+	return p.slots[p.heap[i]].deadline < p.slots[p.heap[j]].deadline
+}
+
+func (p *pending) heapSwap(i, j int) {
+	h := p.heap
+	h[i], h[j] = h[j], h[i]
+	p.slots[h[i]].hpos = int32(i)
+	p.slots[h[j]].hpos = int32(j)
+}
+
+func (p *pending) heapPush(slot int32) {
+	p.slots[slot].hpos = int32(len(p.heap))
+	p.heap = append(p.heap, slot)
+	p.heapUp(len(p.heap) - 1)
+}
+
+// heapRemove takes out the element at position i.
+func (p *pending) heapRemove(i int32) {
+	last := len(p.heap) - 1
+	if int(i) != last {
+		p.heapSwap(int(i), last)
+	}
+	p.heap = p.heap[:last]
+	if int(i) != last {
+		p.heapFix(i)
+	}
+}
+
+// heapFix restores the order after the deadline at position i changed.
+func (p *pending) heapFix(i int32) {
+	if !p.heapDown(int(i)) {
+		p.heapUp(int(i))
+	}
+}
+
+func (p *pending) heapUp(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !p.heapLess(i, parent) {
+			return
+		}
+		p.heapSwap(i, parent)
+		i = parent
+	}
+}
+
+// heapDown sinks position i and reports whether it moved.
+func (p *pending) heapDown(i int) bool {
+	start := i
+	for {
+		l := 2*i + 1
+		if l >= len(p.heap) {
+			break
+		}
+		c := l
+		if r := l + 1; r < len(p.heap) && p.heapLess(r, l) {
+			c = r
+		}
+		if !p.heapLess(c, i) {
+			break
+		}
+		p.heapSwap(i, c)
+		i = c
+	}
+	return i > start
+}
+
+// The attempt lists by socket bucket. p.mu is held.
+
+// linkSock adds attempt i of slot s to its socket's list (none for a
+// transport without per-query sockets).
+func (p *pending) linkSock(s int32, i int) {
+	sock := p.slots[s].att[i].sock
+	if sock == 0 {
+		return
+	}
+	node := s*maxAttempts + int32(i)
+	b := sock & sockMask
+	head := p.sockHead[b]
+	p.sockNext[node], p.sockPrev[node] = head, -1
+	if head >= 0 {
+		p.sockPrev[head] = node
+	}
+	p.sockHead[b] = node
+}
+
+// unlinkSock takes attempt i of slot s out of its socket's list.
+func (p *pending) unlinkSock(s int32, i int) {
+	sock := p.slots[s].att[i].sock
+	if sock == 0 {
+		return
+	}
+	node := s*maxAttempts + int32(i)
+	next, prev := p.sockNext[node], p.sockPrev[node]
+	if prev >= 0 {
+		p.sockNext[prev] = next
+	} else {
+		p.sockHead[sock&sockMask] = next
+	}
+	if next >= 0 {
+		p.sockPrev[next] = prev
+	}
 }

@@ -42,6 +42,12 @@ const (
 	CacheHits                    // queries answered from the cache
 	CachePrefetch                // hot cache entries refreshed before they expired
 	CacheStale                   // expired cache entries served because the upstreams failed (RFC 8767)
+	AttribHeld                   // queries held until their process was known ($process rules)
+	AttribUnheld                 // queries decided without their process: the held table or lookup queue was full
+	AttribLate                   // held queries released by the timeout, not by their lookup
+	AttribSkipped                // owner lookups not queued: over lookupsPerSecond (the query log shows no process)
+	RateLimited                  // REFUSED: the client was over Config.ClientRate
+	ClientFull                   // REFUSED: the client had its share of the pending table waiting
 	numCounters
 )
 
@@ -50,6 +56,7 @@ var counterNames = [numCounters]string{
 	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors", "rewritten", "answer_blocked",
 	"tcp_segments", "tcp_conns", "tcp_refused", "tcp_queries", "tcp_orphans", "truncated", "badvers",
 	"held", "case_mismatch", "cache_hits", "cache_prefetch", "cache_stale",
+	"attrib_held", "attrib_unheld", "attrib_late", "attrib_skipped", "rate_limited", "client_full",
 }
 
 func (c Counter) String() string {

@@ -5,9 +5,11 @@ package engine
 import (
 	"net/netip"
 
+	"github.com/dnstun/dnstun/attrib"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
+	"github.com/dnstun/dnstun/tap"
 )
 
 // DNS constants used on the data path (RFC 1035 §3.2.2, §4.1.1; RFC 8914).
@@ -54,9 +56,18 @@ type worker struct {
 	q2     packet.Question // the rewritten question of a CNAME rewrite
 	r      packet.Reply
 	fq     filter.Query
-	abuf   [MaxQuery]byte            // a CNAME rewrite's query to the target
-	req    request                   // a forwarded query's record
-	cn     int                       // outCached: the answer's length
+	abuf   [MaxQuery]byte // a CNAME rewrite's query to the target
+	req    request        // a forwarded query's record
+	cn     int            // outCached: the answer's length
+	out    outcome        // what step's last packet came to
+	// cur is the process that sent the current query (nil: unknown);
+	// presetOwner is one a front-end found before calling handle (preset).
+	cur         *attrib.Owner
+	preset      bool
+	presetOwner *attrib.Owner
+	// replay: handle runs again for a query it held (already counted
+	// and tapped when it arrived).
+	replay bool
 	qsave  []byte                    // a TCP query kept while the cache is asked
 	pbuf   [packet.MaxName + 64]byte // a cache refresh's query
 	ans    packet.Answers            // a cache hit's records, for answer inspection
@@ -86,13 +97,18 @@ func (w *worker) step(pkt []byte, n int) int {
 		return 0
 	}
 	msg := pkt[w.p.PayloadOff : w.p.PayloadOff+w.p.PayloadLen]
-	switch w.handle(msg, w.p.Src, w.p.Dst, viaTUN) {
+	w.out = w.handle(msg, w.p.Src, w.p.Dst, viaTUN)
+	m := 0
+	switch w.out {
 	case outAnswer:
-		return packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
+		m = packet.AnswerInPlace(pkt, &w.p, &w.q, &w.r)
 	case outCached:
-		return packet.ReplyInPlace(pkt, &w.p, w.cn)
+		m = packet.ReplyInPlace(pkt, &w.p, w.cn)
 	}
-	return 0
+	if m > 0 && w.e.cfg.Tap != nil {
+		w.e.tapClient(tap.ClientResponse, viaTUN, w.p.Src, w.p.Dst, pkt[udpHeaderLen(w.p.Family):m])
+	}
+	return m
 }
 
 // handle is the one place that fixes the order of processing of a DNS
@@ -101,33 +117,53 @@ func (w *worker) step(pkt []byte, n int) int {
 // resolver the address it asked.
 func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) outcome {
 	e := w.e
+	if e.cfg.Metrics && from != viaNone && !w.replay {
+		e.metrics.queries[transportOf(from)].Add(1)
+	}
 	if r := packet.ReadQuestion(msg, &w.q); r != packet.OK {
 		e.stats.drops[r].Add(1)
 		rcode, answer := r.Rcode()
 		if !answer {
 			return outDrop // garbage gets no reply: any reply could amplify
 		}
-		e.logQuery(client, nil, 0, querylog.Malformed, rcode, netip.AddrPort{}, 0)
+		e.logQuery(from, client, resolver, nil, nil, 0, querylog.Malformed, rcode, netip.AddrPort{}, 0)
 		return w.reply(rcode, nil, 0, false)
+	}
+	if e.cfg.Tap != nil && !w.replay {
+		e.tapClient(tap.ClientQuery, from, client, resolver, msg)
 	}
 	if len(e.healthName) > 0 && string(w.q.Name()) == string(e.healthName) {
 		return w.reply(0, nil, 0, false) // the watchdog's probe
 	}
+	if e.cfg.ClientRate > 0 && from != viaNone && !w.replay && !e.clients.allow(e.clients.bucket(client.Addr()), e.coarse.Load()) {
+		e.count(RateLimited)
+		e.logQuery(from, client, resolver, nil, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
+		return w.reply(rcodeRefused, nil, 0, false)
+	}
 	w.fq = filter.Query{Name: w.q.Name(), QType: w.q.QType, Client: client.Addr()}
+	w.cur = nil
+	if e.cfg.Attrib != nil && from != viaNone {
+		o, held := w.owner(msg, client, resolver, from)
+		if held {
+			return outDrop // decided when its process is known
+		}
+		w.cur = o
+		setProcess(&w.fq, o)
+	}
 	d := e.filter.DecideQuery(&w.fq)
 	if w.q.EDNSVersion != 0 && d.Action != filter.Forward {
 		// dnstun answers this one itself, and speaks EDNS version 0 only
 		// (RFC 6891 §6.1.3): BADVERS, with an OPT of version 0. Forwarded
 		// queries get their upstream's answer to the version.
 		e.count(BadVers)
-		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Malformed, rcodeBadVers&0xf, netip.AddrPort{}, 0)
+		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Malformed, rcodeBadVers&0xf, netip.AddrPort{}, 0)
 		return w.reply(rcodeBadVers, nil, 0, false)
 	}
 	switch d.Action {
 	case filter.Block:
 		e.count(Blocked)
 		e.blockReply(&d, &w.r)
-		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
+		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
 	case filter.Answer:
 		if len(d.CNAME) > 0 && len(d.Addrs) == 0 && d.Rcode == 0 && w.q.QType != typeCNAME {
@@ -142,16 +178,21 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 			ttl = e.cfg.LocalTTL
 		}
 		w.r = packet.Reply{Rcode: d.Rcode, TTL: ttl, Addrs: d.Addrs, CNAME: d.CNAME, PTR: d.PTR, TXT: d.TXT, EDE: d.EDE, HasEDE: d.EDE != 0}
-		e.logQuery(client, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
+		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Local, d.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
 	}
 	if e.cfg.Cache != nil && !e.passThrough(w.q.Name(), resolver, from) {
-		if out := w.fromCache(msg, client, from); out != outDrop {
+		if out := w.fromCache(msg, client, resolver, from); out != outDrop {
 			return out
 		}
 	}
 	return w.forward(msg, client, resolver, from)
 }
+
+// testHookBeforeInsert, when set by a test, runs just before a forwarded
+// query is recorded: it lets a test close the engine exactly between the
+// reader's check of closing and the insert.
+var testHookBeforeInsert func(*Engine)
 
 // blockReply fills r with the block answer d asks for: the rule's or list's
 // mode, else the engine's; its TTL, else the engine's; its EDE, else
@@ -212,7 +253,19 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 	r := &w.req
 	r.client, r.resolver, r.from, r.alias, r.aliasTTL = client, resolver, from, alias, aliasTTL
 	r.now, r.perTry, r.total = e.now(), int64(e.cfg.UpstreamTimeout), int64(e.cfg.TotalTimeout)
+	r.cb = -1
+	if from != viaNone {
+		// The client's share of the table (clients.go).
+		cb := e.clients.bucket(client.Addr())
+		if !e.clients.hold(cb) {
+			e.count(ClientFull)
+			e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
+			return w.reply(rcodeRefused, nil, 0, false)
+		}
+		r.cb = int32(cb)
+	}
 	if !e.chooseUpstream(q.Name(), resolver, from, r) {
+		e.clients.releaseOf(r.cb)
 		return w.reply(rcodeServFail, nil, 0, false) // no upstream to ask
 	}
 	r.hasFlip = e.cfg.Case0x20
@@ -225,8 +278,12 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 			failed |= 1 << i
 		}
 	}
-	id, ok := e.pending.insert(q, msg, r)
-	if !ok {
+	if testHookBeforeInsert != nil {
+		testHookBeforeInsert(e)
+	}
+	id, res := e.pending.insert(q, msg, r)
+	if res != insertOK {
+		e.clients.releaseOf(r.cb)
 		for i := range r.nAtt {
 			if r.att[i].sock != 0 {
 				e.pool.Unpick(r.att[i].sock)
@@ -238,8 +295,14 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 		if from == viaNone {
 			return outDrop // a refresh: the entry expires as it would have
 		}
+		if res == insertClosed {
+			// The engine closed after this query was read: SERVFAIL, as
+			// every query still waiting gets.
+			e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, 0)
+			return w.reply(rcodeServFail, nil, 0, false)
+		}
 		e.count(Full)
-		e.logQuery(client, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
+		e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	e.count(Forwarded)

@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnstun/dnstun/attrib"
 	"github.com/dnstun/dnstun/packet"
+	"github.com/dnstun/dnstun/tap"
 	"github.com/dnstun/dnstun/tun"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -306,6 +308,8 @@ func (c *tcpConn) serve() {
 	defer close(done)
 	go c.write(done)
 	w := newWorker(e)
+	var owner *attrib.Owner
+	ownerKnown := false
 	small := make([]byte, 2+tcpBufSize)
 	for {
 		buf := small
@@ -327,16 +331,26 @@ func (c *tcpConn) serve() {
 		}
 		e.count(TCPQueries)
 		msg := buf[2 : 2+n]
+		if e.cfg.Attrib != nil && e.usesProcess() {
+			// The connection's own goroutine may wait for its owner
+			// (once per connection: the socket does not change hands).
+			if !ownerKnown {
+				owner, ownerKnown = c.t.owner(c.key), true
+			}
+			w.preset, w.presetOwner = true, owner
+		}
 		switch w.handle(msg, c.key.client, c.key.resolver, viaTCP) {
 		case outAnswer:
 			// The answer grows in place past the query, within the
 			// buffer: local answers are small (a block, a few records).
 			if m := packet.AnswerDNSTo(buf[2:], &w.q, &w.r, packet.StreamLimit); m > 0 {
+				e.tapClient(tap.ClientResponse, viaTCP, c.key.client, c.key.resolver, buf[2:2+m])
 				c.enqueue(buf[2 : 2+m])
 			} else {
 				<-c.slots
 			}
 		case outCached:
+			e.tapClient(tap.ClientResponse, viaTCP, c.key.client, c.key.resolver, buf[2:2+w.cn])
 			c.enqueue(buf[2 : 2+w.cn])
 		case outForward:
 			// The answer comes back through deliver.
@@ -362,6 +376,15 @@ func (c *tcpConn) serve() {
 		}
 	}
 	c.close()
+}
+
+// owner looks up the process behind a connection, waiting at most
+// holdFor.
+func (t *tcpFront) owner(k connKey) *attrib.Owner {
+	ctx, cancel := context.WithTimeout(context.Background(), holdFor)
+	defer cancel()
+	o, _ := t.e.cfg.Attrib.Resolve(ctx, keyOf(viaTCP, k.client, k.resolver))
+	return o
 }
 
 // close closes the connection after stopping its deadline timers: each

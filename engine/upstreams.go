@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dnstun/dnstun/tap"
 	"github.com/dnstun/dnstun/upstream"
 )
 
@@ -98,6 +99,7 @@ type slot struct {
 	answers   atomic.Uint64
 	expired   atomic.Uint64 // attempts that timed out
 	errs      atomic.Uint64 // sends that failed, transport failures
+	latency   histogram     // round trips (with Config.Metrics)
 }
 
 // healthy reports whether s is not being skipped.
@@ -505,6 +507,9 @@ func (e *Engine) transmit(s *slot, a attempt, from via, msg []byte) error {
 		return errSlotGone
 	}
 	s.sent.Add(1)
+	if e.cfg.Tap != nil {
+		e.tapUpstream(tap.ForwarderQuery, s, from, msg)
+	}
 	var err error
 	switch {
 	case s.ex != nil:
@@ -625,6 +630,8 @@ type UpstreamState struct {
 	Answers  uint64
 	Timeouts uint64
 	Errors   uint64
+	// Latency are the round trips of its answers (with Config.Metrics).
+	Latency Histogram
 }
 
 // UpstreamStates returns the configured upstreams: the default ones in the
@@ -660,6 +667,7 @@ func (e *Engine) UpstreamStates() []UpstreamState {
 			out = append(out, UpstreamState{
 				URL: s.url, Domains: names, Healthy: s.healthy(now), RTT: time.Duration(s.rtt.Load()),
 				Sent: s.sent.Load(), Answers: s.answers.Load(), Timeouts: s.expired.Load(), Errors: s.errs.Load(),
+				Latency: s.latency.snapshot(),
 			})
 		}
 	}

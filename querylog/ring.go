@@ -6,7 +6,10 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/dnstun/dnstun/attrib"
 )
 
 // Decision is what dnstun did with a query.
@@ -69,27 +72,61 @@ func (a Addr) AddrPort() netip.AddrPort {
 // defined here, not in control, so that the data path imports nothing of the
 // control plane.
 type Record struct {
+	Seq           uint64    `json:"seq"` // 1 for the first query the daemon logged, then one more for each
 	Time          time.Time `json:"time"`
 	Client        string    `json:"client"` // IP:port of the asking socket
+	Proto         string    `json:"proto"`  // udp or tcp
 	Name          string    `json:"name"`   // the question's name, as asked, without the final dot
 	Type          string    `json:"type"`   // A, AAAA, ... or TYPEn
 	Decision      string    `json:"decision"`
 	Rcode         string    `json:"rcode"`              // NOERROR, NXDOMAIN, ... or RCODEn
 	Upstream      string    `json:"upstream,omitempty"` // the upstream that answered, for forwarded queries
 	LatencyMicros uint32    `json:"latency_us"`
+	// The process that sent the query, when attribution found it.
+	PID       int32   `json:"pid,omitempty"`
+	UID       *uint32 `json:"uid,omitempty"`
+	Process   string  `json:"process,omitempty"`    // its name (Linux: comm)
+	Exe       string  `json:"exe,omitempty"`        // its executable's path
+	SigningID string  `json:"signing_id,omitempty"` // macOS: its code-signing identifier
 }
+
+// Proto is a query's transport protocol: ProtoUDP or ProtoTCP (IANA
+// protocol numbers, as attrib.Key has them).
+const (
+	ProtoUDP = 17
+	ProtoTCP = 6
+)
 
 // Entry is one query, fixed size.
 type Entry struct {
 	Time          int64 // Unix nanoseconds
 	Client        Addr
+	Resolver      Addr // the address the client asked
 	Upstream      Addr // the upstream that answered, for forwarded queries
 	LatencyMicros uint32
 	QType         uint16
 	Rcode         uint8
 	Decision      Decision
+	Proto         uint8 // ProtoUDP or ProtoTCP
 	NameLen       uint8
 	Name          [255]byte // wire-format-free text, without the final dot
+	// Owner is the process that sent the query, if attribution knew it
+	// when the query was logged (else it is looked up when read).
+	Owner *attrib.Owner
+}
+
+// Q is what the engine logs of one query.
+type Q struct {
+	Time             int64 // Unix nanoseconds
+	Client, Resolver netip.AddrPort
+	Upstream         netip.AddrPort
+	LatencyMicros    uint32
+	QType            uint16
+	Rcode            uint8
+	Decision         Decision
+	Proto            uint8
+	Name             []byte
+	Owner            *attrib.Owner
 }
 
 // SetName copies name (truncated to 255 bytes) into e without allocating.
@@ -102,6 +139,23 @@ type Ring struct {
 	mu   sync.Mutex
 	buf  []Entry
 	next uint64 // total entries ever added
+	// owners looks up the process of an entry logged before attribution
+	// knew it; nil: none.
+	owners atomic.Pointer[OwnerLookup]
+}
+
+// OwnerLookup finds the process that owns a client's socket (attrib.Table's
+// Lookup); it must not block.
+type OwnerLookup func(k attrib.Key) *attrib.Owner
+
+// SetOwnerLookup sets how entries logged without their process find it
+// when read (nil: they are shown without one).
+func (r *Ring) SetOwnerLookup(f OwnerLookup) {
+	if f == nil {
+		r.owners.Store(nil)
+		return
+	}
+	r.owners.Store(&f)
 }
 
 // New returns a ring of size entries (at least 1).
@@ -121,23 +175,26 @@ func (r *Ring) Add(e *Entry) {
 	r.mu.Unlock()
 }
 
-// Record adds an entry built from its fields, written straight into the
-// ring under the lock: only len(name) bytes of the name are copied. It does
-// not allocate.
-func (r *Ring) Record(t int64, client, upstream netip.AddrPort, latencyMicros uint32, qtype uint16, rcode uint8, d Decision, name []byte) {
+// Record adds an entry built from q, written straight into the ring under
+// the lock: only len(q.Name) bytes of the name are copied. It does not
+// allocate.
+func (r *Ring) Record(q *Q) {
 	r.mu.Lock()
 	e := &r.buf[r.next%uint64(len(r.buf))]
-	e.Time = t
-	e.Client = AddrFrom(client)
-	e.Upstream = AddrFrom(upstream)
-	e.LatencyMicros = latencyMicros
-	e.QType, e.Rcode, e.Decision = qtype, rcode, d
-	e.NameLen = uint8(copy(e.Name[:], name))
+	e.Time = q.Time
+	e.Client = AddrFrom(q.Client)
+	e.Resolver = AddrFrom(q.Resolver)
+	e.Upstream = AddrFrom(q.Upstream)
+	e.LatencyMicros = q.LatencyMicros
+	e.QType, e.Rcode, e.Decision, e.Proto = q.QType, q.Rcode, q.Decision, q.Proto
+	e.NameLen = uint8(copy(e.Name[:], q.Name))
+	e.Owner = q.Owner
 	r.next++
 	r.mu.Unlock()
 }
 
-// Added is how many entries were ever added.
+// Added is how many entries were ever added: the sequence number of the
+// newest (0: none yet).
 func (r *Ring) Added() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -151,37 +208,78 @@ func (r *Ring) Snapshot(n int) []Record {
 	}
 	r.mu.Lock()
 	have := min(r.next, uint64(len(r.buf)))
-	if uint64(n) > have {
-		n = int(have)
-	}
-	raw := make([]Entry, n)
-	start := r.next - uint64(n)
-	for i := range raw {
-		raw[i] = r.buf[(start+uint64(i))%uint64(len(r.buf))]
-	}
+	start := r.next - min(uint64(n), have)
 	r.mu.Unlock()
-	out := make([]Record, n)
-	for i := range raw {
-		out[i] = raw[i].Export()
-	}
+	out, _, _ := r.Since(start, n)
 	return out
 }
 
-// Export converts e for the control protocol.
+// Since returns up to n entries logged after the entry with sequence
+// number after (0: from the oldest kept), oldest first; last is the
+// sequence number of the newest entry returned (after, when none), and
+// lost how many entries after it were overwritten before this read (a
+// follower that reads too slowly).
+func (r *Ring) Since(after uint64, n int) (out []Record, last, lost uint64) {
+	if n <= 0 {
+		return nil, after, 0
+	}
+	r.mu.Lock()
+	if after > r.next {
+		after = r.next // a number from an earlier process, or a guess
+	}
+	last = after
+	// Entry number i (from 0) has sequence number i+1.
+	oldest := r.next - min(r.next, uint64(len(r.buf)))
+	first := after
+	if first < oldest {
+		lost = oldest - first
+		first = oldest
+	}
+	count := min(uint64(n), r.next-first)
+	raw := make([]Entry, count)
+	for i := range raw {
+		raw[i] = r.buf[(first+uint64(i))%uint64(len(r.buf))]
+	}
+	r.mu.Unlock()
+	lookup := r.owners.Load()
+	out = make([]Record, count)
+	for i := range raw {
+		e := &raw[i]
+		if e.Owner == nil && lookup != nil && e.Client.Set {
+			e.Owner = (*lookup)(attrib.Key{Proto: e.Proto, Local: e.Client.AddrPort(), Remote: e.Resolver.AddrPort()})
+		}
+		out[i] = e.Export()
+		out[i].Seq = first + uint64(i) + 1
+	}
+	if count > 0 {
+		last = first + count
+	}
+	return out, last, lost
+}
+
+// Export converts e for the control protocol (Seq is the ring's to set).
 func (e *Entry) Export() Record {
 	q := Record{
 		Time:          time.Unix(0, e.Time).UTC(),
 		Name:          string(e.Name[:e.NameLen]),
 		Type:          TypeString(e.QType),
+		Proto:         "udp",
 		Decision:      e.Decision.String(),
 		Rcode:         RcodeString(e.Rcode),
 		LatencyMicros: e.LatencyMicros,
+	}
+	if e.Proto == ProtoTCP {
+		q.Proto = "tcp"
 	}
 	if e.Client.Set {
 		q.Client = e.Client.AddrPort().String()
 	}
 	if e.Upstream.Set {
 		q.Upstream = e.Upstream.AddrPort().String()
+	}
+	if o := e.Owner; o != nil {
+		uid := o.UID
+		q.PID, q.UID, q.Process, q.Exe, q.SigningID = o.PID, &uid, o.Name, o.Exe, o.SigningID
 	}
 	return q
 }

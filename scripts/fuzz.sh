@@ -5,19 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 time=${1:-10s}
-targets=(
-  "./packet FuzzDecode"
-  "./packet FuzzReadQuestion"
-  "./packet FuzzAnswerInPlace"
-  "./packet FuzzReadAnswers"
-  "./filter FuzzParseList"
-  "./filter FuzzDecidePaths"
-  "./config FuzzParse"
-  "./config FuzzParseListSpec"
-  "./internal/macos FuzzParsers"
-  "./upstream FuzzParseSpec"
-  "./cache FuzzStore"
-)
+# Every fuzz target of the module, found by name: a new one runs without
+# being listed here.
+mapfile -t targets < <(grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do
+  grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed "s|^func |$(dirname "$f") |"
+done)
+[ ${#targets[@]} -gt 0 ] || { echo "fuzz.sh: no fuzz targets found" >&2; exit 1; }
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"
   echo "== fuzz $pkg $name for $time"

@@ -27,6 +27,6 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then
   exec_flag=(-exec "sudo -E")
 fi
 echo "== hot-path packages without -race (their allocation tests only assert there)"
-go test -count=1 ./packet ./filter ./engine ./querylog ./upstream ./cache
+go test -count=1 ./packet ./filter ./engine ./querylog ./upstream ./cache ./attrib ./tap
 echo "== go test -race ./..."
 go test "${exec_flag[@]}" -race -count=1 -timeout=10m ./...

@@ -69,3 +69,37 @@ PASS
 		t.Error("a report without micro-benchmarks renders a section")
 	}
 }
+
+// TestObservabilityMarkdown: each observer's cost is its StepObserved run
+// minus the all-off run, in ns and as a fraction of that run.
+func TestObservabilityMarkdown(t *testing.T) {
+	bs, err := parseBenchOutput(strings.NewReader(`goos: linux
+BenchmarkStepObserved/off/block-2   	 2000000	       500.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStepObserved/off/forward-2   	 2000000	       4000 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStepObserved/metrics/block-2   	 2000000	       550.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStepObserved/metrics/forward-2   	 2000000	       4100 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStepObserved/attrib/hit/block-2   	 2000000	       600.0 ns/op	       0 B/op	       0 allocs/op
+PASS
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		b.Name = "engine/" + b.Name
+	}
+	md := observabilityMarkdown(&Report{Micro: bs})
+	for _, want := range []string{
+		"| metrics (`--metrics`): counters and latency histograms | +50 | +0.10 | +100 | +0.03 |",
+		"| attribution, the socket cached | +100 | +0.20 | – | – |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "dnstap (") {
+		t.Errorf("a row for an observer without figures:\n%s", md)
+	}
+	if observabilityMarkdown(&Report{}) != "" {
+		t.Error("a report without the benchmarks renders a section")
+	}
+}

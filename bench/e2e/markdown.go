@@ -213,6 +213,7 @@ func Markdown(r *Report, smoke bool) string {
 	}
 	w("%s", filterMarkdown(r))
 	w("%s", microMarkdown(r))
+	w("%s", observabilityMarkdown(r))
 	w("%s", failuresMarkdown(r))
 	w("\n## Method notes\n\n")
 	w("- Upstream responder (`bench/cmd/upstream`): %v of CPU per forwarded query at the direct saturation run; it shares the client's core, so forwarded saturation qps is bounded by that core (client + upstream), not by the system under test. CPU per query is the comparable figure.\n", r.Responder.Round(10*time.Nanosecond))

@@ -153,6 +153,16 @@ func flowModeAvailable(dnstun string) bool {
 	return strings.Contains(s, "-listen") && strings.Contains(s, "-mode")
 }
 
+// clientRateOff turns off the per-client rate bound of a dnstun that has
+// one: the load generator is one client sending at saturation on purpose.
+func clientRateOff(e *env) []string {
+	out, _ := exec.Command(e.bins["dnstun"], "run", "-h").CombinedOutput()
+	if strings.Contains(string(out), "-client-rate") {
+		return []string{"--client-rate", "0"}
+	}
+	return nil
+}
+
 func allSystems() []*system {
 	return []*system{
 		{
@@ -180,12 +190,12 @@ func allSystems() []*system {
 				return ""
 			},
 			start: func(e *env, n int) (*lab.Proc, error) {
-				return e.start(e.cpus.sut, e.bins["dnstun"], "run",
+				return e.start(e.cpus.sut, e.bins["dnstun"], append([]string{"run",
 					"--mode", "flow", "--listen", localAddr.String(),
 					"--upstream", upstreamAddr.String(),
 					"--blocklist", e.lists[n][fmtPlain],
 					"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
-					"--log-level", "warn")
+					"--log-level", "warn"}, clientRateOff(e)...)...)
 			},
 			version: func(e *env) string { return checkout(e) },
 		},
@@ -306,6 +316,7 @@ func startDnstun(e *env, n int, s setup, extra ...string) (*lab.Proc, error) {
 	if s.cache {
 		args = append(args, "--cache", dnstunCacheSize)
 	}
+	args = append(args, clientRateOff(e)...)
 	return e.start(e.cpus.sut, e.bins["dnstun"], append(args, extra...)...)
 }
 

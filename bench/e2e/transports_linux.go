@@ -267,12 +267,12 @@ func runTransport(ctx context.Context, e *env, te *transportsEnv, o Options, run
 	case "dnstun":
 		s.target = tunResolver
 		p, err = e.lab.Start(e.lab.Host, lab.Cmd{
-			Args: []string{e.bins["dnstun"], "run",
+			Args: append([]string{e.bins["dnstun"], "run",
 				"--upstream", run.Upstream, "--upstream-socket-queries", socketQueries(run.Transport),
 				"--blocklist", e.lists[o.ListSize][fmtPlain],
 				"--resolver", tunResolver.Addr().String(),
 				"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
-				"--log-level", "warn"},
+				"--log-level", "warn"}, clientRateOff(e)...),
 			// Go's crypto/x509 adds this file to the system's roots.
 			Env:  []string{"SSL_CERT_FILE=" + te.ca.File},
 			CPUs: cpuList(e.cpus.sut), LogLimit: logLimit,

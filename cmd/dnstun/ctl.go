@@ -10,9 +10,11 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/signal"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -28,12 +30,19 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	path := fs.String("control", config.DefaultSocket(runtime.GOOS), "the daemon's control socket")
 	asJSON := fs.Bool("json", false, "print the raw JSON response data")
-	n := 0
+	n, follow := 0, false
 	if verb == control.VerbQueryLog {
 		fs.IntVar(&n, "n", control.DefaultQueryLogN, "how many recent queries")
+		fs.BoolVar(&follow, "f", false, "follow: print the recent queries, then each new one as it is logged, until interrupted")
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if verb == control.VerbQueryLog {
+		if fs.NArg() > 0 {
+			return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		}
+		return cmdQueryLog(*path, n, follow, *asJSON, stdout, stderr)
 	}
 	name := ""
 	if verb == control.VerbCacheFlush && fs.NArg() == 1 {
@@ -49,9 +58,6 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var reqArgs map[string]any
-	if verb == control.VerbQueryLog {
-		reqArgs = map[string]any{"n": n}
-	}
 	if name != "" {
 		reqArgs = map[string]any{"name": name}
 	}
@@ -118,21 +124,120 @@ func printControl(w io.Writer, verb string, data json.RawMessage) error {
 			return err
 		}
 		fmt.Fprintf(w, "flushed %d cache entries\n", d.Flushed)
-	case control.VerbQueryLog:
-		var d control.QueryLogData
-		if err := json.Unmarshal(data, &d); err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tCLIENT\tNAME\tTYPE\tDECISION\tRCODE\tUPSTREAM\tLATENCY")
-		for _, e := range d.Entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%dµs\n", e.Time.Format(time.TimeOnly), e.Client, e.Name, e.Type, e.Decision, e.Rcode, e.Upstream, e.LatencyMicros)
-		}
-		tw.Flush()
 	default:
 		fmt.Fprintln(w, "ok")
 	}
 	return nil
+}
+
+// cmdQueryLog is `dnstun querylog [-n N] [-f] [--json]`: the n most recent
+// queries, as a table or (--json) one JSON object a line; with -f, then
+// every new one until interrupted.
+func cmdQueryLog(path string, n int, follow, asJSON bool, stdout, stderr io.Writer) error {
+	c, err := control.Dial(path)
+	if err != nil {
+		return fmt.Errorf("%w (is dnstun running? its socket is set with --control)", err)
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	call := func(f func(context.Context) (control.QueryLogData, error)) (control.QueryLogData, error) {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return f(cctx)
+	}
+	// The most recent n (-n 0: none, but the number to follow from).
+	d, err := call(func(ctx context.Context) (control.QueryLogData, error) { return c.QueryLogRecent(ctx, max(n, 1)) })
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		d.Entries = nil
+	}
+	p := queryLogPrinter{w: stdout, json: asJSON}
+	p.print(d.Entries, !follow)
+	if !follow {
+		return nil
+	}
+	last := d.Last
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		d, err := call(func(ctx context.Context) (control.QueryLogData, error) {
+			return c.QueryLogAfter(ctx, last, control.MaxQueryLogN)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("following the query log: %w", err)
+		}
+		if d.Lost > 0 {
+			fmt.Fprintf(stderr, "dnstun: %d queries were logged faster than they could be shown and are missing\n", d.Lost)
+		}
+		p.print(d.Entries, false)
+		last = d.Last
+	}
+}
+
+// queryLogPrinter prints query log entries as a table or JSON lines.
+type queryLogPrinter struct {
+	w      io.Writer
+	json   bool
+	header bool
+}
+
+// print prints recs; aligned pads the table to the widest entry (a single
+// batch), else columns have fixed widths (a followed log).
+func (p *queryLogPrinter) print(recs []control.QueryLogEntry, aligned bool) {
+	if p.json {
+		enc := json.NewEncoder(p.w)
+		for i := range recs {
+			enc.Encode(&recs[i])
+		}
+		return
+	}
+	var out io.Writer = p.w
+	var tw *tabwriter.Writer
+	if aligned {
+		tw = tabwriter.NewWriter(p.w, 2, 8, 2, ' ', 0)
+		out = tw
+	}
+	row := func(cells ...string) {
+		if aligned {
+			fmt.Fprintln(out, strings.Join(cells, "\t"))
+			return
+		}
+		widths := []int{8, 21, 40, 5, 8, 8, 21, 9}
+		var b strings.Builder
+		for i, c := range cells {
+			if i < len(widths) {
+				fmt.Fprintf(&b, "%-*s  ", widths[i], c)
+			} else {
+				b.WriteString(c)
+			}
+		}
+		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
+	}
+	if !p.header {
+		row("TIME", "CLIENT", "NAME", "TYPE", "DECISION", "RCODE", "UPSTREAM", "LATENCY", "PROCESS")
+		p.header = true
+	}
+	for _, e := range recs {
+		proc := ""
+		if e.Process != "" || e.PID != 0 {
+			proc = fmt.Sprintf("%s[%d]", e.Process, e.PID)
+		}
+		row(e.Time.Local().Format(time.TimeOnly), e.Client, e.Name, e.Type, e.Decision, e.Rcode, e.Upstream, fmt.Sprintf("%dµs", e.LatencyMicros), proc)
+	}
+	if tw != nil {
+		tw.Flush()
+	}
 }
 
 // cmdInstall installs dnstun as a system service (systemd unit on Linux,

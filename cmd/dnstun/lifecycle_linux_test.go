@@ -266,7 +266,9 @@ func TestLifecycleReload(t *testing.T) {
 		}
 	}
 	write("blocklists: [" + listA + "]\n")
-	startCapture(t, l, "--config", cfg)
+	// The clients below ask as fast as they are answered, from one
+	// address: no --client-rate bound, which this test is not about.
+	startCapture(t, l, "--config", cfg, "--client-rate", "0")
 	if got := demo.AnswerText(ask(t, l, "udp", demo.Primary, "newblock.example", dns.TypeA)); got != "NXDOMAIN" || l.PrimaryServer.QueriesFor("newblock.example") != 1 {
 		t.Fatalf("before reload, newblock.example should be forwarded (upstream NXDOMAIN): %s", got)
 	}

@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("DNSTUN_TEST_MAIN") == "1" {
 		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if os.Getenv("DNSTUN_TEST_CLIENT") == "1" {
+		os.Exit(testClient(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }
 

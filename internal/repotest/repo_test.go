@@ -118,13 +118,13 @@ func TestImportRules(t *testing.T) {
 // The rule covers transitive dependencies (go list's Deps), not only direct
 // imports; test-only imports are not checked.
 func checkLayering(t *testing.T, pkgs []pkg) {
-	controlPlane := []string{"control", "config", "daemon", "service", "listsrc", "cmd"}
+	controlPlane := []string{"control", "config", "daemon", "service", "listsrc", "metrics", "cmd"}
 	rules := []struct {
 		layer     string
 		pkgs      []string // module-relative prefixes
 		forbidden []string // module-relative prefixes none of pkgs may depend on
 	}{
-		{"data-path", []string{"tun", "packet", "filter", "engine", "upstream", "querylog", "cache"}, controlPlane},
+		{"data-path", []string{"tun", "packet", "filter", "engine", "upstream", "querylog", "cache", "attrib", "tap"}, controlPlane},
 		{"routing", []string{"route"}, []string{"control", "config", "daemon", "service", "cmd"}},
 	}
 	seen := make(map[string]bool)
