@@ -176,6 +176,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		d.log.Info("starting disabled (persisted state); `dnstun enable` turns filtering on", "state_file", o.StateFile)
 	}
+	// Set-up is done: keep only the capabilities the run needs (privs.go).
+	d.dropPrivileges(o)
 	// Hand back what loading the lists left as garbage, once serving: a
 	// forced collection must not delay the first answer.
 	go releaseMemory()

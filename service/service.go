@@ -278,17 +278,29 @@ RuntimeDirectory=dnstun
 RuntimeDirectoryMode=0755
 StateDirectory=dnstun
 
-# Hardening that leaves what dnstun needs: CAP_NET_ADMIN (TUN, routes,
-# rules, nftables, SO_MARK), CAP_NET_RAW, CAP_NET_BIND_SERVICE (flow mode
-# on port 53), CAP_CHOWN (the control socket's group), /dev/net/tun,
-# netlink, and /proc/sys for the TUN's rp_filter.
-CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_CHOWN
-AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_CHOWN
+# Hardening. dnstun runs as root; after set-up it drops to what its
+# options need (daemon/privs.go; /proc/PID/status shows it). The bounding
+# set is what any configuration may keep, plus what set-up needs:
+#   CAP_NET_ADMIN        TUN, addresses, routes, policy rules, nftables,
+#                        per-device sysctls, SO_MARK on upstream sockets
+#   CAP_NET_BIND_SERVICE flow mode on port 53; a metrics port below 1024
+#   CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH
+#                        attribution: other users' /proc/PID/fd and exe
+#   CAP_DAC_OVERRIDE     reconnecting to a dnstap collector's socket
+#   CAP_CHOWN            the control socket's group (set-up only)
+# Without CAP_SETPCAP dnstun cannot shrink this set further: it stays as
+# listed here, and NoNewPrivileges= keeps what dnstun runs (nft,
+# resolvectl) within what dnstun kept.
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN
 NoNewPrivileges=yes
+# The whole file system read-only but the run and state directories; a
+# query log or dnstap file elsewhere needs ReadWritePaths= in a drop-in.
 ProtectSystem=strict
 ReadWritePaths=-{{.RunDir}}
 ProtectHome=yes
 PrivateTmp=yes
+PrivateMounts=yes
+# /dev/net/tun only (PrivateDevices= would hide it).
 DevicePolicy=closed
 DeviceAllow=/dev/net/tun rw
 ProtectKernelModules=yes
@@ -296,6 +308,11 @@ ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
+# Not set, each for a reason: ProtectKernelTunables= (dnstun writes the
+# TUN's sysctls under /proc/sys/net), ProtectProc= and ProcSubset=
+# (attribution reads other processes' /proc/PID; sysctls), PrivateNetwork=
+# and IPAddressDeny= (it steers the host's DNS to any upstream),
+# PrivateUsers= (it needs capabilities in the host's namespaces).
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 RestrictNamespaces=yes
 RestrictRealtime=yes
@@ -303,6 +320,14 @@ RestrictSUIDSGID=yes
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
+# @system-service without @privileged and @resources, but for capset (the
+# drop) and @chown (the control socket's group); a call outside fails with
+# EPERM rather than killing dnstun.
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallFilter=capset @chown
+SystemCallErrorNumber=EPERM
+UMask=0027
 
 [Install]
 WantedBy=multi-user.target
@@ -310,7 +335,10 @@ WantedBy=multi-user.target
 
 var launchdTmpl = template.Must(template.New("plist").Funcs(template.FuncMap{"x": xmlEscape}).Parse(`<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<!-- Written by dnstun install; dnstun uninstall removes it. -->
+<!-- Written by dnstun install; dnstun uninstall removes it. Only the keys
+     dnstun needs: it runs as root (launchd's default for a daemon; the utun,
+     routes and DNS settings need it; macOS has no capabilities to drop),
+     with no sockets, environment or resource keys of its own. -->
 <plist version="1.0">
 <dict>
 	<key>Label</key>
@@ -322,6 +350,7 @@ var launchdTmpl = template.Must(template.New("plist").Funcs(template.FuncMap{"x"
 		<string>--config</string>
 		<string>{{x .Config}}</string>
 	</array>
+	<!-- Started at boot and at bootstrap. -->
 	<key>RunAtLoad</key>
 	<true/>
 	<!-- Restarted after a crash; a clean exit (stop, or disabled with
@@ -336,6 +365,7 @@ var launchdTmpl = template.Must(template.New("plist").Funcs(template.FuncMap{"x"
 	<!-- SIGTERM starts the clean stop; SIGKILL only after this. -->
 	<key>ExitTimeOut</key>
 	<integer>{{.StopTimeoutSec}}</integer>
+	<!-- dnstun logs to stderr; launchd has no journal to catch it. -->
 	<key>StandardErrorPath</key>
 	<string>{{x .LogFile}}</string>
 	<key>StandardOutPath</key>

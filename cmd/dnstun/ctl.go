@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -240,6 +241,20 @@ func (p *queryLogPrinter) print(recs []control.QueryLogEntry, aligned bool) {
 	}
 }
 
+// linksCgo reports whether the running binary was built with cgo.
+func linksCgo() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, st := range bi.Settings {
+		if st.Key == "CGO_ENABLED" {
+			return st.Value == "1"
+		}
+	}
+	return false
+}
+
 // cmdInstall installs dnstun as a system service (systemd unit on Linux,
 // launchd daemon on macOS), or with -n prints what it would do.
 func cmdInstall(uninstall bool, args []string, stdout, stderr io.Writer) error {
@@ -274,6 +289,10 @@ func cmdInstall(uninstall bool, args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !uninstall && runtime.GOOS == "linux" && linksCgo() {
+		fmt.Fprintln(stderr, "dnstun: warning: this binary links cgo, so it cannot drop its capabilities after set-up"+
+			" (it keeps every privilege of root): build it with CGO_ENABLED=0 go build ./cmd/dnstun")
 	}
 	if *dry {
 		fmt.Fprint(stdout, p.String())
