@@ -207,3 +207,40 @@ func FuzzAnswerInPlace(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadReplyTruncate reads arbitrary bytes as an upstream's reply (what
+// a receiver reads from an upstream socket or stream), and cuts what reads
+// to the header and question with TC, as a receiver does for a UDP client:
+// never a panic, and the cut message is a well-formed response to the same
+// question, with TC and no records.
+func FuzzReadReplyTruncate(f *testing.F) {
+	for _, m := range seedMsgs() {
+		f.Add(m)
+	}
+	ans := pkttest.Msg(10, "www.example.com", dns.TypeA)
+	ans.Response = true
+	ans.Answer = append(ans.Answer, &dns.A{Hdr: dns.RR_Header{Name: "www.example.com.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: []byte{192, 0, 2, 1}})
+	f.Add(pkttest.Pack(ans))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var q packet.Question
+		if packet.ReadReply(msg, &q) != packet.OK {
+			return
+		}
+		if q.End < 12 || q.End > len(msg) {
+			t.Fatalf("question ends at %d of %d bytes", q.End, len(msg))
+		}
+		name, qtype := string(q.Name()), q.QType
+		buf := bytes.Clone(msg)
+		n := packet.Truncate(buf, q.End)
+		if n != q.End {
+			t.Fatalf("Truncate returned %d, want the question's end %d", n, q.End)
+		}
+		var q2 packet.Question
+		if r := packet.ReadReply(buf[:n], &q2); r != packet.OK {
+			t.Fatalf("the cut reply does not read: %v", r)
+		}
+		if string(q2.Name()) != name || q2.QType != qtype || q2.Flags&0x0200 == 0 {
+			t.Fatalf("cut reply: %q %d flags %#x, want %q %d with TC", q2.Name(), q2.QType, q2.Flags, name, qtype)
+		}
+	})
+}
