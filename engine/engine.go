@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -294,12 +293,21 @@ func (e *Engine) Run(ctx context.Context) error {
 	} else {
 		err = e.routineRead()
 	}
+	// Whether a stop was asked for before the reader ended, not after:
+	// Close below sets closing either way. A reader that ends on a stop
+	// may report whatever its device said as it closed (wireguard-go's
+	// netlink listener reports its closed socket); one that ends on its
+	// own lost its device (a TUN deleted from under the process).
+	asked := e.closing.Load()
 	e.Close()
 	e.wg.Wait()
-	if e.closing.Load() && (err == nil || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)) {
+	if asked {
 		return nil
 	}
-	return err
+	if e.flow != nil {
+		return fmt.Errorf("engine: the flow socket stopped reading: %w", err)
+	}
+	return fmt.Errorf("engine: the TUN stopped reading (deleted from under dnstun?): %w", err)
 }
 
 // Close stops the engine: new queries are refused, upstream sockets close,

@@ -744,3 +744,27 @@ func TestEngineAliasServfail(t *testing.T) {
 		t.Errorf("alias SERVFAIL: %v", m)
 	}
 }
+
+// TestEngineDeviceGone: a TUN that stops reading without a stop asked for
+// (deleted from under the process) ends Run with an error that says so, so
+// the daemon reports it and exits for its service manager; a stop asked for
+// ends it with nil, whatever the device said as it closed.
+func TestEngineDeviceGone(t *testing.T) {
+	up := startUpstream(t)
+	pipe := tuntest.NewPipe(4, 16)
+	e, err := New(Config{Upstreams: upstream.UDPSpecs([]netip.AddrPort{up.Addr()})}, pipe, filter.NewLive(buildSet(t, testList)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	pipe.Close() // the device goes; nobody asked the engine to stop
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "TUN stopped reading") {
+			t.Errorf("Run after the device went: %v, want an error saying the TUN stopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end when its device went")
+	}
+}

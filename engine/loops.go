@@ -173,6 +173,13 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		e.count(Unmatched)
 		return false
 	}
+	if !packet.WellFormed(msg, r.q.End) {
+		// A record cut short, a count that lies: not an answer. The
+		// query stays waiting and moves on at the upstream's timeout, as
+		// for any reply that does not match.
+		e.count(UpstreamMalformed)
+		return false
+	}
 	now := e.now()
 	switch e.pending.take(&r.q, msg, up, sock, now, &r.m) {
 	case takeOK:

@@ -14,40 +14,41 @@ import (
 type Counter uint8
 
 const (
-	Packets       Counter = iota // packets read from the TUN
-	Blocked                      // queries answered with a block answer
-	Local                        // queries answered from local records
-	Forwarded                    // queries sent upstream (first attempt)
-	Retried                      // attempts moved to another upstream
-	Replied                      // upstream answers delivered to clients
-	ServFail                     // SERVFAIL sent because no upstream answered in time
-	Full                         // REFUSED because the pending table was full
-	TooLarge                     // REFUSED because the query exceeded MaxQuery
-	Unmatched                    // upstream packets matching no pending query (late, spoofed, garbage)
-	SendErrors                   // failed sends to an upstream
-	RecvErrors                   // receive errors on upstream sockets (e.g. ICMP refused)
-	WriteErrors                  // failed writes into the TUN
-	ReadErrors                   // failed reads from the TUN
-	Rewritten                    // CNAME rewrites resolved through an upstream
-	AnswerBlocked                // upstream answers turned into block answers (CNAME cloaking, IP rules)
-	TCPSegments                  // TCP segments read from the TUN and handed to the TCP stack
-	TCPConns                     // DNS-over-TCP connections accepted
-	TCPRefused                   // TCP connections closed at once: over a bound
-	TCPQueries                   // DNS messages read from TCP connections
-	TCPOrphans                   // answers for a TCP connection that had closed
-	Truncated                    // answers cut to the header and question with TC, for a UDP client's size
-	BadVers                      // BADVERS answers to an EDNS version other than 0
-	Held                         // parallel: SERVFAIL or REFUSED answers held back while another upstream may answer
-	CaseMismatch                 // 0x20: answers whose question did not repeat the case sent (dropped)
-	CacheHits                    // queries answered from the cache
-	CachePrefetch                // hot cache entries refreshed before they expired
-	CacheStale                   // expired cache entries served because the upstreams failed (RFC 8767)
-	AttribHeld                   // queries held until their process was known ($process rules)
-	AttribUnheld                 // queries decided without their process: the held table or lookup queue was full
-	AttribLate                   // held queries released by the timeout, not by their lookup
-	AttribSkipped                // owner lookups not queued: over lookupsPerSecond (the query log shows no process)
-	RateLimited                  // REFUSED: the client was over Config.ClientRate
-	ClientFull                   // REFUSED: the client had its share of the pending table waiting
+	Packets           Counter = iota // packets read from the TUN
+	Blocked                          // queries answered with a block answer
+	Local                            // queries answered from local records
+	Forwarded                        // queries sent upstream (first attempt)
+	Retried                          // attempts moved to another upstream
+	Replied                          // upstream answers delivered to clients
+	ServFail                         // SERVFAIL sent because no upstream answered in time
+	Full                             // REFUSED because the pending table was full
+	TooLarge                         // REFUSED because the query exceeded MaxQuery
+	Unmatched                        // upstream packets matching no pending query (late, spoofed, garbage)
+	SendErrors                       // failed sends to an upstream
+	RecvErrors                       // receive errors on upstream sockets (e.g. ICMP refused)
+	WriteErrors                      // failed writes into the TUN
+	ReadErrors                       // failed reads from the TUN
+	Rewritten                        // CNAME rewrites resolved through an upstream
+	AnswerBlocked                    // upstream answers turned into block answers (CNAME cloaking, IP rules)
+	TCPSegments                      // TCP segments read from the TUN and handed to the TCP stack
+	TCPConns                         // DNS-over-TCP connections accepted
+	TCPRefused                       // TCP connections closed at once: over a bound
+	TCPQueries                       // DNS messages read from TCP connections
+	TCPOrphans                       // answers for a TCP connection that had closed
+	Truncated                        // answers cut to the header and question with TC, for a UDP client's size
+	BadVers                          // BADVERS answers to an EDNS version other than 0
+	Held                             // parallel: SERVFAIL or REFUSED answers held back while another upstream may answer
+	CaseMismatch                     // 0x20: answers whose question did not repeat the case sent (dropped)
+	CacheHits                        // queries answered from the cache
+	CachePrefetch                    // hot cache entries refreshed before they expired
+	CacheStale                       // expired cache entries served because the upstreams failed (RFC 8767)
+	AttribHeld                       // queries held until their process was known ($process rules)
+	AttribUnheld                     // queries decided without their process: the held table or lookup queue was full
+	AttribLate                       // held queries released by the timeout, not by their lookup
+	AttribSkipped                    // owner lookups not queued: over lookupsPerSecond (the query log shows no process)
+	RateLimited                      // REFUSED: the client was over Config.ClientRate
+	ClientFull                       // REFUSED: the client had its share of the pending table waiting
+	UpstreamMalformed                // upstream replies whose records do not read whole (dropped, not passed on)
 	numCounters
 )
 
@@ -56,7 +57,7 @@ var counterNames = [numCounters]string{
 	"full", "too_large", "unmatched", "send_errors", "recv_errors", "write_errors", "read_errors", "rewritten", "answer_blocked",
 	"tcp_segments", "tcp_conns", "tcp_refused", "tcp_queries", "tcp_orphans", "truncated", "badvers",
 	"held", "case_mismatch", "cache_hits", "cache_prefetch", "cache_stale",
-	"attrib_held", "attrib_unheld", "attrib_late", "attrib_skipped", "rate_limited", "client_full",
+	"attrib_held", "attrib_unheld", "attrib_late", "attrib_skipped", "rate_limited", "client_full", "upstream_malformed",
 }
 
 func (c Counter) String() string {

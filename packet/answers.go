@@ -128,3 +128,35 @@ func readName(msg []byte, off int, dst *[MaxName]byte) (int, bool) {
 		off += 1 + l
 	}
 }
+
+// WellFormed reports whether the records of the reply msg (after the
+// question ending at qEnd, read by ReadReply) are whole: each an owner name
+// that reads, the fixed fields, and RDATA within the message. A reply that
+// fails it is not passed on: a client would get a message it cannot parse,
+// and the rules on answers could not inspect it. A reply that ends cleanly
+// after a record while its counts announce more is accepted, as miekg/dns
+// and stub resolvers read it (a truncated answer). RDATA itself is not
+// checked. It does not allocate.
+func WellFormed(msg []byte, qEnd int) bool {
+	if len(msg) < dnsHeaderLen || qEnd < dnsHeaderLen || qEnd > len(msg) {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(msg[offAN:])) + int(binary.BigEndian.Uint16(msg[offNS:])) + int(binary.BigEndian.Uint16(msg[offAR:]))
+	off := qEnd
+	for range n {
+		if off == len(msg) {
+			return true // fewer records than announced, none cut
+		}
+		end, ok := skipName(msg, off)
+		if !ok || end+10 > len(msg) {
+			return false
+		}
+		rd := end + 10
+		rdlen := int(binary.BigEndian.Uint16(msg[end+8:]))
+		if rd+rdlen > len(msg) {
+			return false
+		}
+		off = rd + rdlen
+	}
+	return true
+}

@@ -229,6 +229,13 @@ func FuzzReadReplyTruncate(f *testing.F) {
 		if q.End < 12 || q.End > len(msg) {
 			t.Fatalf("question ends at %d of %d bytes", q.End, len(msg))
 		}
+		// A reply miekg/dns reads whole is well-formed to us too (we never
+		// drop a good answer); one we call well-formed has every record
+		// inside the message.
+		var m dns.Msg
+		if m.Unpack(msg) == nil && !packet.WellFormed(msg, q.End) {
+			t.Fatalf("miekg/dns reads the reply, WellFormed refuses it: %v", &m)
+		}
 		name, qtype := string(q.Name()), q.QType
 		buf := bytes.Clone(msg)
 		n := packet.Truncate(buf, q.End)
@@ -243,4 +250,42 @@ func FuzzReadReplyTruncate(f *testing.F) {
 			t.Fatalf("cut reply: %q %d flags %#x, want %q %d with TC", q2.Name(), q2.QType, q2.Flags, name, qtype)
 		}
 	})
+}
+
+// TestWellFormed: a reply whose records are all there reads; one cut
+// inside a record, or whose counts promise more, does not.
+func TestWellFormed(t *testing.T) {
+	m := pkttest.Msg(1, "www.example.com", dns.TypeA)
+	m.Response = true
+	for i := range 3 {
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "www.example.com.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: []byte{192, 0, 2, byte(i)}})
+	}
+	m.SetEdns0(1232, false)
+	b := pkttest.Pack(m)
+	var q packet.Question
+	if packet.ReadReply(b, &q) != packet.OK {
+		t.Fatal("reply does not read")
+	}
+	if !packet.WellFormed(b, q.End) {
+		t.Fatal("a whole reply is not well-formed")
+	}
+	// The records: three A answers of 31 bytes (the owner name in full),
+	// then the 11-byte OPT. A cut inside any of them fails.
+	if len(b) != q.End+3*31+11 {
+		t.Fatalf("unexpected layout: %d bytes, question ends at %d", len(b), q.End)
+	}
+	for cut := q.End + 1; cut < len(b); cut++ {
+		if (cut-q.End)%31 == 0 && cut-q.End <= 93 {
+			continue // between two records
+		}
+		if packet.WellFormed(b[:cut], q.End) {
+			t.Fatalf("cut at %d of %d bytes: still well-formed", cut, len(b))
+		}
+	}
+	// Counts that announce more than there is, the message ending after a
+	// whole record: read as truncated, as stub resolvers do.
+	short := bytes.Clone(b[:len(b)-11]) // without the OPT record
+	if !packet.WellFormed(short, q.End) {
+		t.Error("a reply ending after a whole record, its counts announcing one more, was refused")
+	}
 }

@@ -378,18 +378,49 @@ func Sweep(table int, log *slog.Logger) ([]string, error) {
 		}
 	}
 	if _, err := exec.LookPath("nft"); err == nil {
-		if exec.Command("nft", "list", "table", "inet", NFTTable).Run() == nil {
-			if out, err := exec.Command("nft", "delete", "table", "inet", NFTTable).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("nft delete table inet %s: %v: %s", NFTTable, err, out))
-			} else {
-				removed = append(removed, "nftables table inet "+NFTTable)
-			}
+		if r, err := sweepNFT(nftOwnerGrace); err != nil {
+			errs = append(errs, err)
+		} else if r != "" {
+			removed = append(removed, r)
 		}
 	}
 	for _, r := range removed {
 		log.Info("cleanup removed a leftover", "what", r)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// nftOwnerGrace is how long a sweep waits for the owner of the nftables
+// table to die: the table carries the owner flag, so only the `nft -i`
+// child that made it may delete it, and the kernel removes it when that
+// child's netlink socket closes. Right after a kill -9 the child may still
+// be finishing a netlink request before the death signal it was given
+// (PR_SET_PDEATHSIG) takes it.
+const nftOwnerGrace = 2 * time.Second
+
+// sweepNFT deletes the leftover nftables table; one still held by its
+// owner is waited for (up to grace), as it goes away with the owner. It
+// returns what it removed ("" for nothing).
+func sweepNFT(grace time.Duration) (string, error) {
+	exists := func() bool { return exec.Command("nft", "list", "table", "inet", NFTTable).Run() == nil }
+	if !exists() {
+		return "", nil
+	}
+	deadline := time.Now().Add(grace)
+	for {
+		out, err := exec.Command("nft", "delete", "table", "inet", NFTTable).CombinedOutput()
+		if err == nil {
+			return "nftables table inet " + NFTTable, nil
+		}
+		if !exists() {
+			// Its owner died meanwhile, and the kernel removed it.
+			return "nftables table inet " + NFTTable + " (with its owner)", nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("nft delete table inet %s: %v: %s (its owner, an `nft -i` of the dead instance, still holds it after %v: kill that process and run cleanup again)", NFTTable, err, out, grace)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // SweepOwned is Sweep: on Linux every leftover is proven ours by its tag

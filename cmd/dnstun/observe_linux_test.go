@@ -65,8 +65,12 @@ func runClient(t *testing.T, l *demo.Lab, name, qname string) clientRun {
 // scrape reads the lab daemon's /metrics (served inside its namespace).
 func scrape(t *testing.T, l *demo.Lab, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
+	// No keep-alive: a scrape leaves no idle connection (and no server
+	// goroutine) behind, which the overload test's goroutine count would
+	// otherwise see.
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) { return l.Host.Dial(network, a) },
+		DisableKeepAlives: true,
+		DialContext:       func(ctx context.Context, network, a string) (net.Conn, error) { return l.Host.Dial(network, a) },
 	}}
 	resp, err := hc.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/daemon"
@@ -127,6 +129,24 @@ func buildSet(o *config.Options, warnOut io.Writer) (*filter.Set, error) {
 	return set, err
 }
 
+// cleanupLockGrace is how long cleanup waits for the lock of an instance
+// that was just killed: a child it was starting (nft, resolvectl) holds a
+// copy of the lock's descriptor between fork and exec, for a moment.
+const cleanupLockGrace = time.Second
+
+// tryLockWait takes the lock in dir, trying again for up to grace while it
+// is held.
+func tryLockWait(dir string, grace time.Duration) (*route.Lock, error) {
+	deadline := time.Now().Add(grace)
+	for {
+		lock, err := route.TryLock(dir)
+		if err == nil || !errors.Is(err, route.ErrLocked) || time.Now().After(deadline) {
+			return lock, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // cmdCleanup is `dnstun cleanup`: it refuses while a live instance holds
 // the lock, else removes whatever a dead one left.
 func cmdCleanup(args []string, stdout, stderr io.Writer) error {
@@ -142,7 +162,7 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l}))
-	lock, err := route.TryLock(*dir)
+	lock, err := tryLockWait(*dir, cleanupLockGrace)
 	if err != nil {
 		return fmt.Errorf("%w; stop it first (cleanup never touches a running instance's state)", err)
 	}
