@@ -19,7 +19,7 @@ GOOS=darwin go vet ./...
 echo "== darwin build"
 GOOS=darwin go build ./...
 echo "== fuzz smoke"
-./scripts/fuzz.sh "${FUZZTIME:-10s}"
+./scripts/fuzz.sh "${FUZZTIME:-6s}"
 
 exec_flag=()
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then
