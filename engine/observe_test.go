@@ -295,21 +295,7 @@ func BenchmarkStepObserved(b *testing.B) {
 					if v == "/miss" {
 						tc = miss[i]
 					}
-					w := newWorker(e)
-					buf := make([]byte, tun.MaxPacket)
-					b.ReportAllocs()
-					n := 0
-					for b.Loop() {
-						runStep(w, buf, tc.pkt)
-						if tc.forward {
-							if n++; n == 1<<14 {
-								b.StopTimer()
-								clearPending(e)
-								n = 0
-								b.StartTimer()
-							}
-						}
-					}
+					benchStep(b, e, tc)
 				})
 			}
 		}

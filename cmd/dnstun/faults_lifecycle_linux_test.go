@@ -83,11 +83,7 @@ func TestFaultReloadStorm(t *testing.T) {
 	// windows[i]: a time in which only one list was live, from the end of
 	// the good reload that made it live to the start of the next good
 	// one; broken reloads happen inside windows.
-	type window struct {
-		from, to time.Time
-		list     string
-	}
-	windows := []window{{from: time.Now(), list: listA}}
+	windows := []reloadWindow{{from: time.Now(), list: listA}}
 	ld.waitDone(100, 5*time.Second) // the first window, too, gets answers
 	live := listA
 	logCount := func(s string) int { return strings.Count(l.Log(), s) }
@@ -144,7 +140,7 @@ func TestFaultReloadStorm(t *testing.T) {
 			refused++
 		} else {
 			live = next
-			windows = append(windows, window{from: time.Now(), list: live})
+			windows = append(windows, reloadWindow{from: time.Now(), list: live})
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
@@ -157,28 +153,7 @@ func TestFaultReloadStorm(t *testing.T) {
 	if l.Dnstun.Exited() {
 		t.Fatalf("dnstun exited during the storm:\n%s", l.Log())
 	}
-	bad := map[string]int{}
-	inWindow := make([]int, len(windows))
-	strict := 0
-	for _, r := range res {
-		if strings.HasPrefix(r.got, "error") || strings.HasPrefix(r.got, "wrong") {
-			bad[r.name+": "+r.got]++
-			continue
-		}
-		if r.got != decides[listA][r.name] && r.got != decides[listB][r.name] {
-			bad[r.name+": "+r.got+" (neither list decides so)"]++
-			continue
-		}
-		for i, w := range windows {
-			if r.sent.After(w.from) && r.recv.Before(w.to) {
-				strict++
-				inWindow[i]++
-				if want := decides[w.list][r.name]; r.got != want {
-					bad[fmt.Sprintf("%s: %s while only %s was live, want %s", r.name, r.got, filepath.Base(w.list), want)]++
-				}
-			}
-		}
-	}
+	bad, inWindow, strict := checkReloadWindows(res, windows, decides, listA, listB)
 	for what, n := range bad {
 		t.Errorf("during the storm, %d times %s", n, what)
 	}

@@ -610,17 +610,7 @@ func TestFaultTUNDeleted(t *testing.T) {
 		if err := l.Host.IP("link", "del", "dnstun0"); err != nil {
 			t.Fatal(err)
 		}
-		took, ok := waitExit(l.Dnstun, 5*time.Second)
-		if !ok {
-			t.Fatalf("still running 5 s after its TUN was deleted:\n%s", l.Log())
-		}
-		var ee *exec.ExitError
-		if err := l.Dnstun.Err(); !errors.As(err, &ee) || ee.ExitCode() == 0 {
-			t.Errorf("exit: %v, want a non-zero status", err)
-		}
-		if took > time.Second {
-			t.Errorf("exited %v after its TUN was deleted, want within 1 s", took)
-		}
+		took := exitsAfterTUNDeleted(t, l.Dnstun, l.Log)
 		sameSnapshot(t, "after the TUN was deleted", before, snapshot(t, l))
 		r, err := faultAsk(l, demo.OffLink4, "ads.doubleclick.net", dns.TypeA, 0, time.Second, 0)
 		if err != nil || demo.AnswerText(r.m) != "192.0.2.66" {
@@ -637,19 +627,28 @@ func TestFaultTUNDeleted(t *testing.T) {
 		if err := l.Host.IP("link", "del", "dnstun0"); err != nil {
 			t.Fatal(err)
 		}
-		took, ok := waitExit(l.Dnstun, 5*time.Second)
-		if !ok {
-			t.Fatalf("still running 5 s after its TUN was deleted:\n%s", l.Log())
-		}
-		var ee *exec.ExitError
-		if err := l.Dnstun.Err(); !errors.As(err, &ee) || ee.ExitCode() == 0 {
-			t.Errorf("exit: %v, want a non-zero status", err)
-		}
-		if took > time.Second {
-			t.Errorf("exited %v after its TUN was deleted, want within 1 s", took)
-		}
+		took := exitsAfterTUNDeleted(t, l.Dnstun, l.Log)
 		t.Logf("virtual resolver: exited (%v) %v after the TUN was deleted", l.Dnstun.Err(), took.Round(time.Millisecond))
 	})
+}
+
+// exitsAfterTUNDeleted waits for dnstun to exit after its TUN was deleted:
+// within a second, with a non-zero status for its service manager. It
+// returns how long it took.
+func exitsAfterTUNDeleted(t *testing.T, p *lab.Proc, log func() string) time.Duration {
+	t.Helper()
+	took, ok := waitExit(p, 5*time.Second)
+	if !ok {
+		t.Fatalf("still running 5 s after its TUN was deleted:\n%s", log())
+	}
+	var ee *exec.ExitError
+	if err := p.Err(); !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Errorf("exit: %v, want a non-zero status", err)
+	}
+	if took > time.Second {
+		t.Errorf("exited %v after its TUN was deleted, want within 1 s", took)
+	}
+	return took
 }
 
 // TestFaultRoutesFlapUnderLoad: dnstun forwards to off-link upstreams

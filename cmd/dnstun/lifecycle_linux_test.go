@@ -247,6 +247,43 @@ func TestListWatch(t *testing.T) {
 	}
 }
 
+// reloadWindow is a time in which only one list was live: from the return
+// of the reload that made it live to the start of the next.
+type reloadWindow struct {
+	from, to time.Time
+	list     string
+}
+
+// checkReloadWindows checks answers given while lists were swapped: each
+// must be what one of the two lists decides, and one asked and answered
+// within a window what that window's list decides. It returns the wrong
+// answers by what was wrong, the answers checked per window, and how many
+// were checked against a single list.
+func checkReloadWindows(res []loadResult, windows []reloadWindow, decides map[string]map[string]string, listA, listB string) (bad map[string]int, inWindow []int, strict int) {
+	bad = map[string]int{}
+	inWindow = make([]int, len(windows))
+	for _, r := range res {
+		if strings.HasPrefix(r.got, "error") || strings.HasPrefix(r.got, "wrong") {
+			bad[r.name+": "+r.got]++
+			continue
+		}
+		if r.got != decides[listA][r.name] && r.got != decides[listB][r.name] {
+			bad[r.name+": "+r.got+" (neither list decides so)"]++
+			continue
+		}
+		for i, w := range windows {
+			if r.sent.After(w.from) && r.recv.Before(w.to) {
+				strict++
+				inWindow[i]++
+				if want := decides[w.list][r.name]; r.got != want {
+					bad[fmt.Sprintf("%s: %s while only %s was live (window %d), want %s", r.name, r.got, filepath.Base(w.list), i, want)]++
+				}
+			}
+		}
+	}
+	return bad, inWindow, strict
+}
+
 // TestLifecycleReload reloads a configuration file: a broken one is
 // refused and the old one keeps answering; good ones take effect, and 20
 // reloads under load, swapping lists that decide two names the opposite
@@ -298,23 +335,14 @@ func TestLifecycleReload(t *testing.T) {
 		}
 		return "wrong answer " + demo.AnswerText(m)
 	}
-	type result struct {
-		name       string
-		sent, recv time.Time
-		got        string // blocked, forwarded, wrong answer ..., or error ...
-	}
 
 	// 20 reloads, alternating lists, under a closed-loop load of 8
 	// clients that runs until the last reload has settled. windows[i] is
 	// a time in which only one list was live: from the return of its
 	// reload to the start of the next.
-	type window struct {
-		from, to time.Time
-		list     string
-	}
-	windows := []window{{from: time.Now(), list: listA}}
+	windows := []reloadWindow{{from: time.Now(), list: listA}}
 	stop := make(chan struct{})
-	results := make([][]result, 8)
+	results := make([][]loadResult, 8)
 	var answered atomic.Int64
 	var wg sync.WaitGroup
 	for w := range results {
@@ -323,7 +351,7 @@ func TestLifecycleReload(t *testing.T) {
 			defer wg.Done()
 			c, err := l.Host.Dial("udp", demo.Primary.String())
 			if err != nil {
-				results[w] = append(results[w], result{got: "error " + err.Error()})
+				results[w] = append(results[w], loadResult{got: "error " + err.Error()})
 				return
 			}
 			defer c.Close()
@@ -337,7 +365,7 @@ func TestLifecycleReload(t *testing.T) {
 				name := names[i%len(names)]
 				m := new(dns.Msg)
 				m.SetQuestion(dns.Fqdn(name), dns.TypeA)
-				r := result{name: name, sent: time.Now()}
+				r := loadResult{name: name, sent: time.Now()}
 				resp, _, err := cl.ExchangeWithConn(m, &dns.Conn{Conn: c})
 				r.recv = time.Now()
 				if err != nil {
@@ -366,38 +394,19 @@ func TestLifecycleReload(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("reload %d: %v %s", i, err, out)
 		}
-		windows = append(windows, window{from: time.Now(), list: list})
+		windows = append(windows, reloadWindow{from: time.Now(), list: list})
 		time.Sleep(100 * time.Millisecond)
 	}
 	windows[len(windows)-1].to = time.Now()
 	close(stop)
 	wg.Wait()
 
-	var total, strict int
-	bad := map[string]int{}
-	inWindow := make([]int, len(windows))
+	var all []loadResult
 	for _, rs := range results {
-		for _, r := range rs {
-			total++
-			if strings.HasPrefix(r.got, "error") || strings.HasPrefix(r.got, "wrong") {
-				bad[r.name+": "+r.got]++
-				continue
-			}
-			if r.got != decides[listA][r.name] && r.got != decides[listB][r.name] {
-				bad[r.name+": "+r.got+" (neither list decides so)"]++
-				continue
-			}
-			for i, w := range windows {
-				if r.sent.After(w.from) && r.recv.Before(w.to) {
-					strict++
-					inWindow[i]++
-					if want := decides[w.list][r.name]; r.got != want {
-						bad[fmt.Sprintf("%s: %s while only %s was live (window %d), want %s", r.name, r.got, filepath.Base(w.list), i, want)]++
-					}
-				}
-			}
-		}
+		all = append(all, rs...)
 	}
+	total := len(all)
+	bad, inWindow, strict := checkReloadWindows(all, windows, decides, listA, listB)
 	for what, n := range bad {
 		t.Errorf("during 20 reloads, %d times %s", n, what)
 	}
