@@ -272,19 +272,33 @@ func (t *Table) tick() time.Duration {
 // allocate, lock or make system calls. A hit on an entry older than
 // TTL/2 queues one refresh (as Request does).
 func (t *Table) Lookup(k Key) *Owner {
+	o, _ := t.LookupKnown(k)
+	return o
+}
+
+// LookupKnown is Lookup, and also tells a socket looked up lately with no
+// owner found (o nil, known true: a negative entry, kept NegativeTTL) from
+// one not looked up (known false). A caller that would wait for a lookup
+// need not wait for one whose answer is already "none". It does not
+// allocate, lock or make system calls.
+func (t *Table) LookupKnown(k Key) (o *Owner, known bool) {
 	h := t.cache.hash(k)
 	now := t.clock()
 	e := t.cache.get(h, k)
 	c := t.cache.counters(h)
-	if e == nil || e.owner == nil || now >= e.expires {
+	if e == nil || now >= e.expires {
 		c.misses.Add(1)
-		return nil
+		return nil, false
+	}
+	if e.owner == nil {
+		c.misses.Add(1)
+		return nil, true
 	}
 	c.hits.Add(1)
 	if now >= e.refresh && e.refreshing.CompareAndSwap(false, true) {
 		t.Request(k)
 	}
-	return e.owner
+	return e.owner, true
 }
 
 // Request queues a lookup of k for Run, without blocking or allocating.

@@ -378,6 +378,7 @@ func (d *Daemon) CacheFlush(name string) (int, error) {
 // is held.
 func (d *Daemon) cacheFor(o *config.Options) (*cache.Cache, error) {
 	if o.CacheBytes == 0 {
+		d.retireCache()
 		d.cache = nil
 		return nil, nil
 	}
@@ -387,6 +388,7 @@ func (d *Daemon) cacheFor(o *config.Options) (*cache.Cache, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.retireCache()
 		d.cache, d.cacheOpts = c, co
 	}
 	return d.cache, nil
@@ -450,8 +452,8 @@ func (d *Daemon) disable() error {
 	if d.on == nil {
 		return nil
 	}
-	d.engine.Store(nil)
 	err := d.stopSession(d.on)
+	d.engine.Store(nil) // after the drain: held queries still get their process
 	d.on = nil
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dnstun/dnstun/control"
+	"github.com/dnstun/dnstun/engine"
 
 	"github.com/dnstun/dnstun/config"
 	"github.com/dnstun/dnstun/internal/dnstest"
@@ -368,5 +369,40 @@ func TestWatchdogReportsLostUpstreams(t *testing.T) {
 	waitStatus("ok: ")
 	if up.QueriesFor(ProbeName+".") == 0 {
 		t.Error("the upstream never saw a probe")
+	}
+}
+
+// TestMetricsAcrossSessions: the metrics' counters never go back and never
+// count twice across disable and enable: the engine's of ended sessions
+// are kept, the cache's (which outlives sessions) are read from the cache;
+// a scrape while disabled works.
+func TestMetricsAcrossSessions(t *testing.T) {
+	up := upstreamServer(t)
+	dir := t.TempDir()
+	o := flowOptions(t, dir, up.Addr())
+	d, _ := startDaemon(t, Config{Options: o})
+	waitAnswer(t, o.Listen, "www.example.com") // a cache miss, then cached
+	before := d.metricsSnapshot()
+	if before.Stats.Cache.Misses == 0 || before.Stats.Counters[engine.Forwarded] == 0 {
+		t.Fatalf("first session: misses %d, forwarded %d", before.Stats.Cache.Misses, before.Stats.Counters[engine.Forwarded])
+	}
+	if err := d.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	off := d.metricsSnapshot()
+	if off.Enabled || off.Stats.Cache.Misses != before.Stats.Cache.Misses || off.Stats.Counters[engine.Forwarded] != before.Stats.Counters[engine.Forwarded] {
+		t.Errorf("disabled: enabled %v, misses %d, forwarded %d; want the first session's %d and %d",
+			off.Enabled, off.Stats.Cache.Misses, off.Stats.Counters[engine.Forwarded], before.Stats.Cache.Misses, before.Stats.Counters[engine.Forwarded])
+	}
+	if err := d.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, o.Listen, "mail.example.com") // one more miss
+	after := d.metricsSnapshot()
+	if after.Stats.Cache.Misses != before.Stats.Cache.Misses+1 {
+		t.Errorf("cache misses %d after one more, want %d (counted once)", after.Stats.Cache.Misses, before.Stats.Cache.Misses+1)
+	}
+	if after.Stats.Counters[engine.Forwarded] != before.Stats.Counters[engine.Forwarded]+1 || len(after.Upstreams) != 1 {
+		t.Errorf("forwarded %d, upstreams %d; want %d, 1", after.Stats.Counters[engine.Forwarded], len(after.Upstreams), before.Stats.Counters[engine.Forwarded]+1)
 	}
 }

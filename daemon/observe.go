@@ -45,7 +45,11 @@ const queryLogPoll = 100 * time.Millisecond
 // that stops them all (flushing dnstap and the query log file).
 func (d *Daemon) startObservers(ctx context.Context) (stop func(), err error) {
 	o := d.options()
-	ctx, cancel := context.WithCancel(ctx)
+	// Not Run's context: a signal cancels that as the last session starts
+	// to drain, and what it answers then must still reach the query log
+	// file and dnstap, and its held queries their process. stop ends them,
+	// after the session.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wait []chan struct{}
 	goTrack := func(f func()) {
 		done := make(chan struct{})
@@ -137,9 +141,21 @@ func (d *Daemon) sessionEnded(st engine.Stats, m engine.Metrics) {
 	for i, v := range st.Drops {
 		d.obs.totals.Drops[i] += v
 	}
-	d.obs.totals.Cache.Misses += st.Cache.Misses
-	d.obs.totals.Cache.Evictions += st.Cache.Evictions
+	// The cache's counters are not the session's: the cache outlives
+	// sessions while its options stay the same (cacheFor adds a replaced
+	// cache's to the totals).
 	d.obs.totalsM.Add(&m)
+}
+
+// retireCache adds the cache being replaced to the metrics' totals (its
+// counters go with it). d.mu is held.
+func (d *Daemon) retireCache() {
+	if d.cache == nil {
+		return
+	}
+	cs := d.cache.Stats()
+	d.obs.totals.Cache.Misses += cs.Misses
+	d.obs.totals.Cache.Evictions += cs.Evictions
 }
 
 // metricsSnapshot is what a scrape of /metrics reads: the totals of ended
@@ -150,7 +166,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 		Version: Version, Enabled: d.on != nil, Stats: d.obs.totals, Metrics: d.obs.totalsM,
 		Rules: d.obs.rules, Lists: d.obs.lists, ListsLoad: d.obs.listsLoad, ListsLoaded: d.obs.listsSince,
 	}
-	on := d.on
+	on, c := d.on, d.cache
 	d.mu.Unlock()
 	if on != nil {
 		st, m := on.e.Stats(), on.e.Metrics()
@@ -166,6 +182,13 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 		s.Stats.Cache.Misses, s.Stats.Cache.Evictions = misses, evictions
 		s.Metrics.Add(&m)
 		s.Upstreams = on.e.UpstreamStates()
+	} else if c != nil {
+		// Disabled: the cache (kept for the next enable) still has its
+		// counts.
+		cs := c.Stats()
+		s.Stats.Cache.Misses += cs.Misses
+		s.Stats.Cache.Evictions += cs.Evictions
+		s.Stats.Cache.Entries, s.Stats.Cache.Bytes = cs.Entries, cs.Bytes
 	}
 	s.Extra = map[string]uint64{}
 	if t := d.obs.attrib; t != nil {

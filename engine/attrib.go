@@ -50,10 +50,11 @@ type held struct {
 
 // holder is the table of held queries.
 type holder struct {
-	mu   sync.Mutex
-	q    []*held // waiting, in arrival order
-	free []*held
-	wake chan struct{}
+	mu     sync.Mutex
+	closed bool    // the releaser's last pass is done: hold refuses
+	q      []*held // waiting, in arrival order
+	free   []*held
+	wake   chan struct{}
 }
 
 func newHolder() *holder {
@@ -93,8 +94,9 @@ func (w *worker) owner(msg []byte, client, resolver netip.AddrPort, from via) (o
 		return w.presetOwner, false
 	}
 	k := keyOf(from, client, resolver)
-	if o = e.cfg.Attrib.Lookup(k); o != nil {
-		return o, false
+	o, known := e.cfg.Attrib.LookupKnown(k)
+	if known {
+		return o, false // o nil: looked up lately, no process owns it
 	}
 	if (from == viaTUN || from == viaFlow) && e.usesProcess() && e.hold(msg, k, from, client, resolver) {
 		return nil, true
@@ -169,6 +171,10 @@ func (e *Engine) hold(msg []byte, k attrib.Key, from via, client, resolver netip
 		return false
 	}
 	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return false
+	}
 	if len(h.free) == 0 {
 		h.mu.Unlock()
 		e.count(AttribUnheld)
@@ -219,6 +225,7 @@ func (e *Engine) OwnerResolved(k attrib.Key, o *attrib.Owner) {
 // known, or whose wait is over; on Close, every held query is released.
 func (e *Engine) routineRelease() {
 	defer e.wg.Done()
+	defer e.relWG.Done()
 	h := e.held
 	w := newWorker(e)
 	buf := make([]byte, replyOff+packet.MaxHeaderLen+65535)
@@ -236,6 +243,10 @@ func (e *Engine) routineRelease() {
 		now := e.now()
 		ready = ready[:0]
 		h.mu.Lock()
+		if closing {
+			// The last pass: what is held now is all there will be.
+			h.closed = true
+		}
 		kept := h.q[:0]
 		for _, x := range h.q {
 			if x.done || now >= x.deadline || closing {

@@ -47,9 +47,14 @@ func newClients(rate, maxPending int) *clients {
 	return &clients{seed: rand.Uint64() | 1, rate: int64(rate), share: int32(max(maxPending/ClientShareDiv, 1))}
 }
 
-// bucket is the counter index of address a.
+// bucket is the counter index of address a: an IPv6 client by its /64,
+// since a host picks addresses within its /64 freely (RFC 8981), and would
+// otherwise get a fresh share and rate with each.
 func (c *clients) bucket(a netip.Addr) int {
 	b := a.As16()
+	if a.Is6() && !a.Is4In6() {
+		clear(b[8:])
+	}
 	h := c.seed
 	for i := 0; i < 16; i += 8 {
 		v := uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 |
@@ -81,12 +86,17 @@ func (c *clients) allow(i int, now int64) bool {
 	for {
 		old := b.Load()
 		last, tokens := int64(old>>tokenBits), int64(old&tokenMask)
-		if old == 0 {
+		switch d := ms - last; {
+		case old == 0:
 			tokens = capacity // a client never seen
-		} else if d := ms - last; d > 0 {
+		case d > 0:
 			tokens = min(tokens+d*c.rate, capacity) // rate/s = rate thousandths a ms
-		} else if d < 0 {
+		case d < -(1 << 34):
 			tokens = capacity // the clock wrapped past 36 bits of ms (2.2 years)
+		case d < 0:
+			// Another goroutine stored a later tick of the coarse clock
+			// first: no refill, and the later time stays.
+			ms = last
 		}
 		ok := tokens >= 1000
 		if ok {

@@ -208,6 +208,7 @@ type Engine struct {
 	closed    chan struct{}
 	wg        sync.WaitGroup
 	recvWG    sync.WaitGroup
+	relWG     sync.WaitGroup // the releaser of held queries
 	logLimit  rateLimiter
 }
 
@@ -276,6 +277,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	go e.routineSweep()
 	if e.held != nil {
 		e.wg.Add(1)
+		e.relWG.Add(1)
 		go e.routineRelease()
 	}
 	if e.tcp != nil {
@@ -319,6 +321,9 @@ func (e *Engine) Close() error {
 		e.closeUpstreams()
 		e.recvWG.Wait()
 		close(e.closed)
+		// The releaser answers the queries still held for their process
+		// (SERVFAIL: closing) while the device can still carry them.
+		e.relWG.Wait()
 		e.failAll()
 		if e.tcp != nil {
 			e.tcp.close()

@@ -165,14 +165,16 @@ func TestProcessRuleHolds(t *testing.T) {
 	if n := up.QueriesFor("mine.example."); n != 1 {
 		t.Errorf("mine.example from no process reached the upstream %d times, want 1", n)
 	}
+	// Known to have no process now: the next query from it is not held.
+	h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(4, "mine.example", dns.TypeA)), 2*time.Second)
 	if st := h.e.Stats(); st.Get(AttribHeld) != 2 || st.Get(AttribUnheld) != 0 {
-		t.Errorf("held %d, unheld %d; want 2 held (the first query of each key), 0 unheld", st.Get(AttribHeld), st.Get(AttribUnheld))
+		t.Errorf("held %d, unheld %d; want 2 held (the first query of each key; not the second of the socket no process owns), 0 unheld", st.Get(AttribHeld), st.Get(AttribUnheld))
 	}
 	// A held query is counted once, when it arrived, and its answer's
 	// latency once, from then.
 	m := h.e.Metrics()
-	if m.Queries[TransportUDP] != 3 || m.Latency[PathLocal].Count() != 1 || m.Latency[PathForward].Count() != 2 {
-		t.Errorf("counted %d queries, %d local and %d forwarded latencies; want 3, 1, 2", m.Queries[TransportUDP], m.Latency[PathLocal].Count(), m.Latency[PathForward].Count())
+	if m.Queries[TransportUDP] != 4 || m.Latency[PathLocal].Count() != 1 || m.Latency[PathForward].Count() != 3 {
+		t.Errorf("counted %d queries, %d local and %d forwarded latencies; want 4, 1, 3", m.Queries[TransportUDP], m.Latency[PathLocal].Count(), m.Latency[PathForward].Count())
 	}
 	var found bool
 	for _, r := range ring.Snapshot(10) {
@@ -318,5 +320,26 @@ func TestLookupBudget(t *testing.T) {
 	}
 	if !b.take(now + int64(time.Second)) {
 		t.Error("the next second refused its first lookup")
+	}
+}
+
+// TestHoldRefusedAfterLastPass: once the releaser's last pass has begun,
+// hold refuses, so no query is left in a table nobody reads again.
+func TestHoldRefusedAfterLastPass(t *testing.T) {
+	at, err := attrib.New(attrib.Config{})
+	if err != nil {
+		t.Skipf("attribution unsupported here: %v", err)
+	}
+	e := newObservedStepEngine(t, "off")
+	e.cfg.Attrib, e.held = at, newHolder()
+	k := keyOf(viaTUN, client4, resolver4)
+	if !e.hold([]byte("query"), k, viaTUN, client4, resolver4) {
+		t.Fatal("an open table refused a query")
+	}
+	e.held.mu.Lock()
+	e.held.closed = true
+	e.held.mu.Unlock()
+	if e.hold([]byte("query"), k, viaTUN, client4, resolver4) {
+		t.Error("a closed table took a query")
 	}
 }

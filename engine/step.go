@@ -133,6 +133,9 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		e.tapClient(tap.ClientQuery, from, client, resolver, msg)
 	}
 	if len(e.healthName) > 0 && string(w.q.Name()) == string(e.healthName) {
+		if e.cfg.Metrics {
+			e.metrics.answers[querylog.Local][0].Add(1) // counted, not logged
+		}
 		return w.reply(0, nil, 0, false) // the watchdog's probe
 	}
 	if e.cfg.ClientRate > 0 && from != viaNone && !w.replay && !e.clients.allow(e.clients.bucket(client.Addr()), e.coarse.Load()) {
@@ -237,10 +240,12 @@ func (w *worker) reply(rcode uint8, addrs []netip.Addr, ttl uint32, blocked bool
 func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) outcome {
 	e := w.e
 	if e.closing.Load() {
+		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, 0)
 		return w.reply(rcodeServFail, nil, 0, false)
 	}
 	if len(msg) > MaxQuery {
 		e.count(TooLarge)
+		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	return w.send(&w.q, msg, client, resolver, from, nil, 0)
@@ -266,6 +271,10 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 	}
 	if !e.chooseUpstream(q.Name(), resolver, from, r) {
 		e.clients.releaseOf(r.cb)
+		if from == viaNone {
+			return outDrop
+		}
+		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, 0)
 		return w.reply(rcodeServFail, nil, 0, false) // no upstream to ask
 	}
 	r.hasFlip = e.cfg.Case0x20
@@ -380,6 +389,7 @@ func (w *worker) forwardAlias(msg []byte, client, resolver netip.AddrPort, from 
 	size := dnsHeaderLen + len(d.CNAME) + 4 + (len(msg) - q.End)
 	if size > MaxQuery || len(d.CNAME) > packet.MaxName {
 		e.count(TooLarge)
+		e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
 	b := w.abuf[:size]
@@ -388,6 +398,7 @@ func (w *worker) forwardAlias(msg []byte, client, resolver netip.AddrPort, from 
 	n += copy(b[n:], msg[nameEnd:q.End])
 	copy(b[n:], msg[q.End:])
 	if packet.ReadQuestion(b, &w.q2) != packet.OK {
+		e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, 0)
 		return w.reply(rcodeServFail, nil, 0, false)
 	}
 	ttl := d.TTL

@@ -52,8 +52,15 @@ func (lf *File) open() error {
 }
 
 // Write appends one record as a JSON line, rotating first if it would not
-// fit.
+// fit. After a failure (a full disk, a failed rotation) the next Write
+// starts again from a freshly opened file: one bad moment does not end
+// the log.
 func (lf *File) Write(r *Record) error {
+	if lf.f == nil {
+		if err := lf.open(); err != nil {
+			return err
+		}
+	}
 	line, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -66,12 +73,25 @@ func (lf *File) Write(r *Record) error {
 	}
 	n, err := lf.w.Write(line)
 	lf.size += int64(n)
+	if err != nil {
+		lf.drop()
+	}
 	return err
 }
 
-// rotate shifts the old files up by one and starts a fresh one.
+// drop lets go of a file whose writer failed (bufio keeps its first error
+// for good); the next Write opens it again.
+func (lf *File) drop() {
+	lf.f.Close()
+	lf.f, lf.w = nil, nil
+}
+
+// rotate shifts the old files up by one and starts a fresh one; whatever
+// fails, the file is let go so that the next Write reopens it.
 func (lf *File) rotate() error {
-	if err := lf.close(); err != nil {
+	err := lf.close()
+	lf.f, lf.w = nil, nil
+	if err != nil {
 		return err
 	}
 	name := func(i int) string {
@@ -94,9 +114,21 @@ func (lf *File) rotate() error {
 }
 
 // Flush writes out what is buffered.
-func (lf *File) Flush() error { return lf.w.Flush() }
+func (lf *File) Flush() error {
+	if lf.f == nil {
+		return nil
+	}
+	err := lf.w.Flush()
+	if err != nil {
+		lf.drop()
+	}
+	return err
+}
 
 func (lf *File) close() error {
+	if lf.f == nil {
+		return nil
+	}
 	err := lf.w.Flush()
 	if cerr := lf.f.Close(); err == nil {
 		err = cerr
@@ -105,7 +137,11 @@ func (lf *File) close() error {
 }
 
 // Close flushes and closes the file.
-func (lf *File) Close() error { return lf.close() }
+func (lf *File) Close() error {
+	err := lf.close()
+	lf.f, lf.w = nil, nil
+	return err
+}
 
 // Follow copies every entry added to ring into lf, polling every interval,
 // until ctx ends; then it copies what is left, flushes and closes lf. Entries overwritten before
@@ -116,7 +152,7 @@ func Follow(ctx context.Context, ring *Ring, lf *File, interval time.Duration, l
 	after := ring.Added()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	var lost uint64
+	var lost, warned uint64
 	var lastWarn time.Time
 	for done := false; !done; {
 		select {
@@ -142,8 +178,8 @@ func Follow(ctx context.Context, ring *Ring, lf *File, interval time.Duration, l
 			lastWarn = time.Now()
 			log.Warn("query log file write failed", "path", lf.Path, "err", err)
 		}
-		if lost > 0 && time.Since(lastWarn) > time.Minute {
-			lastWarn = time.Now()
+		if lost > warned && time.Since(lastWarn) > time.Minute {
+			lastWarn, warned = time.Now(), lost
 			log.Warn("query log file missed entries: more queries than the ring holds between writes", "lost", lost)
 		}
 	}

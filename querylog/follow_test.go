@@ -216,3 +216,46 @@ func TestFollow(t *testing.T) {
 		}
 	}
 }
+
+// TestFileRecovers: after a failed write (the file's directory gone), the
+// next write opens the file again instead of failing for good.
+func TestFileRecovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "q.log")
+	lf, err := OpenFile(path, 300, 1) // a rotation every line or two
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entry(1)
+	rec := e.Export()
+	if err := lf.Write(&rec); err != nil {
+		t.Fatal(err)
+	}
+	// The directory goes: the rotation cannot reopen the file.
+	os.RemoveAll(dir)
+	var failed bool
+	for range 3 {
+		if lf.Write(&rec) != nil {
+			failed = true
+		}
+	}
+	if !failed {
+		t.Fatal("writes into a removed directory all succeeded")
+	}
+	// It comes back: so does the log.
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := lf.Write(&rec); err != nil {
+		t.Fatalf("the write after the directory came back: %v", err)
+	}
+	if err := lf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || !strings.Contains(string(b), rec.Name) {
+		t.Errorf("the log after recovery: %q, %v", b, err)
+	}
+}
