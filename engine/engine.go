@@ -204,6 +204,7 @@ type Engine struct {
 	tcp *tcpFront
 
 	closing   atomic.Bool
+	startMu   sync.Mutex // Run's start of its goroutines against Close
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
@@ -271,6 +272,15 @@ func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
 // flight are answered SERVFAIL, sockets and the device are closed. It
 // returns nil after a requested stop, or the error that stopped the reader.
 func (e *Engine) Run(ctx context.Context) error {
+	// The goroutines start under startMu, so that Close either sees them
+	// counted in its wait groups or finds Run not started (then Run does
+	// not start them): a Close racing Run's start would otherwise wait on
+	// groups that Run adds to after the wait.
+	e.startMu.Lock()
+	if e.closing.Load() {
+		e.startMu.Unlock()
+		return nil // closed before it ran
+	}
 	e.wg.Add(2)
 	e.recvWG.Add(1)
 	go e.routineReceive()
@@ -287,6 +297,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			go e.tcp.routineAccept(ln)
 		}
 	}
+	e.startMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { e.Close() })
 	defer stop()
 	var err error
@@ -318,6 +329,9 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
+		// Run has started its goroutines, or will not (see Run).
+		e.startMu.Lock()
+		e.startMu.Unlock()
 		e.closeUpstreams()
 		e.recvWG.Wait()
 		close(e.closed)
