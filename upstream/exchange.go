@@ -113,7 +113,14 @@ type Exchanger interface {
 func (s Spec) String() string {
 	host := s.Host
 	if s.Addr.Is6() {
-		host = "[" + s.Addr.String() + "]"
+		// Inside brackets a zone's % is written %25 (RFC 6874), as
+		// ParseSpec reads it: a zone named "25" must not read back as an
+		// escape.
+		a := s.Addr.WithZone("").String()
+		if z := s.Addr.Zone(); z != "" {
+			a += "%25" + z
+		}
+		host = "[" + a + "]"
 	}
 	port := ":" + strconv.Itoa(int(s.Port))
 	switch s.Proto {
