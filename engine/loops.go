@@ -241,7 +241,15 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		}
 		m, err := upstream.SpliceAlias(msg, r.m.alias[:r.m.aliasLen], r.m.aliasTTL, r.out)
 		if err != nil || m > len(buf)-replyOff {
-			e.count(Unmatched)
+			// The query is taken: its client gets SERVFAIL now, not
+			// silence until its own timeout.
+			e.count(UpstreamMalformed)
+			if k := r.aliasServfail(msg); k > 0 {
+				binary.BigEndian.PutUint16(buf[replyOff:], r.m.origID)
+				e.count(ServFail)
+				e.logQuery(r.m.via, r.m.client, r.m.resolver, nil, r.q.Name(), r.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, r.m.start)
+				e.send(buf, &r.bufs, k, r.m.via, r.m.resolver, r.m.client)
+			}
 			return true
 		}
 		n = copy(buf[replyOff:], r.out[:m])
@@ -278,6 +286,31 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 	e.send(buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
 	e.observeForward(r.m.start)
 	return true
+}
+
+// aliasServfail writes, over the reply msg (at buf[replyOff:]), a SERVFAIL
+// for the question the client of a CNAME rewrite asked (its name, and the
+// type and class of the target's question), and returns its length; 0 if
+// it cannot be built.
+func (r *receiver) aliasServfail(msg []byte) int {
+	if r.q.End < dnsHeaderLen+4 || r.q.End > len(msg) {
+		return 0
+	}
+	out := msg[:cap(msg)]
+	var tail [4]byte
+	copy(tail[:], msg[r.q.End-4:r.q.End])
+	n := dnsHeaderLen + copy(out[dnsHeaderLen:], r.m.alias[:r.m.aliasLen])
+	n += copy(out[n:], tail[:])
+	out[2] &^= 0x80 // a query again (QR 0), as the client sent it
+	binary.BigEndian.PutUint16(out[4:], 1)
+	for _, off := range []int{6, 8, 10} {
+		binary.BigEndian.PutUint16(out[off:], 0)
+	}
+	if packet.ReadQuestion(out[:n], &r.q) != packet.OK {
+		return 0
+	}
+	r.r = packet.Reply{Rcode: rcodeServFail}
+	return packet.AnswerDNS(out[:min(len(out), MaxQuery+512)], &r.q, &r.r)
 }
 
 // send delivers the DNS message buf[replyOff:replyOff+n] to client: through

@@ -14,6 +14,7 @@ import (
 	"github.com/dnstun/dnstun/attrib"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/internal/pkttest"
+	"github.com/dnstun/dnstun/packet"
 	"github.com/dnstun/dnstun/querylog"
 	"github.com/dnstun/dnstun/tap"
 	"github.com/dnstun/dnstun/tun"
@@ -341,5 +342,31 @@ func TestHoldRefusedAfterLastPass(t *testing.T) {
 	e.held.mu.Unlock()
 	if e.hold([]byte("query"), k, viaTUN, client4, resolver4) {
 		t.Error("a closed table took a query")
+	}
+}
+
+// TestAliasServfail: a CNAME rewrite whose target's reply cannot be
+// spliced gets SERVFAIL for the question its client asked, not silence.
+func TestAliasServfail(t *testing.T) {
+	reply := pkttest.Msg(0x1234, "target.example", dns.TypeAAAA)
+	reply.Response = true
+	buf := make([]byte, replyOff+4096)
+	n := copy(buf[replyOff:], pkttest.Pack(reply))
+	r := &receiver{}
+	msg := buf[replyOff : replyOff+n]
+	if packet.ReadReply(msg, &r.q) != packet.OK {
+		t.Fatal("reply does not read")
+	}
+	alias := pkttest.Pack(pkttest.Msg(1, "Alias.Example", dns.TypeAAAA))[12:]
+	alias = alias[:len(alias)-4] // the name, without type and class
+	r.m.aliasLen = uint8(copy(r.m.alias[:], alias))
+	k := r.aliasServfail(msg)
+	if k == 0 {
+		t.Fatal("no SERVFAIL built")
+	}
+	got := pkttest.Unpack(t, buf[replyOff:replyOff+k])
+	if got.Rcode != dns.RcodeServerFailure || !got.Response || len(got.Question) != 1 ||
+		got.Question[0].Name != "Alias.Example." || got.Question[0].Qtype != dns.TypeAAAA || len(got.Answer) != 0 {
+		t.Errorf("answer %v, want SERVFAIL for Alias.Example. AAAA", got)
 	}
 }

@@ -39,5 +39,11 @@ func SpliceAlias(reply, origWire []byte, ttl uint32, out []byte) (int, error) {
 	if len(b) > len(out) || &b[0] != &out[0] {
 		return 0, fmt.Errorf("splice alias: reply of %d bytes does not fit", len(b))
 	}
+	// miekg/dns reads some records it does not write back whole (a TSIG
+	// whose lengths lie): the client must get a message it can read.
+	var check dns.Msg
+	if err := check.Unpack(b); err != nil {
+		return 0, fmt.Errorf("splice alias: the upstream's records do not survive a rewrite: %w", err)
+	}
 	return len(b), nil
 }
