@@ -324,28 +324,30 @@ func TestCloseRaceAnswers(t *testing.T) {
 	}
 }
 
-// BenchmarkSweepFullTable is the sweeper's work on a full table of 32768
-// queries of which one expires per sweep: with the deadline heap it is the
-// cost of that one, not of the table (a scan of every entry before).
+// BenchmarkSweepFullTable is the sweeper's work on a full table of 32,768
+// queries of which exactly one expires per sweep: with the deadline heap it
+// is the cost of that one (popped, moved to its next attempt, pushed back
+// one full round of deadlines later), not of the table (a scan of every
+// entry before).
 func BenchmarkSweepFullTable(b *testing.B) {
 	pq := pkttestParsed(b)
 	msg := pkttest.Pack(pkttest.Msg(1, "www.example.com", dns.TypeA))
 	p := newPending(MaxPendingLimit)
+	const perTry = MaxPendingLimit // deadlines 0, 1, ... 32767 apart by one
 	for i := range MaxPendingLimit {
-		r := req(pq, 0, int64(i), 1<<40, 1<<41)
+		r := req(pq, 0, int64(i), perTry, 1<<62)
 		r.att[0].sock = uint32(1 + i%4096)
 		if _, res := p.insert(&pq.q, msg, r); res != insertOK {
 			b.Fatal(res)
 		}
 	}
 	out := make([]expired, sweepBatch)
-	now := int64(1 << 40)
 	b.ReportAllocs()
 	for b.Loop() {
-		// The earliest query expires; the sweep moves it to its next
-		// attempt, one more per-try interval on.
-		now++
-		p.sweep(now, 1<<40, twoUps, out)
+		now := p.slots[p.heap[0]].deadline // the earliest expires, alone
+		if n, _ := p.sweep(now, perTry, twoUps, out); n != 1 {
+			b.Fatalf("a sweep took %d queries, want 1", n)
+		}
 	}
 }
 

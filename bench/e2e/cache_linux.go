@@ -128,10 +128,7 @@ func runCacheSystem(ctx context.Context, e *env, o Options, s *cacheSystem, up *
 	defer p.Stop()
 	// A blocked name: the forwarded mix stays out of the cache until
 	// the warm-up.
-	if _, err := e.firstAnswer(ctx, p, s.target, blocked[0].Name, lab.RcodeNXDomain, 60*time.Second); err != nil {
-		return nil, fmt.Errorf("start: %w\n%s", err, p.Log())
-	}
-	if err := checkPinned(p.Pid(), o.SUTCPU); err != nil {
+	if _, err := e.readyPinned(ctx, p, s.target, blocked[0].Name, lab.RcodeNXDomain, 60*time.Second, o.SUTCPU); err != nil {
 		return nil, err
 	}
 	sys := &system{name: s.name, target: s.target}

@@ -223,13 +223,10 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 			return nil, err
 		}
 		defer p.Stop()
-		if rr.Start, err = e.firstAnswer(ctx, p, s.target, blocked[0].Name, lab.RcodeNXDomain, 60*time.Second); err != nil {
-			return nil, fmt.Errorf("start: %w\n%s", err, p.Log())
-		}
-		pid = p.Pid()
-		if err := checkPinned(pid, o.SUTCPU); err != nil {
+		if rr.Start, err = e.readyPinned(ctx, p, s.target, blocked[0].Name, lab.RcodeNXDomain, 60*time.Second, o.SUTCPU); err != nil {
 			return nil, err
 		}
+		pid = p.Pid()
 	}
 	// Warm-up: paths, caches, thread pools.
 	warm := forward
@@ -253,22 +250,9 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 		if s.name == "direct" && (ph == ClosedBlocked || ph == OpenBlocked) {
 			continue // direct has no list: its figures are the forward ones
 		}
-		cpu0, _ := cpuTime(pid)
-		core0 := coreBusy(o.SUTCPU)
-		res, err := load(ctx, e, s, o, qs, mode, d)
+		pr, err := measure(ctx, e, s, o, pid, qs, mode, d)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ph, err)
-		}
-		cpu1, _ := cpuTime(pid)
-		core1 := coreBusy(o.SUTCPU)
-		pr := &PhaseResult{
-			Sent: res.Sent, Answered: res.Answered, Lost: res.Lost, Errors: res.Errors,
-			Mismatched: res.Mismatched, Rcodes: res.Rcodes, QPS: res.QPS,
-			Latency: res.Latency, SendLagP99: res.SendLag.P99,
-		}
-		if res.Answered > 0 {
-			pr.CPUPerQuery = (cpu1 - cpu0) / time.Duration(res.Answered)
-			pr.CorePerQuery = (core1 - core0) / time.Duration(res.Answered)
 		}
 		rr.Phases[ph] = pr
 		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  cpu/q %6v  core/q %6v",

@@ -116,6 +116,17 @@ func (e *env) firstAnswer(ctx context.Context, p *lab.Proc, target netip.AddrPor
 	return e.lab.Host.FirstAnswer(ctx, lab.Probe{Target: target, Name: name, Rcode: rcode, Limit: limit, Proc: p})
 }
 
+// readyPinned waits for the system p, just started, to answer name with
+// rcode (within limit), then checks that it runs on the system-under-test
+// core alone; it returns the time to its first answer.
+func (e *env) readyPinned(ctx context.Context, p *lab.Proc, target netip.AddrPort, name string, rcode int, limit time.Duration, sutCPU int) (time.Duration, error) {
+	start, err := e.firstAnswer(ctx, p, target, name, rcode, limit)
+	if err != nil {
+		return 0, fmt.Errorf("start: %w\n%s", err, p.Log())
+	}
+	return start, checkPinned(p.Pid(), sutCPU)
+}
+
 // lookPeer finds a peer's binary in PATH or /usr/sbin.
 func lookPeer(name string) string {
 	if p, err := exec.LookPath(name); err == nil {

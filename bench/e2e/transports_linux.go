@@ -301,10 +301,7 @@ addAction(SuffixMatchNodeRule(smn, true), RCodeAction(DNSRCode.NXDOMAIN))
 		return nil, err
 	}
 	defer p.Stop()
-	if _, err := e.firstAnswer(ctx, p, s.target, forward[0].Name, lab.RcodeNoError, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("start: %w\n%s", err, p.Log())
-	}
-	if err := checkPinned(p.Pid(), o.SUTCPU); err != nil {
+	if _, err := e.readyPinned(ctx, p, s.target, forward[0].Name, lab.RcodeNoError, 30*time.Second, o.SUTCPU); err != nil {
 		return nil, err
 	}
 	server := te.unbound

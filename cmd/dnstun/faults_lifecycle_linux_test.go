@@ -71,15 +71,7 @@ func TestFaultReloadStorm(t *testing.T) {
 		listB: {"www.example.com": "blocked", "mail.example.com": "forwarded", "ads.doubleclick.net": "blocked", "ready.example.com": "forwarded"},
 	}
 	names := []string{"www.example.com", "mail.example.com", "ads.doubleclick.net", "ready.example.com"}
-	ld := startLoad(l.Lab, demo.Resolver4, 4, 100000, names, 3*time.Second, func(name string, m *dns.Msg) string {
-		switch {
-		case m.Rcode == dns.RcodeNameError && len(m.Answer) == 0:
-			return "blocked"
-		case m.Rcode == dns.RcodeSuccess && forwarded[name] != "" && demo.AnswerText(m) == forwarded[name]:
-			return "forwarded"
-		}
-		return "wrong answer " + demo.AnswerText(m)
-	})
+	ld := startLoad(l.Lab, demo.Resolver4, 4, 100000, names, 3*time.Second, classifyBlockedOrForwarded(forwarded))
 	// windows[i]: a time in which only one list was live, from the end of
 	// the good reload that made it live to the start of the next good
 	// one; broken reloads happen inside windows.

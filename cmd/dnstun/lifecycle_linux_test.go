@@ -247,6 +247,21 @@ func TestListWatch(t *testing.T) {
 	}
 }
 
+// classifyBlockedOrForwarded names an answer to name: "blocked" (NXDOMAIN
+// without records), "forwarded" (the upstream's own record for it, from
+// forwarded), or "wrong answer ...".
+func classifyBlockedOrForwarded(forwarded map[string]string) func(name string, m *dns.Msg) string {
+	return func(name string, m *dns.Msg) string {
+		switch {
+		case m.Rcode == dns.RcodeNameError && len(m.Answer) == 0:
+			return "blocked"
+		case m.Rcode == dns.RcodeSuccess && forwarded[name] != "" && demo.AnswerText(m) == forwarded[name]:
+			return "forwarded"
+		}
+		return "wrong answer " + demo.AnswerText(m)
+	}
+}
+
 // reloadWindow is a time in which only one list was live: from the return
 // of the reload that made it live to the start of the next.
 type reloadWindow struct {
@@ -326,15 +341,7 @@ func TestLifecycleReload(t *testing.T) {
 		listB: {"www.example.com": "blocked", "mail.example.com": "forwarded", "ads.doubleclick.net": "blocked"},
 	}
 	names := []string{"www.example.com", "mail.example.com", "ads.doubleclick.net"}
-	classify := func(name string, m *dns.Msg) string {
-		switch {
-		case m.Rcode == dns.RcodeNameError && len(m.Answer) == 0:
-			return "blocked"
-		case m.Rcode == dns.RcodeSuccess && forwarded[name] != "" && demo.AnswerText(m) == forwarded[name]:
-			return "forwarded"
-		}
-		return "wrong answer " + demo.AnswerText(m)
-	}
+	classify := classifyBlockedOrForwarded(forwarded)
 
 	// 20 reloads, alternating lists, under a closed-loop load of 8
 	// clients that runs until the last reload has settled. windows[i] is
