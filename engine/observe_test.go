@@ -42,7 +42,7 @@ func TestMetricsCount(t *testing.T) {
 			t.Fatalf("forwarded: rcode %d", m.Rcode)
 		}
 	}
-	m := h.e.Metrics()
+	m := settledMetrics(h.e, 4, 2)
 	check := func(what string, got, want uint64) {
 		t.Helper()
 		if got != want {
@@ -65,6 +65,21 @@ func TestMetricsCount(t *testing.T) {
 	if f := m.Latency[PathForward]; f.Sum <= 0 || f.Sum > 2*time.Second {
 		t.Errorf("forward latency sum %v", f.Sum)
 	}
+}
+
+// settledMetrics returns e's metrics once the local and forwarded paths
+// have at least the given numbers of latency samples, or after 2 s. A
+// path's latency is observed just after its answer is written, so a client
+// may read the last answer before its sample is counted.
+func settledMetrics(e *Engine, local, forward uint64) Metrics {
+	m := e.Metrics()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); m = e.Metrics() {
+		if m.Latency[PathLocal].Count() >= local && m.Latency[PathForward].Count() >= forward {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return m
 }
 
 // TestMetricsOff: without Config.Metrics nothing is counted.
@@ -173,7 +188,7 @@ func TestProcessRuleHolds(t *testing.T) {
 	}
 	// A held query is counted once, when it arrived, and its answer's
 	// latency once, from then.
-	m := h.e.Metrics()
+	m := settledMetrics(h.e, 1, 3)
 	if m.Queries[TransportUDP] != 4 || m.Latency[PathLocal].Count() != 1 || m.Latency[PathForward].Count() != 3 {
 		t.Errorf("counted %d queries, %d local and %d forwarded latencies; want 4, 1, 3", m.Queries[TransportUDP], m.Latency[PathLocal].Count(), m.Latency[PathForward].Count())
 	}
