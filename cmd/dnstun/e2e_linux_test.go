@@ -36,6 +36,14 @@ func startLab(t *testing.T, args ...string) *demo.Lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
+	startDnstun(t, l, args...)
+	return l
+}
+
+// startDnstun starts dnstun (this test binary) in lab l with the demo's
+// block list and upstreams and args, and waits until it answers.
+func startDnstun(t *testing.T, l *demo.Lab, args ...string) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +52,6 @@ func startLab(t *testing.T, args ...string) *demo.Lab {
 		map[string]string{"list.txt": demo.Blocklist}, append(append([]string{"--log-level", "info"}, demo.UpstreamArgs...), args...)...); err != nil {
 		t.Fatal(err)
 	}
-	return l
 }
 
 // mustQuery sends one query through dnstun with miekg/dns.
