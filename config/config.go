@@ -37,6 +37,7 @@ type File struct {
 	Bootstrap       []string      `yaml:"bootstrap"`               // --bootstrap (empty: the system's resolvers)
 	UpstreamMode    string        `yaml:"upstream_mode"`           // --upstream-mode
 	Upstream0x20    bool          `yaml:"upstream_0x20"`           // --upstream-0x20
+	Sockets         int           `yaml:"upstream_sockets"`        // --upstream-sockets
 	SocketQueries   int           `yaml:"upstream_socket_queries"` // --upstream-socket-queries
 	ResolvConf      string        `yaml:"resolv_conf"`             // --resolv-conf
 	Blocklists      []string      `yaml:"blocklists"`              // --blocklist (paths or http(s) URLs)
@@ -115,7 +116,8 @@ const (
 	DefaultQueryLogSize    = "10MiB"
 	DefaultQueryLogKeep    = 3
 	DefaultUpstreamMode    = "failover"
-	DefaultSocketQueries   = 1
+	DefaultSockets         = 8
+	DefaultSocketQueries   = 32
 	DefaultCache           = "64MiB"
 	DefaultCacheMaxTTL     = cache.DefaultMaxTTL
 	DefaultMode            = "tun"
@@ -175,6 +177,7 @@ func DefaultFor(goos string) *File {
 		BlockMode:       DefaultBlockMode,
 		BlockTTL:        DefaultBlockTTL,
 		UpstreamMode:    DefaultUpstreamMode,
+		Sockets:         DefaultSockets,
 		SocketQueries:   DefaultSocketQueries,
 		Cache:           DefaultCache,
 		CacheMaxTTL:     DefaultCacheMaxTTL,

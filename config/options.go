@@ -32,7 +32,9 @@ type Options struct {
 	Upstream0x20 bool
 	// SocketQueries is how many queries a plain UDP upstream socket carries.
 	SocketQueries int
-	ResolvConf    string
+	// Sockets is how many plain UDP sockets of an upstream are in service.
+	Sockets    int
+	ResolvConf string
 
 	Blocklists    []ListSpec
 	Rules         []string // inline rules, any list format

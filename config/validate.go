@@ -349,6 +349,10 @@ func (v *validator) check() *Options {
 		v.fail("upstream_socket_queries", fmt.Sprintf("%d", f.SocketQueries), "want 1 (a fresh source port per query) to 65535")
 	}
 	o.SocketQueries = f.SocketQueries
+	if f.Sockets < 1 || f.Sockets > upstream.MaxSocketsPerDest {
+		v.fail("upstream_sockets", fmt.Sprintf("%d", f.Sockets), fmt.Sprintf("want 1 to %d", upstream.MaxSocketsPerDest))
+	}
+	o.Sockets = f.Sockets
 	if m, err := engine.ParseStrategy(f.UpstreamMode); err != nil {
 		v.fail("upstream_mode", err.Error(), "")
 	} else {

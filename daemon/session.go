@@ -35,19 +35,20 @@ type session struct {
 // found for it.
 func (d *Daemon) engineConfig(o *config.Options, sys systemResolvers) engine.Config {
 	c := engine.Config{
-		Upstreams:        upstreamsOf(o, sys),
-		Domains:          o.Domains,
-		Strategy:         o.UpstreamMode,
-		Bootstrap:        bootstrapOf(o, sys),
-		Case0x20:         o.Upstream0x20,
-		QueriesPerSocket: o.SocketQueries,
-		UpstreamTimeout:  o.UpstreamTimeout,
-		TotalTimeout:     o.Timeout,
-		BlockMode:        o.BlockMode,
-		BlockAddrs:       o.BlockAddrs,
-		BlockTTL:         o.BlockTTL,
-		MaxPending:       o.MaxPending,
-		ClientRate:       o.ClientRate,
+		Upstreams:          upstreamsOf(o, sys),
+		Domains:            o.Domains,
+		Strategy:           o.UpstreamMode,
+		Bootstrap:          bootstrapOf(o, sys),
+		Case0x20:           o.Upstream0x20,
+		QueriesPerSocket:   o.SocketQueries,
+		SocketsPerUpstream: o.Sockets,
+		UpstreamTimeout:    o.UpstreamTimeout,
+		TotalTimeout:       o.Timeout,
+		BlockMode:          o.BlockMode,
+		BlockAddrs:         o.BlockAddrs,
+		BlockTTL:           o.BlockTTL,
+		MaxPending:         o.MaxPending,
+		ClientRate:         o.ClientRate,
 		// Following the system's resolvers with capture, each captured
 		// query goes to the resolver it was sent to; those sent to
 		// dnstun's own address go to the system's.

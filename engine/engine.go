@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -31,6 +32,11 @@ const (
 	DefaultMaxPending      = 4096
 	DefaultBlockTTL        = 10
 	DefaultLocalTTL        = 60
+	// DefaultSocketLife bounds how long a plain UDP upstream socket (one
+	// source port) takes queries: a port an off-path attacker has found
+	// is then of use to them for about as long as one unanswered query's
+	// port is anyway (TotalTimeout, while it lingers).
+	DefaultSocketLife = time.Second
 	// MaxPendingLimit is the most forwarded queries that can wait: half
 	// the 16-bit ID space, so that picking a free random ID takes two
 	// tries on average even when the table is full.
@@ -56,10 +62,18 @@ type Config struct {
 	Case0x20 bool
 	// QueriesPerSocket is how many queries a plain UDP socket carries
 	// before a fresh one (a new random source port) takes over; 0 means
-	// upstream.PoolOptions' default.
+	// upstream.PoolOptions' default (1).
 	QueriesPerSocket int
-	UpstreamTimeout  time.Duration
-	TotalTimeout     time.Duration
+	// SocketsPerUpstream is how many plain UDP sockets of an upstream are
+	// in service at once, each query on one picked at random; 0 means
+	// upstream.PoolOptions' default (1). A socket in service is retired
+	// after QueriesPerSocket queries or SocketLife, whichever comes first.
+	SocketsPerUpstream int
+	// SocketLife bounds how long a plain UDP socket stays in service; 0
+	// means DefaultSocketLife.
+	SocketLife      time.Duration
+	UpstreamTimeout time.Duration
+	TotalTimeout    time.Duration
 	// BlockMode answers blocked names whose rule names no mode; with
 	// filter.ModeCustom, BlockAddrs are the addresses answered.
 	BlockMode  filter.BlockMode
@@ -253,7 +267,13 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 	e.clients = newClients(cfg.ClientRate, cfg.MaxPending)
 	e.pending.clients = e.clients
 	var err error
-	e.pool, err = upstream.NewPool(upstream.PoolOptions{Mark: cfg.Mark, QueriesPerSocket: cfg.QueriesPerSocket, Linger: cfg.TotalTimeout})
+	e.pool, err = upstream.NewPool(upstream.PoolOptions{
+		Mark:             cfg.Mark,
+		QueriesPerSocket: cfg.QueriesPerSocket,
+		SocketsPerDest:   cfg.SocketsPerUpstream,
+		SocketLife:       cmp.Or(cfg.SocketLife, DefaultSocketLife),
+		Linger:           cfg.TotalTimeout,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("engine: upstream sockets: %w", err)
 	}

@@ -5,6 +5,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -24,6 +25,11 @@ type PoolOptions struct {
 	// port, as unbound does: an off-path attacker must then guess the port
 	// as well as the ID.
 	QueriesPerSocket int
+	// SocketsPerDest is how many sockets of an upstream are in service at
+	// once; each query goes out on one picked at random, so queries sent
+	// one after the other do not share a port they could be matched by.
+	// Default 1; at most MaxSocketsPerDest.
+	SocketsPerDest int
 	// SocketLife retires a socket this long after it was opened, whatever
 	// its count. Default 10s.
 	SocketLife time.Duration
@@ -42,6 +48,9 @@ type PoolOptions struct {
 // MaxPoolSockets is the largest PoolOptions.MaxSockets: the socket table is
 // allocated whole at NewPool, two entries per socket.
 const MaxPoolSockets = 1 << 16
+
+// MaxSocketsPerDest is the largest PoolOptions.SocketsPerDest.
+const MaxSocketsPerDest = 256
 
 // poolOtherFiles is what NewPool leaves of the open-file limit to the rest
 // of the process (TUN, netlink, control socket, TCP upstreams, clients).
@@ -87,7 +96,9 @@ var (
 //
 // Every socket is connected to its upstream, so the kernel drops datagrams
 // from any other address or port, and its port is the kernel's random pick
-// (connect binds an unbound socket to a random ephemeral port). A socket is
+// (connect binds an unbound socket to a random ephemeral port). Each
+// upstream has SocketsPerDest sockets in service, and each query goes out
+// on one of them picked at random. A socket is
 // retired once it has sent QueriesPerSocket queries or lived SocketLife;
 // it stays open, so answers still due arrive, until all its queries are
 // Answered or Linger has passed (Reap). MaxSockets bounds the sockets open
@@ -206,7 +217,7 @@ type Dest struct {
 	sys  poolDestSys
 
 	mu       sync.Mutex // serialises Sends to this upstream, so rotation and counts are simple
-	cur      uint32     // id of the socket Sends use now; 0 if none
+	cur      []uint32   // ids of the sockets in service (SocketsPerDest); 0 where none
 	released bool
 }
 
@@ -215,11 +226,17 @@ func (d *Dest) Addr() netip.AddrPort { return d.addr }
 
 // NewPool returns an empty pool; sockets are opened by Send.
 func NewPool(opt PoolOptions) (*Pool, error) {
-	if opt.QueriesPerSocket < 0 || opt.SocketLife < 0 || opt.Linger < 0 || opt.MaxSockets < 0 {
+	if opt.QueriesPerSocket < 0 || opt.SocketsPerDest < 0 || opt.SocketLife < 0 || opt.Linger < 0 || opt.MaxSockets < 0 {
 		return nil, fmt.Errorf("upstream pool: negative option in %+v; use 0 for the default", opt)
 	}
 	if opt.QueriesPerSocket == 0 {
 		opt.QueriesPerSocket = 1
+	}
+	if opt.SocketsPerDest == 0 {
+		opt.SocketsPerDest = 1
+	}
+	if opt.SocketsPerDest > MaxSocketsPerDest {
+		return nil, fmt.Errorf("upstream pool: SocketsPerDest %d is above the limit %d", opt.SocketsPerDest, MaxSocketsPerDest)
 	}
 	if opt.SocketLife == 0 {
 		opt.SocketLife = 10 * time.Second
@@ -279,7 +296,7 @@ func NewPool(opt PoolOptions) (*Pool, error) {
 // gives a Dest whose Sends fail with an error naming it.
 func (p *Pool) Dest(addr netip.AddrPort) *Dest {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	d := &Dest{p: p, addr: addr}
+	d := &Dest{p: p, addr: addr, cur: make([]uint32, p.opt.SocketsPerDest)}
 	if !addr.IsValid() || addr.Port() == 0 {
 		d.err = fmt.Errorf("upstream %v: need an IP address and a port", addr)
 		return d
@@ -298,7 +315,8 @@ func (p *Pool) Release(d *Dest) {
 	// it, every socket of d is published and can be closed below.
 	d.mu.Lock()
 	already := d.released
-	d.released, d.cur = true, 0
+	d.released = true
+	clear(d.cur)
 	d.mu.Unlock()
 	if already {
 		return
@@ -336,9 +354,11 @@ func (p *Pool) Send(d *Dest, msg []byte) (sock uint32, err error) {
 // must record the socket before the query leaves (so that an answer
 // arriving at once finds it) picks first.
 //
-// Pick opens a fresh socket when the current one has spent its budget or
-// life, and retires the old one. At MaxSockets it keeps the current one
-// (PoolStats.ReusedPastBudget), or fails with ErrPoolFull if d has none.
+// Pick chooses one of d's SocketsPerDest places at random. It opens a
+// fresh socket there when the place has none or its socket has spent its
+// budget or life, and retires the old one. At MaxSockets it keeps the old
+// one (PoolStats.ReusedPastBudget), or fails with ErrPoolFull if the place
+// has none.
 // After Close it fails with net.ErrClosed, after Release(d) with
 // ErrReleased. It does not allocate, except to describe a socket it could
 // not open.
@@ -355,7 +375,11 @@ func (p *Pool) Pick(d *Dest) (sock uint32, err error) {
 		return 0, d.err
 	}
 	now := p.now()
-	id := d.cur
+	i := 0
+	if len(d.cur) > 1 {
+		i = int(rand.Uint32N(uint32(len(d.cur))))
+	}
+	id := d.cur[i]
 	if id == 0 || p.spent(id, now) {
 		nid, err := p.open(d, now)
 		switch {
@@ -363,7 +387,7 @@ func (p *Pool) Pick(d *Dest) (sock uint32, err error) {
 			if id != 0 {
 				p.retire(id, now)
 			}
-			id, d.cur = nid, nid
+			id, d.cur[i] = nid, nid
 		case err == ErrPoolFull && id != 0:
 			p.st.reusedPastBudget.Add(1)
 		default:
@@ -452,7 +476,7 @@ func (p *Pool) closedErr() error {
 }
 
 // spent reports whether the socket id has used its budget or life. id is
-// d's current socket and d.mu is held, so its fields are stable.
+// one of d's sockets in service and d.mu is held, so its fields are stable.
 func (p *Pool) spent(id uint32, now int64) bool {
 	s := p.slotOf(id)
 	return s.sent.Load() >= p.budget || now-s.opened >= p.life

@@ -815,6 +815,53 @@ func TestPoolClose(t *testing.T) {
 	}
 }
 
+// TestPoolSocketsPerDest: with SocketsPerDest sockets in service, queries
+// are spread over that many sockets at random, never more are in service
+// at once, and each still carries at most QueriesPerSocket queries.
+func TestPoolSocketsPerDest(t *testing.T) {
+	srv := startServer(t, "127.0.0.1", true, false)
+	const k, budget, n = 4, 8, 400
+	p := newTestPool(t, PoolOptions{SocketsPerDest: k, QueriesPerSocket: budget, Linger: time.Hour})
+	d := p.Dest(srv.addr)
+	perSock := map[uint32]int{}
+	var changes int
+	var last uint32
+	for i := range n {
+		sock, err := p.Send(d, []byte("q"))
+		if err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+		perSock[sock]++
+		if sock != last {
+			changes++
+		}
+		last = sock
+		inService := 0
+		for _, id := range d.cur {
+			if id != 0 {
+				inService++
+			}
+		}
+		if inService > k {
+			t.Fatalf("after Send %d: %d sockets in service, want at most %d", i, inService, k)
+		}
+	}
+	for sock, c := range perSock {
+		if c > budget {
+			t.Errorf("socket %d carried %d queries, above QueriesPerSocket %d", sock, c, budget)
+		}
+	}
+	// Each place spends its own budget, so about n/budget sockets are
+	// opened, as with one place; but consecutive queries change socket
+	// about 3 times in 4 (1 - 1/k), where one place changes once per budget.
+	if got := p.Stats().Opened; got < n/budget || got > n/budget+k {
+		t.Errorf("opened %d sockets for %d queries at %d each over %d places, want %d to %d", got, n, budget, k, n/budget, n/budget+k)
+	}
+	if changes < n/2 {
+		t.Errorf("consecutive queries changed socket %d times of %d; with %d places picked at random, about %d", changes, n, k, n*(k-1)/k)
+	}
+}
+
 // TestPoolIDs: socket ids are non-zero and never repeat while slots are
 // reused; an Answered for a closed socket does not count for the socket
 // that took its slot.
@@ -840,7 +887,7 @@ func TestPoolIDs(t *testing.T) {
 		recv(t, p, ms)
 		p.Answered(ms[0].Sock)
 	}
-	cur := d.cur
+	cur := d.cur[0]
 	s := p.slotOf(cur)
 	var stale uint32
 	for id := range seen {
@@ -868,6 +915,8 @@ func TestPoolIDs(t *testing.T) {
 func TestPoolOptions(t *testing.T) {
 	for _, opt := range []PoolOptions{
 		{QueriesPerSocket: -1},
+		{SocketsPerDest: -1},
+		{SocketsPerDest: MaxSocketsPerDest + 1},
 		{Linger: -time.Second},
 		{MaxSockets: MaxPoolSockets + 1},
 	} {
