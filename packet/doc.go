@@ -15,14 +15,14 @@
 //   - No panic, on any input. Every offset read from the wire is bounds
 //     checked before use; the fuzz targets feed arbitrary bytes.
 //   - No retained buffer. No function keeps a reference to a buffer it
-//     was given once it returns. The gopacket layers inside a Parser are
-//     pointed away from the packet before Decode returns, and
-//     Question.Name aliases the Question, never the message.
-//   - Cheap checks first. Decode looks at lengths, the version nibble,
-//     IPv4 fragment bits, the IPv6 next header, the protocol and the
-//     destination port on the raw bytes, so that a dropped packet never
-//     reaches gopacket, and gopacket is only handed packets it decodes
-//     without error (its errors allocate).
+//     was given once it returns; Question.Name aliases the Question, never
+//     the message.
+//   - One pass over the headers. Decode checks lengths, the version
+//     nibble, IPv4 options and fragment bits, the IPv6 next header, the
+//     protocol and the destination port on the raw bytes and reads the
+//     fields from them. gopacket is the reference it is tested against:
+//     every packet Decode accepts, gopacket decodes to the same result
+//     (TestDecodeAgreesWithGopacket, FuzzDecode).
 //   - Never answer garbage. Messages shorter than a DNS header and
 //     responses (QR=1) where a query is expected are dropped (Reason.Rcode
 //     says answer=false), so the filter cannot be used as a reflector.

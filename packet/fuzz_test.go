@@ -53,6 +53,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0x60, 0, 0, 0, 0, 0, 44, 64})       // IPv6 fragment, cut
 	f.Add(append([]byte{0x4f}, make([]byte, 59)...)) // IHL 15, zero lengths
 	p := packet.NewParser()
+	o := newOracle()
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		in := bytes.Clone(pkt)
 		var out packet.Parsed
@@ -74,6 +75,7 @@ func FuzzDecode(f *testing.F) {
 			!out.Src.Addr().IsValid() || !out.Dst.Addr().IsValid() {
 			t.Fatalf("bad Parsed %+v for %d bytes", out, len(pkt))
 		}
+		o.agree(t, pkt, &out)
 	})
 }
 
