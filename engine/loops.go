@@ -92,6 +92,17 @@ type receiver struct {
 	ans  packet.Answers
 	r    packet.Reply
 	out  []byte // a spliced CNAME-rewrite reply
+	// batch, when set, collects the answers for the TUN: the receive loop
+	// writes a whole batch with one Device.Write (writeBatch).
+	batch *tunBatch
+}
+
+// tunBatch is the answers for the TUN one receive batch produced, written
+// together, and when each one's query was decided (for its latency).
+type tunBatch struct {
+	out    [recvBatch][]byte
+	starts [recvBatch]int64
+	n      int
 }
 
 // replyOff is where an upstream reply is read into a receive buffer: room
@@ -108,8 +119,9 @@ func (e *Engine) routineReceive() {
 	defer e.recvWG.Done()
 	var ms [recvBatch]upstream.Msg
 	rs := make([]receiver, recvBatch)
+	batch := new(tunBatch)
 	for i := range ms {
-		rs[i] = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket)}
+		rs[i] = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket), batch: batch}
 		ms[i] = upstream.Msg{Buf: rs[i].buf, Off: replyOff}
 	}
 	for {
@@ -150,7 +162,24 @@ func (e *Engine) routineReceive() {
 				e.pool.Answered(m.Sock)
 			}
 		}
+		e.writeBatch(batch)
 	}
+}
+
+// writeBatch writes the answers b holds into the TUN, with one Device.Write,
+// and counts their latency.
+func (e *Engine) writeBatch(b *tunBatch) {
+	if b.n == 0 {
+		return
+	}
+	if _, err := e.dev.Write(b.out[:b.n], tun.Headroom); err != nil {
+		e.count(WriteErrors)
+	}
+	for _, start := range b.starts[:b.n] {
+		e.observeForward(start)
+	}
+	clear(b.out[:b.n])
+	b.n = 0
 }
 
 // slotOfDest returns the plain upstream d and its table index, or nil.
@@ -283,6 +312,17 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		from = s.addr
 	}
 	e.logQuery(r.m.via, r.m.client, r.m.resolver, nil, r.q.Name(), r.q.QType, querylog.Forwarded, uint8(r.q.Flags&0xf), from, r.m.start)
+	if b := r.batch; b != nil && r.m.via == viaTUN {
+		// Written with the rest of the receive batch.
+		if e.cfg.Tap != nil {
+			e.tapClient(tap.ClientResponse, viaTUN, r.m.client, r.m.resolver, msg)
+		}
+		if p := e.wrapTUN(buf, n, r.m.resolver, r.m.client); p != nil {
+			b.out[b.n], b.starts[b.n] = p, r.m.start
+			b.n++
+		}
+		return true
+	}
 	e.send(buf, &r.bufs, n, r.m.via, r.m.resolver, r.m.client)
 	e.observeForward(r.m.start)
 	return true
@@ -330,15 +370,24 @@ func (e *Engine) send(buf []byte, bufs *[1][]byte, n int, to via, resolver, clie
 		}
 		return
 	}
-	start := packet.WrapReply(buf, replyOff, n, resolver, client)
-	if start < tun.Headroom {
-		e.count(WriteErrors)
+	if bufs[0] = e.wrapTUN(buf, n, resolver, client); bufs[0] == nil {
 		return
 	}
-	bufs[0] = buf[start-tun.Headroom : replyOff+n]
 	if _, err := e.dev.Write(bufs[:], tun.Headroom); err != nil {
 		e.count(WriteErrors)
 	}
+}
+
+// wrapTUN puts the IP and UDP headers from resolver to client in front of
+// the answer of n bytes at buf[replyOff:] and returns the packet with its
+// headroom, ready for Device.Write; nil (counted) if it cannot.
+func (e *Engine) wrapTUN(buf []byte, n int, resolver, client netip.AddrPort) []byte {
+	start := packet.WrapReply(buf, replyOff, n, resolver, client)
+	if start < tun.Headroom {
+		e.count(WriteErrors)
+		return nil
+	}
+	return buf[start-tun.Headroom : replyOff+n]
 }
 
 func (e *Engine) wakeSweeper() {

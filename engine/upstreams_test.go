@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -34,6 +35,48 @@ func (h *harness) ask(t testing.TB, id uint16, name string, qtype uint16) *dns.M
 	t.Helper()
 	m, _ := h.exchange(t, pkttest.Query(client4, resolver4, pkttest.Msg(id, name, qtype)), 5*time.Second)
 	return m
+}
+
+// TestAnswersWrittenPerBatch: answers the receiver reads together are
+// written into the TUN with one Write, each to its own client with its own
+// ID and question. The upstream holds 16 answers 50 ms and sends them
+// together, on one socket; a round whose answers were all read one at a
+// time is repeated (at most 5).
+func TestAnswersWrittenPerBatch(t *testing.T) {
+	up := startUpstream(t)
+	up.SetDelay(50 * time.Millisecond)
+	h := startEngine(t, Config{Upstreams: udp(up), SocketsPerUpstream: 1, QueriesPerSocket: 1000}, testList)
+	const n = 16
+	for round := 0; round < 5 && h.pipe.MostPerWrite() < 2; round++ {
+		for i := range n {
+			client := netip.AddrPortFrom(client4.Addr(), uint16(40000+i))
+			if !h.pipe.Inject(pkttest.Query(client, resolver4, pkttest.Msg(uint16(round*n+i), fmt.Sprintf("n%d.example.com", i), dns.TypeA))) {
+				t.Fatal("inject failed")
+			}
+		}
+		seen := map[uint16]bool{}
+		for range n {
+			select {
+			case out := <-h.pipe.Written():
+				payload := pkttest.VerifyUDP(t, out)
+				m := new(dns.Msg)
+				if err := m.Unpack(payload); err != nil {
+					t.Fatal(err)
+				}
+				i := int(m.Id) - round*n
+				dst := binary.BigEndian.Uint16(out[22:24])
+				if i < 0 || i >= n || seen[m.Id] || dst != uint16(40000+i) || m.Question[0].Name != fmt.Sprintf("n%d.example.com.", i) || m.Rcode != dns.RcodeNameError {
+					t.Fatalf("round %d: answer %v to port %d", round, m, dst)
+				}
+				seen[m.Id] = true
+			case <-time.After(5 * time.Second):
+				t.Fatalf("round %d: %d of %d answers", round, len(seen), n)
+			}
+		}
+	}
+	if b := h.pipe.MostPerWrite(); b < 2 {
+		t.Errorf("the most answers one TUN Write carried: %d; want the receive batch written together", b)
+	}
 }
 
 func TestSplitDNS(t *testing.T) {

@@ -32,6 +32,7 @@ type Pipe struct {
 	errs    []error
 	written int
 	dropped int
+	most    int // the most packets one Write call carried
 }
 
 // NewPipe returns a Pipe reporting BatchSize batch, buffering up to queue
@@ -62,6 +63,13 @@ func (p *Pipe) Inject(pkt []byte) bool {
 	default:
 		return false
 	}
+}
+
+// MostPerWrite returns the most packets one Write call carried.
+func (p *Pipe) MostPerWrite() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.most
 }
 
 // Counts returns how many packets were written and how many were dropped
@@ -126,6 +134,9 @@ func (p *Pipe) Write(bufs [][]byte, offset int) (int, error) {
 	if offset != tun.Headroom {
 		return 0, p.fail(fmt.Errorf("tuntest: Write with offset %d, want tun.Headroom (%d)", offset, tun.Headroom))
 	}
+	p.mu.Lock()
+	p.most = max(p.most, len(bufs))
+	p.mu.Unlock()
 	for i, b := range bufs {
 		if len(b) < offset {
 			return i, p.fail(fmt.Errorf("tuntest: Write buffer %d shorter (%d) than the headroom", i, len(b)))
