@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/internal/pkttest"
@@ -140,5 +141,37 @@ func BenchmarkRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSweepAllocs: the sweeper's work on expired queries allocates
+// nothing: an attempt moved on (sent again) when its upstream timeout
+// passes, and SERVFAIL written when the query's time is up. The engine's
+// goroutines are not running; its clock is moved on by moving its epoch.
+func TestSweepAllocs(t *testing.T) {
+	rt := newRoundTrip(t, 8, 32)
+	s := newSweeper(rt.e)
+	e := rt.e
+	expire := func() (retried, servfail bool) {
+		if runStep(rt.w, rt.buf, rt.pkt) != 0 {
+			t.Fatal("step answered a forwarded query")
+		}
+		r0, f0, w0 := e.stats.c[Retried].Load(), e.stats.c[ServFail].Load(), rt.dev.written
+		e.epoch = e.epoch.Add(-DefaultUpstreamTimeout - time.Millisecond)
+		s.sweep()
+		retried = e.stats.c[Retried].Load() == r0+1
+		e.epoch = e.epoch.Add(-DefaultTotalTimeout)
+		s.sweep()
+		servfail = e.stats.c[ServFail].Load() == f0+1 && rt.dev.written == w0+1
+		return retried, servfail
+	}
+	if r, f := expire(); !r || !f {
+		t.Fatalf("retried %v, SERVFAIL written %v; want both", r, f)
+	}
+	if a := testing.AllocsPerRun(200, func() { expire() }); a != 0 {
+		t.Errorf("sweeping an expired query allocates %v times, want 0", a)
+	}
+	if n := e.pending.len(); n != 0 {
+		t.Errorf("%d queries left waiting", n)
 	}
 }
