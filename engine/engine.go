@@ -388,7 +388,7 @@ func (e *Engine) closeUpstreams() {
 func (e *Engine) Stats() Stats {
 	var s Stats
 	for i := range s.Counters {
-		s.Counters[i] = e.stats.c[i].Load()
+		s.Counters[i] = e.stats.get(Counter(i))
 	}
 	for i := range s.Drops {
 		s.Drops[i] = e.stats.drops[i].Load()
@@ -401,7 +401,7 @@ func (e *Engine) Stats() Stats {
 	return s
 }
 
-func (e *Engine) count(c Counter) { e.stats.c[c].Add(1) }
+func (e *Engine) count(c Counter) { e.stats.lanes[0].add(c) }
 
 // rateLimiter lets one log line through per interval.
 type rateLimiter struct{ next atomic.Int64 }

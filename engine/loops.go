@@ -92,6 +92,7 @@ type receiver struct {
 	ans  packet.Answers
 	r    packet.Reply
 	out  []byte // a spliced CNAME-rewrite reply
+	lane *lane  // the receiver's counters
 	// batch, when set, collects the answers for the TUN: the receive loop
 	// writes a whole batch with one Device.Write (writeBatch).
 	batch *tunBatch
@@ -120,8 +121,9 @@ func (e *Engine) routineReceive() {
 	var ms [recvBatch]upstream.Msg
 	rs := make([]receiver, recvBatch)
 	batch := new(tunBatch)
+	lane := e.stats.newLane()
 	for i := range ms {
-		rs[i] = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket), batch: batch}
+		rs[i] = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket), batch: batch, lane: lane}
 		ms[i] = upstream.Msg{Buf: rs[i].buf, Off: replyOff}
 	}
 	for {
@@ -199,14 +201,14 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 	e := r.e
 	msg := buf[replyOff : replyOff+n]
 	if packet.ReadReply(msg, &r.q) != packet.OK {
-		e.count(Unmatched)
+		r.lane.add(Unmatched)
 		return false
 	}
 	if !packet.WellFormed(msg, r.q.End) {
 		// A record cut short, a count that lies: not an answer. The
 		// query stays waiting and moves on at the upstream's timeout, as
 		// for any reply that does not match.
-		e.count(UpstreamMalformed)
+		r.lane.add(UpstreamMalformed)
 		return false
 	}
 	now := e.now()
@@ -216,13 +218,13 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 			e.tapUpstream(tap.ForwarderResponse, e.slots[up].Load(), r.m.via, msg)
 		}
 	case takeHeld:
-		e.count(Held)
+		r.lane.add(Held)
 		return true
 	case takeCase:
-		e.count(CaseMismatch)
+		r.lane.add(CaseMismatch)
 		return false
 	default:
-		e.count(Unmatched)
+		r.lane.add(Unmatched)
 		return false
 	}
 	for _, o := range r.m.others[:r.m.nOthers] {
@@ -272,10 +274,10 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		if err != nil || m > len(buf)-replyOff {
 			// The query is taken: its client gets SERVFAIL now, not
 			// silence until its own timeout.
-			e.count(UpstreamMalformed)
+			r.lane.add(UpstreamMalformed)
 			if k := r.aliasServfail(msg); k > 0 {
 				binary.BigEndian.PutUint16(buf[replyOff:], r.m.origID)
-				e.count(ServFail)
+				r.lane.add(ServFail)
 				e.logQuery(r.m.via, r.m.client, r.m.resolver, nil, r.q.Name(), r.q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, r.m.start)
 				e.send(buf, &r.bufs, k, r.m.via, r.m.resolver, r.m.client)
 			}
@@ -286,7 +288,7 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 	} else if packet.ReadAnswers(msg, &r.q, &r.ans) && len(r.ans.Addrs())+len(r.ans.Names()) > 0 {
 		// Response inspection: CNAME cloaking and IP rules.
 		if d := e.filter.InspectAnswer(r.ans.Names(), r.ans.Addrs(), r.m.client.Addr()); d.Action == filter.Block {
-			e.count(AnswerBlocked)
+			r.lane.add(AnswerBlocked)
 			e.blockReply(&d, &r.r)
 			if m := packet.AnswerDNS(buf[replyOff:], &r.q, &r.r); m > 0 {
 				n = m
@@ -299,14 +301,14 @@ func (r *receiver) deliver(buf []byte, n, up int, sock uint32) bool {
 		// rewrite, or an upstream ignoring the query's size): the client
 		// gets TC and asks again over TCP.
 		if n = packet.Truncate(msg, r.q.End); n == 0 {
-			e.count(Unmatched)
+			r.lane.add(Unmatched)
 			return true
 		}
 		msg = msg[:n]
-		e.count(Truncated)
+		r.lane.add(Truncated)
 	}
 	binary.BigEndian.PutUint16(msg, r.m.origID)
-	e.count(Replied)
+	r.lane.add(Replied)
 	var from netip.AddrPort
 	if s := e.slots[up].Load(); s != nil {
 		from = s.addr

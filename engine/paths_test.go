@@ -70,7 +70,7 @@ func newRoundTrip(tb testing.TB, sockets, perSocket int) *roundTrip {
 		buf:  make([]byte, tun.MaxPacket),
 		qbuf: make([]byte, 1500),
 	}
-	rt.r = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket), batch: new(tunBatch)}
+	rt.r = receiver{e: e, buf: make([]byte, replyOff+tun.MaxPacket), batch: new(tunBatch), lane: e.stats.newLane()}
 	rt.ms[0] = upstream.Msg{Buf: rt.r.buf, Off: replyOff}
 	return rt
 }
@@ -156,13 +156,13 @@ func TestSweepAllocs(t *testing.T) {
 		if runStep(rt.w, rt.buf, rt.pkt) != 0 {
 			t.Fatal("step answered a forwarded query")
 		}
-		r0, f0, w0 := e.stats.c[Retried].Load(), e.stats.c[ServFail].Load(), rt.dev.written
+		r0, f0, w0 := e.stats.get(Retried), e.stats.get(ServFail), rt.dev.written
 		e.epoch = e.epoch.Add(-DefaultUpstreamTimeout - time.Millisecond)
 		s.sweep()
-		retried = e.stats.c[Retried].Load() == r0+1
+		retried = e.stats.get(Retried) == r0+1
 		e.epoch = e.epoch.Add(-DefaultTotalTimeout)
 		s.sweep()
-		servfail = e.stats.c[ServFail].Load() == f0+1 && rt.dev.written == w0+1
+		servfail = e.stats.get(ServFail) == f0+1 && rt.dev.written == w0+1
 		return retried, servfail
 	}
 	if r, f := expire(); !r || !f {

@@ -50,6 +50,7 @@ const (
 // worker is the per-reader scratch state; it belongs to one goroutine.
 type worker struct {
 	e      *Engine
+	lane   *lane // the worker's counters
 	parser *packet.Parser
 	p      packet.Parsed
 	q      packet.Question
@@ -74,8 +75,11 @@ type worker struct {
 }
 
 func newWorker(e *Engine) *worker {
-	return &worker{e: e, parser: packet.NewParser()}
+	return &worker{e: e, parser: packet.NewParser(), lane: e.stats.newLane()}
 }
+
+// count counts one c in the worker's own lane.
+func (w *worker) count(c Counter) { w.lane.add(c) }
 
 // step processes one packet read from the TUN: pkt[:n] is the packet and
 // pkt has room for its answer to grow. It decodes IP/UDP, then hands the
@@ -84,12 +88,12 @@ func newWorker(e *Engine) *worker {
 // nothing is to be sent now (dropped, or forwarded upstream). It allocates
 // nothing.
 func (w *worker) step(pkt []byte, n int) int {
-	w.e.count(Packets)
+	w.count(Packets)
 	if r := w.parser.Decode(pkt[:n], &w.p); r != packet.OK {
 		if r == packet.DropNotUDP && w.e.tcp != nil && isTCP(pkt) {
 			// DNS over TCP: the userspace stack terminates it and hands
 			// each message back to handle.
-			w.e.count(TCPSegments)
+			w.count(TCPSegments)
 			w.e.tcp.inject(pkt[:n])
 			return 0
 		}
@@ -139,7 +143,7 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		return w.reply(0, nil, 0, false) // the watchdog's probe
 	}
 	if e.cfg.ClientRate > 0 && from != viaNone && !w.replay && !e.clients.allow(e.clients.bucket(client.Addr()), e.coarse.Load()) {
-		e.count(RateLimited)
+		w.count(RateLimited)
 		e.logQuery(from, client, resolver, nil, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
@@ -158,13 +162,13 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		// dnstun answers this one itself, and speaks EDNS version 0 only
 		// (RFC 6891 §6.1.3): BADVERS, with an OPT of version 0. Forwarded
 		// queries get their upstream's answer to the version.
-		e.count(BadVers)
+		w.count(BadVers)
 		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Malformed, rcodeBadVers&0xf, netip.AddrPort{}, 0)
 		return w.reply(rcodeBadVers, nil, 0, false)
 	}
 	switch d.Action {
 	case filter.Block:
-		e.count(Blocked)
+		w.count(Blocked)
 		e.blockReply(&d, &w.r)
 		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Blocked, w.r.Rcode, netip.AddrPort{}, 0)
 		return outAnswer
@@ -172,10 +176,10 @@ func (w *worker) handle(msg []byte, client, resolver netip.AddrPort, from via) o
 		if len(d.CNAME) > 0 && len(d.Addrs) == 0 && d.Rcode == 0 && w.q.QType != typeCNAME {
 			// A CNAME rewrite: the target is resolved through the
 			// normal path, and the answer spliced under the client's name.
-			e.count(Rewritten)
+			w.count(Rewritten)
 			return w.forwardAlias(msg, client, resolver, from, &d)
 		}
-		e.count(Local)
+		w.count(Local)
 		ttl := d.TTL
 		if ttl == 0 {
 			ttl = e.cfg.LocalTTL
@@ -244,7 +248,7 @@ func (w *worker) forward(msg []byte, client, resolver netip.AddrPort, from via) 
 		return w.reply(rcodeServFail, nil, 0, false)
 	}
 	if len(msg) > MaxQuery {
-		e.count(TooLarge)
+		w.count(TooLarge)
 		e.logQuery(from, client, resolver, w.cur, w.q.Name(), w.q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
@@ -263,7 +267,7 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 		// The client's share of the table (clients.go).
 		cb := e.clients.bucket(client.Addr())
 		if !e.clients.hold(cb) {
-			e.count(ClientFull)
+			w.count(ClientFull)
 			e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 			return w.reply(rcodeRefused, nil, 0, false)
 		}
@@ -310,11 +314,11 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 			e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Failed, rcodeServFail, netip.AddrPort{}, 0)
 			return w.reply(rcodeServFail, nil, 0, false)
 		}
-		e.count(Full)
+		w.count(Full)
 		e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}
-	e.count(Forwarded)
+	w.count(Forwarded)
 	for i := range r.nAtt {
 		if failed&(1<<i) != 0 || e.transmit(r.sl[i], r.att[i], from, msg) != nil {
 			e.pending.expediteID(id, int(r.att[i].up))
@@ -388,7 +392,7 @@ func (w *worker) forwardAlias(msg []byte, client, resolver netip.AddrPort, from 
 	nameEnd := q.End - 4 // QTYPE and QCLASS follow the name
 	size := dnsHeaderLen + len(d.CNAME) + 4 + (len(msg) - q.End)
 	if size > MaxQuery || len(d.CNAME) > packet.MaxName {
-		e.count(TooLarge)
+		w.count(TooLarge)
 		e.logQuery(from, client, resolver, w.cur, q.Name(), q.QType, querylog.Refused, rcodeRefused, netip.AddrPort{}, 0)
 		return w.reply(rcodeRefused, nil, 0, false)
 	}

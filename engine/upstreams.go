@@ -585,7 +585,7 @@ func (e *Engine) deliverExchanged(up int, s *slot, msg []byte) {
 	if r == nil {
 		r = &receiver{buf: make([]byte, replyOff+maxExchanged)}
 	}
-	r.e = e
+	r.e, r.lane = e, &e.stats.lanes[0] // transports' goroutines share lane 0
 	n := copy(r.buf[replyOff:], msg)
 	r.deliver(r.buf, n, up, 0)
 	receivers.Put(r)
