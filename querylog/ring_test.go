@@ -240,3 +240,27 @@ func BenchmarkSnapshot100(b *testing.B) {
 		r.Snapshot(100)
 	}
 }
+
+// BenchmarkRecord is one query's entry written by one goroutine; with
+// -cpu 2, Parallel has two goroutines writing at once (the reader and the
+// receiver on two cores), the shared lock's contention (issue 17).
+func BenchmarkRecord(b *testing.B) {
+	q := Q{Time: 1, Client: netip.MustParseAddrPort("192.0.2.1:5353"), Name: []byte("www.example.com"), QType: 1}
+	b.Run("one", func(b *testing.B) {
+		r := New(4096)
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Record(&q)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		r := New(4096)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			q := q
+			for pb.Next() {
+				r.Record(&q)
+			}
+		})
+	})
+}
