@@ -3,11 +3,13 @@
 # inside network namespaces it creates and removes, and writes
 # bench/RESULTS.md, bench/results.json and bench/chart.png.
 #
-#   scripts/bench.sh            full run (< 15 min on a 2-core machine)
+#   scripts/bench.sh            full run (about 8.5 min, < 10 min, on a 2-core
+#                               machine)
 #   scripts/bench.sh --smoke    a few seconds, 1 repetition, no targets,
 #                               prints the tables only (CI)
 #   scripts/bench.sh [e2ebench flags...]   e.g. --reps 5 --systems dnstun,ceiling
 #                               (--tcp 0 skips the DNS-over-TCP phases,
+#                               --lookups 0 the Go resolver lookup phase,
 #                               --transports 0 the upstream transports phase,
 #                               --cache-phase 0 the response cache phase;
 #                               --transports-only or --cache-only runs that

@@ -198,24 +198,37 @@ func runCacheSystem(ctx context.Context, e *env, o Options, s *cacheSystem, up *
 // measure runs one bounded load against s and reads the CPU time of pid
 // and of the SUT core around it.
 func measure(ctx context.Context, e *env, s *system, o Options, pid int, qs []loadgen.Query, mode loadgen.Mode, d time.Duration) (*PhaseResult, error) {
-	cpu0, _ := cpuTime(pid)
-	core0 := coreBusy(o.SUTCPU)
-	res, err := load(ctx, e, s, o, qs, mode, d)
+	var res *loadgen.Result
+	cpu, core, err := cpuAround(pid, o.SUTCPU, func() (err error) {
+		res, err = load(ctx, e, s, o, qs, mode, d)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	cpu1, _ := cpuTime(pid)
-	core1 := coreBusy(o.SUTCPU)
 	pr := &PhaseResult{
 		Sent: res.Sent, Answered: res.Answered, Lost: res.Lost, Errors: res.Errors,
 		Mismatched: res.Mismatched, Rcodes: res.Rcodes, QPS: res.QPS,
 		Latency: res.Latency, SendLagP99: res.SendLag.P99,
 	}
 	if res.Answered > 0 {
-		pr.CPUPerQuery = (cpu1 - cpu0) / time.Duration(res.Answered)
-		pr.CorePerQuery = (core1 - core0) / time.Duration(res.Answered)
+		pr.CPUPerQuery = cpu / time.Duration(res.Answered)
+		pr.CorePerQuery = core / time.Duration(res.Answered)
 	}
 	return pr, nil
+}
+
+// cpuAround runs fn and returns the CPU time process pid used meanwhile
+// (cpuTime) and the busy time of core sutCPU (coreBusy): what every phase
+// divides by the queries answered.
+func cpuAround(pid, sutCPU int, fn func() error) (cpu, core time.Duration, err error) {
+	cpu0, _ := cpuTime(pid)
+	core0 := coreBusy(sutCPU)
+	if err := fn(); err != nil {
+		return 0, 0, err
+	}
+	cpu1, _ := cpuTime(pid)
+	return cpu1 - cpu0, coreBusy(sutCPU) - core0, nil
 }
 
 // upstreamCount returns how many queries the upstream responder p has

@@ -10,6 +10,17 @@
 // closed-loop TCP phases too: one query per connection, and TCPPerConn
 // queries per connection.
 //
+// The lookup phase (Options.Lookups) puts an ordinary Go program in the
+// client's place: bench/cmd/golookup, a process of its own in the SUT
+// namespace on the client's core, looks the blocked and the forwarded mix
+// up with net.Resolver{PreferGo: true} (its Dial sent to the system's
+// address), which opens a fresh UDP socket per query and asks A and AAAA
+// in parallel, so that what a client's socket costs the system shows.
+// It runs against direct, dnstun, its flow mode, dnsdist and the ceiling,
+// closed loop (Concurrency/2 lookups at a time) then open loop (Rate/2
+// lookups a second), with the system's CPU time read around each run as
+// in the other phases.
+//
 // The upstream transports phase (Options.Transports) compares what each
 // transport to the upstream costs: dnstun (TUN) and dnsdist forward the
 // forwarded-name mix over UDP, TCP, DoT and DoH to unbound, and dnstun
@@ -40,7 +51,8 @@
 // namespace) and dnb-SFX-up, joined by a veth pair, IPv4 only.
 //
 //	┌─ SUT namespace (dnb-SFX-host) ────────────────┐       ┌─ dnb-SFX-up ────────────┐
-//	│ client (loadgen, this process)     core C     │       │ bench/cmd/upstream      │
+//	│ client (loadgen, this process;     core C     │       │ bench/cmd/upstream      │
+//	│   golookup in the lookup phase)               │       │                         │
 //	│ system under test                  core S     │ veth  │ 192.0.2.1:53 UDP+TCP C  │
 //	│   dnstun/ceiling: TUN, 198.19.53.53           ├───────┤ A 192.0.2.80, TTL 0     │
 //	│   flow/dnsmasq/unbound/dnsdist: 198.51.100.53 │       │                         │

@@ -33,14 +33,21 @@ func (f *FilterBench) Stat(unit string) Stat {
 // beside it) and the real lists.
 const filterBenchRegexp = `^Benchmark(Million|Decide|BuildReal)`
 
-// filterBenchCount is how many times each benchmark runs.
-const filterBenchCount = 3
+// filterBenchCount is how many times each benchmark runs, and
+// benchTime for how long (go test -benchtime): 200 ms is millions of
+// iterations of the nanosecond paths and about a thousand of the slowest
+// (attribution's /proc scan), and keeps the filter and micro-benchmarks
+// to about 1.5 min in all.
+const (
+	filterBenchCount = 3
+	benchTime        = "200ms"
+)
 
 // RunFilterBenches runs the filter package's benchmarks in moduleDir and
 // returns them with the command line it used.
 func RunFilterBenches(ctx context.Context, moduleDir string) ([]*FilterBench, string, error) {
 	args := []string{"test", "./filter", "-run", "^$", "-bench", filterBenchRegexp, "-benchmem",
-		"-count", strconv.Itoa(filterBenchCount), "-benchtime", "1s", "-timeout", "20m"}
+		"-count", strconv.Itoa(filterBenchCount), "-benchtime", benchTime, "-timeout", "20m"}
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = moduleDir
 	out, err := cmd.CombinedOutput()

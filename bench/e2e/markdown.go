@@ -155,12 +155,23 @@ func Markdown(r *Report, smoke bool) string {
 		}
 	}
 
+	w("%s", lookupsMarkdown(r))
 	w("%s", tcpMarkdown(r))
 	w("%s", transportsMarkdown(r))
 	w("%s", cacheMarkdown(r, smoke))
 
+	// Reports from before the cut measured the big list in every
+	// repetition.
+	bigReps := 0
+	for _, s := range r.Systems {
+		bigReps = max(bigReps, s.Metric(func(rr *RepResult) (float64, bool) { return 0, rr.RSSBig > 0 }).N)
+	}
+	bigWhen, reloadWhen := "in each system's first repetition only (it measures the list, not the load)", "in the first repetition, the highest peak and the slowest reload of them"
+	if bigReps > 1 {
+		bigWhen, reloadWhen = "in every repetition", "per repetition, the highest peak and the slowest reload of each"
+	}
 	w("\n## Memory and start-up\n\n")
-	w("RSS (VmRSS) with the %d-name list after the load runs; with the %d-name list 1 s after the first answer and 1,000 queries. Start-up: from exec to the first NXDOMAIN for a listed name (polled every few ms).\n\n", o.ListSize, o.BigListSize)
+	w("RSS (VmRSS) with the %d-name list after the load runs; with the %d-name list 1 s after the first answer and 1,000 queries, %s. Start-up: from exec to the first NXDOMAIN for a listed name (polled every few ms).\n\n", o.ListSize, o.BigListSize, bigWhen)
 	w("| system | RSS MiB, %d | RSS MiB, %d | peak (HWM) MiB, %d | first answer ms, %d | first answer ms, %d |\n|---|---|---|---|---|---|\n",
 		o.ListSize, o.BigListSize, o.BigListSize, o.ListSize, o.BigListSize)
 	mib := float64(1024)
@@ -186,7 +197,7 @@ func Markdown(r *Report, smoke bool) string {
 				return float64(rr.ReloadPeak) / float64(rr.RSSBig), rr.ReloadPeak > 0 && rr.RSSBig > 0
 			})
 			took := s.Metric(func(rr *RepResult) (float64, bool) { return float64(rr.Reload), rr.Reload > 0 })
-			w("\nReload of the %d-name list (dnstun): the list file replaced with one name more, the peak RSS reset (`clear_refs`), SIGHUP, until the new name answers NXDOMAIN; %d reloads per repetition, the highest peak and the slowest reload of each.\n\n", o.BigListSize, reloadReps)
+			w("\nReload of the %d-name list (dnstun): the list file replaced with one name more, the peak RSS reset (`clear_refs`), SIGHUP, until the new name answers NXDOMAIN; %d reloads %s.\n\n", o.BigListSize, reloadReps, reloadWhen)
 			w("| peak RSS MiB during the reload | peak / steady RSS | reload ms |\n|---|---|---|\n")
 			w("| %s | %s | %s |\n", f(peak, mib, 1), f(ratio, 1, 2), f(took, ms, 0))
 		}
@@ -301,6 +312,119 @@ func targets(r *Report) string {
 			fmt.Sprintf("%.2fx (max %.2fx)", ratio.Med, ratio.Max), ratio.Max < 2, ratio.N > 0)
 	}
 	return b.String()
+}
+
+// lookupsMarkdown renders the lookup phase: one row per system and mix,
+// with the CPU per lookup beside twice the CPU per query of the same
+// system's closed-loop UDP phase (loadgen's long-lived sockets), and what
+// failed. Empty when no system has lookup figures.
+func lookupsMarkdown(r *Report) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	o := r.Options
+	ran := func(s *SystemReport, ph string) bool {
+		for _, rr := range s.Reps {
+			if rr.Lookups[ph] != nil {
+				return true
+			}
+		}
+		return false
+	}
+	var with []*SystemReport
+	for _, s := range r.Systems {
+		if ran(s, LookupBlocked) || ran(s, LookupForward) {
+			with = append(with, s)
+		}
+	}
+	if len(with) == 0 {
+		return ""
+	}
+	rate := LookupRate(o)
+	w("\n## Go's resolver as the client: lookups, a fresh socket per query\n\n")
+	w("An ordinary Go program's resolver (`bench/cmd/golookup`: `net.Resolver{PreferGo: true}`, `LookupNetIP(ctx, \"ip\", name)` with a %v timeout, its `Dial` sent to the system's address) in the system's namespace on the client's core (cpu %d). "+
+		"Go's resolver opens a fresh UDP socket for every query and asks A and AAAA in parallel, so a lookup is two queries from two short-lived sockets (source ports), where the other UDP phases send from 8 long-lived ones: what a client's socket costs the system shows here. "+
+		"Same name mixes as over UDP, rooted (so the machine's resolv.conf search list adds nothing); a blocked lookup ends at NXDOMAIN, a forwarded one with two addresses. "+
+		"Closed loop for %v with %d lookups at a time (%d queries in flight, as in the closed-loop phases), then %.0f lookups a second (%.0f queries a second, as in the open-loop phases) for %v, latency from the scheduled start. "+
+		"CPU µs/lookup: the system's user+sys time over the closed loop's answered lookups; **x 2 UDP queries**: over twice the CPU µs/q of the same system's closed-loop UDP phase with the same names. "+
+		"x ceiling (blocked) and x dnsdist (forwarded): CPU/lookup over theirs; p50 − ceiling (blocked) and p50 − direct (forwarded) as in the latency tables. "+
+		"For direct, CPU is the upstream responder's, on the client's core. Medians of the repetitions, (min–max) when they differ.\n\n",
+		o.Timeout, o.ClientCPU, o.Lookups, LookupConcurrency(o), 2*LookupConcurrency(o), rate, 2*rate, o.Lookups)
+	w("| system | names | lookups/s | CPU µs/lookup | x 2 UDP queries | x ceiling / dnsdist | core µs/lookup | p50 µs at %.0f/s | p50 − ceiling / direct | sockets/lookup |\n|---|---|---|---|---|---|---|---|---|---|\n", rate)
+	cpuL := func(l *LookupRun) float64 { return float64(l.CPUPerLookup) }
+	p50 := func(l *LookupRun) float64 { return float64(l.Latency.P50) }
+	var fails []string
+	for _, s := range with {
+		for _, mix := range []struct{ name, phase, udp, ref, latRef string }{
+			{"blocked", LookupBlocked, ClosedBlocked, "ceiling", "ceiling"},
+			{"forwarded", LookupForward, ClosedForward, "dnsdist", "direct"},
+		} {
+			if !ran(s, mix.phase) {
+				continue
+			}
+			cpu := s.LookupMetric(mix.phase, false, cpuL)
+			if cpu.N == 0 {
+				w("| %s | %s | **failed** | – | – | – | – | – | – | – |\n", s.Name, mix.name)
+			} else {
+				udp := s.PhaseMetric(mix.udp, func(p *PhaseResult) float64 { return 2 * float64(p.CPUPerQuery) })
+				ref, latRef := Stat{}, Stat{}
+				if rs := r.System(mix.ref); rs != nil {
+					ref = rs.LookupMetric(mix.phase, false, cpuL)
+				}
+				if rs := r.System(mix.latRef); rs != nil {
+					latRef = rs.LookupMetric(mix.phase, true, p50)
+				}
+				lat := s.LookupMetric(mix.phase, true, p50)
+				diff := "–"
+				if lat.N > 0 && latRef.N > 0 {
+					diff = fmt.Sprintf("%+.1f", (lat.Med-latRef.Med)/us)
+				}
+				w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, mix.name,
+					f(s.LookupMetric(mix.phase, false, func(l *LookupRun) float64 { return l.LPS }), 1, 0),
+					f(cpu, us, 2), ratio(cpu, udp), ratio(cpu, ref),
+					f(s.LookupMetric(mix.phase, false, func(l *LookupRun) float64 { return float64(l.CorePerLookup) }), us, 2),
+					f(lat, us, 1), diff,
+					f(s.LookupMetric(mix.phase, false, func(l *LookupRun) float64 { return float64(l.Sockets) / float64(l.Lookups) }), 1, 2))
+			}
+			if t := lookupFailures(s, mix.phase); t != "" {
+				fails = append(fails, fmt.Sprintf("%s, %s: %s", s.Name, mix.name, t))
+			}
+		}
+	}
+	if len(fails) > 0 {
+		w("\nFailed lookups (closed and open loop): %s.\n", strings.Join(fails, "; "))
+	}
+	return b.String()
+}
+
+// lookupFailures sums the failed lookups of phase ph over the runs of s,
+// with the first error met; "" when none failed.
+func lookupFailures(s *SystemReport, ph string) string {
+	var lookups, failed int64
+	var first string
+	for _, rr := range s.Reps {
+		m := rr.Lookups[ph]
+		if m == nil {
+			continue
+		}
+		for _, run := range []*LookupRun{m.Closed, m.Open} {
+			if run == nil {
+				continue
+			}
+			lookups += run.Lookups
+			failed += run.Failed
+			if first == "" {
+				first = run.FirstError
+			}
+		}
+	}
+	if failed == 0 {
+		return ""
+	}
+	t := fmt.Sprintf("%d of %d failed", failed, lookups)
+	if first != "" {
+		t += " (first error: `" + strings.ReplaceAll(first, "|", "\\|") + "`)"
+	}
+	return t
 }
 
 // tcpMarkdown renders the DNS-over-TCP phases: one row per system and mix,

@@ -112,6 +112,75 @@ func TestTransportsMarkdown(t *testing.T) {
 	}
 }
 
+// TestLookupsMarkdown renders the lookup table from a made-up report: CPU
+// per lookup over twice the UDP CPU per query, over the ceiling's
+// (blocked) and dnsdist's (forwarded), the p50 over the ceiling's and
+// direct's, sockets per lookup, a mix that failed with its first error,
+// and nothing without the phase.
+func TestLookupsMarkdown(t *testing.T) {
+	udp := func(cpu time.Duration) *PhaseResult {
+		return &PhaseResult{Sent: 1000, Answered: 1000, QPS: 100000, CPUPerQuery: cpu}
+	}
+	run := func(cpu, p50 time.Duration, lps float64) *LookupRuns {
+		closed := &LookupRun{LookupResult: loadgen.LookupResult{Lookups: 1000, Found: 1000, Sockets: 2000, LPS: lps,
+			Latency: loadgen.Percentiles{Count: 1000, P50: 5 * time.Millisecond}}, CPUPerLookup: cpu, CorePerLookup: cpu + time.Microsecond}
+		open := &LookupRun{LookupResult: loadgen.LookupResult{Lookups: 1000, Found: 990, Failed: 10, Sockets: 2000, LPS: 1000,
+			Latency: loadgen.Percentiles{Count: 990, P50: p50}}}
+		return &LookupRuns{Closed: closed, Open: open}
+	}
+	failed := &LookupRun{LookupResult: loadgen.LookupResult{Lookups: 100, Failed: 100, Sockets: 200, FirstError: "lookup x.example.: i/o timeout"}}
+	us := time.Microsecond
+	r := &Report{Options: Defaults(), Systems: []*SystemReport{
+		{Name: "direct", Reps: []*RepResult{{Phases: map[string]*PhaseResult{ClosedForward: udp(2 * us)},
+			Lookups: map[string]*LookupRuns{LookupForward: run(5*us, 200*us, 9000)}}}},
+		{Name: "dnstun", Reps: []*RepResult{
+			{Phases: map[string]*PhaseResult{ClosedBlocked: udp(5 * us), ClosedForward: udp(10 * us)},
+				Lookups: map[string]*LookupRuns{LookupBlocked: run(40*us, 300*us, 8000), LookupForward: run(60*us, 400*us, 6000)}},
+			{Phases: map[string]*PhaseResult{ClosedBlocked: udp(5 * us), ClosedForward: udp(10 * us)},
+				Lookups: map[string]*LookupRuns{LookupBlocked: run(50*us, 300*us, 7000), LookupForward: run(60*us, 400*us, 6000)}},
+		}},
+		{Name: "dnsmasq", Reps: []*RepResult{{Phases: map[string]*PhaseResult{ClosedForward: udp(20 * us)}}}},
+		{Name: "dnsdist", Reps: []*RepResult{{Phases: map[string]*PhaseResult{ClosedBlocked: udp(4 * us), ClosedForward: udp(8 * us)},
+			Lookups: map[string]*LookupRuns{LookupBlocked: {Closed: failed, Open: failed}, LookupForward: run(30*us, 350*us, 9000)}}}},
+		{Name: "ceiling", Reps: []*RepResult{{Phases: map[string]*PhaseResult{ClosedBlocked: udp(4 * us)},
+			Lookups: map[string]*LookupRuns{LookupBlocked: run(20*us, 250*us, 9500)}}}},
+	}}
+	md := lookupsMarkdown(r)
+	t.Log("\n" + md)
+	for _, want := range []string{
+		"## Go's resolver as the client: lookups, a fresh socket per query",
+		"Closed loop for 1s with 32 lookups at a time (64 queries in flight",
+		"then 1000 lookups a second (2000 queries a second",
+		"| system | names | lookups/s | CPU µs/lookup | x 2 UDP queries | x ceiling / dnsdist | core µs/lookup | p50 µs at 1000/s |",
+		"| direct | forwarded | 9000 | 5.00 | 1.25x | 0.17x | 6.00 | 200.0 | +0.0 | 2.00 |",
+		"| dnstun | blocked | 7500 (7000–8000) | 45.00 (40.00–50.00) | 4.50x | 2.25x | 46.00 (41.00–51.00) | 300.0 | +50.0 | 2.00 |",
+		"| dnstun | forwarded | 6000 | 60.00 | 3.00x | 2.00x | 61.00 | 400.0 | +200.0 | 2.00 |",
+		"| dnsdist | blocked | **failed** | – | – | – | – | – | – | – |\n",
+		"| dnsdist | forwarded | 9000 | 30.00 | 1.88x | 1.00x | 31.00 | 350.0 | +150.0 | 2.00 |",
+		"| ceiling | blocked | 9500 | 20.00 | 2.50x | 1.00x | 21.00 | 250.0 | +0.0 | 2.00 |",
+		"dnsdist, blocked: 200 of 200 failed (first error: `lookup x.example.: i/o timeout`)",
+		"Failed lookups (closed and open loop): direct, forwarded: 10 of 2000 failed; dnstun, blocked: 20 of 4000 failed;",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("lookup table lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "| dnsmasq |") {
+		t.Error("a system without lookup runs is in the lookup table")
+	}
+	if !strings.Contains(Markdown(r, true), "## Go's resolver as the client") {
+		t.Error("Markdown lacks the lookup table")
+	}
+	for _, s := range r.Systems {
+		for _, rr := range s.Reps {
+			rr.Lookups = nil
+		}
+	}
+	if md := lookupsMarkdown(r); md != "" {
+		t.Errorf("no lookup phase, yet:\n%s", md)
+	}
+}
+
 // TestRenderCommittedResults renders the committed results.json, as
 // `e2ebench -from bench/results.json` does: a report from before a phase
 // existed must still render, without that phase's section.

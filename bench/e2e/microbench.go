@@ -20,7 +20,7 @@ var microPackages = []string{"packet", "engine", "querylog", "cache", "attrib", 
 // line it used (the package stands for PKG).
 func RunMicroBenches(ctx context.Context, moduleDir string) ([]*FilterBench, string, error) {
 	var all []*FilterBench
-	args := []string{"test", "./PKG", "-run", "^$", "-bench", ".", "-benchmem", "-count", strconv.Itoa(filterBenchCount), "-benchtime", "1s", "-timeout", "20m"}
+	args := []string{"test", "./PKG", "-run", "^$", "-bench", ".", "-benchmem", "-count", strconv.Itoa(filterBenchCount), "-benchtime", benchTime, "-timeout", "20m"}
 	line := "go " + strings.Join(args, " ")
 	for _, pkg := range microPackages {
 		a := append([]string(nil), args...)

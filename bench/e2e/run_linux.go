@@ -41,8 +41,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if o.Reps < 1 || o.Closed <= 0 || o.Open <= 0 || o.Rate <= 0 || o.ListSize < 1 {
 		return nil, errors.New("e2e: Reps, Closed, Open, Rate and ListSize must be positive")
 	}
-	if o.Transports < 0 {
-		return nil, errors.New("e2e: Transports must be >= 0")
+	if o.Transports < 0 || o.Lookups < 0 {
+		return nil, errors.New("e2e: Transports and Lookups must be >= 0")
 	}
 	if o.TransportsOnly && o.Transports == 0 {
 		return nil, errors.New("e2e: TransportsOnly needs Transports > 0 (the length of each run)")
@@ -62,7 +62,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 	rep = &Report{Options: o, Started: time.Now(), Machine: Machine()}
-	defer func() { rep.Took = time.Since(rep.Started) }()
+	defer func() {
+		if rep != nil { // nil when Run failed before any figure
+			rep.Took = time.Since(rep.Started)
+		}
+	}()
 
 	dir, err := os.MkdirTemp("", "dnstun-bench-")
 	if err != nil {
@@ -107,6 +111,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 	}
+	if e.lookupNames, err = writeLookupNames(dir, blocked, forward); err != nil {
+		return nil, err
+	}
 
 	progress("building namespaces; client and upstream on cpu %d, system under test on cpu %d", o.ClientCPU, o.SUTCPU)
 	e.cpus = cpus{client: o.ClientCPU, sut: o.SUTCPU}
@@ -139,7 +146,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		for _, s := range systems {
 			sr := rep.System(s.name)
 			progress("rep %d/%d: %s", r+1, o.Reps, s.name)
-			rr, err := runSystem(ctx, e, s, o, blocked, forward, progress)
+			rr, err := runSystem(ctx, e, s, o, len(sr.Reps) == 0, blocked, forward, progress)
 			if err != nil {
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
@@ -194,6 +201,9 @@ func buildBins(ctx context.Context, o Options, dir string, progress func(string,
 	if o.Transports > 0 && (!o.only() || o.TransportsOnly) {
 		pkgs["quicupstream"] = "./bench/cmd/quicupstream"
 	}
+	if o.Lookups > 0 && !o.only() {
+		pkgs["golookup"] = "./bench/cmd/golookup"
+	}
 	for name, pkg := range pkgs {
 		if p := o.Bins[name]; p != "" {
 			bins[name] = p
@@ -212,8 +222,10 @@ func buildBins(ctx context.Context, o Options, dir string, progress func(string,
 }
 
 // runSystem runs one repetition of s: start with the list, the four load
-// phases, stop; then the start-up and RSS measurement with the big list.
-func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forward []loadgen.Query, progress func(string, ...any)) (*RepResult, error) {
+// phases, the lookup and the TCP phases, stop; then, with big set (the
+// system's first repetition), the start-up, RSS and reload measurement
+// with the big list.
+func runSystem(ctx context.Context, e *env, s *system, o Options, big bool, blocked, forward []loadgen.Query, progress func(string, ...any)) (*RepResult, error) {
 	rr := &RepResult{Phases: map[string]*PhaseResult{}}
 	var p *lab.Proc
 	pid := e.upstream.Pid() // direct: the responder does the work
@@ -262,6 +274,9 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 			return nil, fmt.Errorf("%s exited during %s: %v\n%s", s.name, ph, p.Err(), p.Log())
 		}
 	}
+	if err := runLookupPhases(ctx, e, s, o, rr, p, pid, progress); err != nil {
+		return nil, err
+	}
 	if err := runTCPPhases(ctx, e, s, o, rr, p, pid, blocked, forward, progress); err != nil {
 		return nil, err
 	}
@@ -269,7 +284,7 @@ func runSystem(ctx context.Context, e *env, s *system, o Options, blocked, forwa
 		rr.RSS, rr.HWM = memKiB(p.Pid())
 		p.Stop()
 	}
-	if s.start != nil && o.BigListSize > 0 && s.blocks {
+	if big && s.start != nil && o.BigListSize > 0 && s.blocks {
 		bp, err := s.start(e, o.BigListSize)
 		if err != nil {
 			return nil, err
@@ -322,24 +337,24 @@ func runTCPPhases(ctx context.Context, e *env, s *system, o Options, rr *RepResu
 		if ph == TCPNForward || ph == TCPNBlocked {
 			perConn, pipeline = TCPPerConn, o.TCPPipeline
 		}
-		cpu0, _ := cpuTime(pid)
-		core0 := coreBusy(o.SUTCPU)
+		var res *loadgen.Result
 		t0 := time.Now()
-		res, err := loadTCP(ctx, e, s, o, qs, perConn, pipeline)
+		cpu, core, err := cpuAround(pid, o.SUTCPU, func() (err error) {
+			res, err = loadTCP(ctx, e, s, o, qs, perConn, pipeline)
+			return err
+		})
 		took := time.Since(t0)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph, err)
 		}
-		cpu1, _ := cpuTime(pid)
-		core1 := coreBusy(o.SUTCPU)
 		pr := &PhaseResult{
 			Sent: res.Sent, Answered: res.Answered, Lost: res.Lost, Errors: res.Errors,
 			Mismatched: res.Mismatched, Rcodes: res.Rcodes, QPS: res.QPS, Latency: res.Latency,
 			Conns: res.Conns, ConnFailed: res.ConnFailed, Closed: res.Closed, FirstError: res.FirstError,
 		}
 		if res.Answered > 0 {
-			pr.CPUPerQuery = (cpu1 - cpu0) / time.Duration(res.Answered)
-			pr.CorePerQuery = (core1 - core0) / time.Duration(res.Answered)
+			pr.CPUPerQuery = cpu / time.Duration(res.Answered)
+			pr.CorePerQuery = core / time.Duration(res.Answered)
 		}
 		rr.Phases[ph] = pr
 		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  cpu/q %6v  conns %6d  failed %5d  closed %5d  in %v%s",

@@ -4,6 +4,7 @@ package e2e_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -31,10 +32,16 @@ func benchNamespaces(t *testing.T) []string {
 // TCP phases.
 var tcpSystems = map[string]bool{"direct": true, "dnstun": true, "dnsmasq": true, "unbound": true, "dnsdist": true}
 
+// lookupSystems are looked up through by Go's resolver in the lookup
+// phase: which mixes each has (blocked, forwarded).
+var lookupSystems = map[string][2]bool{
+	"direct": {false, true}, "dnstun": {true, true}, "dnstun-flow": {true, true}, "dnsdist": {true, true}, "ceiling": {true, false},
+}
+
 // TestSmoke runs the smoke benchmark (what `scripts/bench.sh --smoke` runs)
 // in namespaces: every system that is installed must answer in every phase
-// it has, and the namespaces must be gone afterwards. Peers that are not
-// installed are reported, not failed.
+// it has, the lookup phase included, and the namespaces must be gone
+// afterwards. Peers that are not installed are reported, not failed.
 func TestSmoke(t *testing.T) {
 	privtest.RequirePriv(t)
 	before := benchNamespaces(t)
@@ -94,13 +101,63 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"| dnstun |", "| ceiling |", "Blocked names: saturation", "DNS over TCP: saturation", "| direct | forwarded |"} {
+	for _, s := range rep.Systems {
+		if s.Why != "" || len(s.Reps) != 1 {
+			continue
+		}
+		checkLookups(t, s.Name, s.Reps[0].Lookups)
+	}
+	for _, want := range []string{"| dnstun |", "| ceiling |", "Blocked names: saturation", "DNS over TCP: saturation", "| direct | forwarded |",
+		"## Go's resolver as the client", "| dnstun | blocked |", "| ceiling | blocked |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
 	}
 	// The chart is drawn by the bench/chart module from results.json; its
 	// own tests draw the committed one.
+}
+
+// checkLookups checks the lookup phase of one system of the smoke run:
+// the mixes it should have, each closed and open run with 90% of its
+// lookups answered as the mix is (NXDOMAIN blocked, two addresses
+// forwarded), from two sockets a lookup.
+func checkLookups(t *testing.T, system string, got map[string]*e2e.LookupRuns) {
+	t.Helper()
+	mixes, ok := lookupSystems[system]
+	if !ok {
+		if len(got) > 0 {
+			t.Errorf("%s: lookup phases %v, want none", system, slices.Collect(maps.Keys(got)))
+		}
+		return
+	}
+	for i, ph := range []string{e2e.LookupBlocked, e2e.LookupForward} {
+		lr := got[ph]
+		if !mixes[i] {
+			if lr != nil {
+				t.Errorf("%s: %s ran, want not", system, ph)
+			}
+			continue
+		}
+		if lr == nil {
+			t.Errorf("%s: no %s", system, ph)
+			continue
+		}
+		for _, run := range []*e2e.LookupRun{lr.Closed, lr.Open} {
+			if run == nil {
+				t.Errorf("%s %s: a run is missing", system, ph)
+				continue
+			}
+			want := run.NotFound
+			if ph == e2e.LookupForward {
+				want = run.Found
+			}
+			if run.Lookups == 0 || want < run.Lookups*9/10 || run.Answered() != want ||
+				(ph == e2e.LookupForward && run.Addrs != 2*run.Found) || run.Sockets < 2*run.Lookups {
+				t.Errorf("%s %s: %+v; want 90%% of the lookups %s, from two sockets each", system, ph, run.LookupResult,
+					map[string]string{e2e.LookupBlocked: "not found", e2e.LookupForward: "found with two addresses"}[ph])
+			}
+		}
+	}
 }
 
 // TestSmokeTransports runs the upstream transports phase alone with short

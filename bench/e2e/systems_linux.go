@@ -24,6 +24,8 @@ type system struct {
 	blocks bool // has the block list (everything but direct)
 	fwd    bool // forwards (everything but the ceiling)
 	tcp    bool // answers DNS over TCP: measured in TCPPhases
+	// lookups: measured in the lookup phase (Options.Lookups).
+	lookups bool
 	// avail returns why the system cannot run here, or "".
 	avail func(e *env) string
 	// start starts it with the block list of n names; nil for direct.
@@ -56,9 +58,11 @@ type env struct {
 	cpus      cpus
 	dir       string
 	moduleDir string
-	bins      map[string]string // dnstun, ceiling, upstream
+	bins      map[string]string // dnstun, ceiling, upstream, golookup
 	// lists[n][format] is the path of the list of n names in format.
 	lists map[int]map[listFormat]string
+	// lookupNames[phase] is the names file of a lookup phase.
+	lookupNames map[string]string
 }
 
 // newLab builds the namespaces (no IPv6, no default route: the SUT
@@ -178,13 +182,13 @@ func allSystems() []*system {
 	return []*system{
 		{
 			name: "direct", label: "direct to upstream (baseline)", target: upstreamAddr,
-			fwd: true, tcp: true,
+			fwd: true, tcp: true, lookups: true,
 			avail:   func(*env) string { return "" },
 			version: func(*env) string { return "bench/cmd/upstream" },
 		},
 		{
 			name: "dnstun", label: "dnstun, packet path (TUN)", target: tunResolver,
-			blocks: true, fwd: true, reloads: true, tcp: true,
+			blocks: true, fwd: true, reloads: true, tcp: true, lookups: true,
 			avail: func(*env) string { return "" },
 			start: func(e *env, n int) (*lab.Proc, error) {
 				return startDnstun(e, n, noCache)
@@ -193,7 +197,7 @@ func allSystems() []*system {
 		},
 		{
 			name: "dnstun-flow", label: "dnstun, flow mode (UDP socket)", target: localAddr,
-			blocks: true, fwd: true,
+			blocks: true, fwd: true, lookups: true,
 			avail: func(e *env) string {
 				if !flowModeAvailable(e.bins["dnstun"]) {
 					return "not available: this dnstun has no `run --mode flow --listen`"
@@ -230,7 +234,7 @@ func allSystems() []*system {
 		},
 		{
 			name: "dnsdist", label: "dnsdist (SuffixMatchNodeRule + RCodeAction, no packet cache)", target: localAddr,
-			blocks: true, fwd: true, tcp: true,
+			blocks: true, fwd: true, tcp: true, lookups: true,
 			avail: peerAvail("dnsdist", "dnsdist"),
 			start: func(e *env, n int) (*lab.Proc, error) {
 				return startDnsdist(e, n, noCache)
@@ -239,8 +243,8 @@ func allSystems() []*system {
 		},
 		{
 			name: "ceiling", label: "ceiling (TUN, NXDOMAIN in place, nothing else)", target: tunResolver,
-			blocks: true,
-			avail:  func(*env) string { return "" },
+			blocks: true, lookups: true,
+			avail: func(*env) string { return "" },
 			start: func(e *env, n int) (*lab.Proc, error) {
 				return e.start(e.cpus.sut, e.bins["ceiling"], "-resolver", tunResolver.Addr().String())
 			},

@@ -37,7 +37,7 @@ const pinnedEnv = "DNSTUN_BENCH_PINNED"
 
 func main() {
 	o := e2e.Defaults()
-	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only), 10k list, no 1M list, no dnsperf, no transports or cache phase (unless -transports or -cache-phase is given; the cache fill then has 20k names); no targets")
+	smoke := flag.Bool("smoke", false, "a few seconds: 1 repetition, 0.5 s runs (TCP 0.1 s, forwarded names only; lookups 0.2 s), 10k list, no 1M list, no dnsperf, no transports or cache phase (unless -transports or -cache-phase is given; the cache fill then has 20k names); no targets")
 	optionFlags(flag.CommandLine, &o)
 	systems := flag.String("systems", "", "comma-separated systems to run (default all: "+strings.Join(e2e.SystemNames(), ",")+")")
 	out := flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png (empty: print only)")
@@ -89,10 +89,10 @@ func main() {
 	}
 	only := o.TransportsOnly || o.CacheOnly
 	if err == nil && *filterBench && !*smoke && !only {
-		o.Progress("filter benchmarks (about 2 min)")
+		o.Progress("filter benchmarks (about 30 s)")
 		rep.Filter, rep.FilterCommand, err = e2e.RunFilterBenches(ctx, o.ModuleDir)
 		if err == nil {
-			o.Progress("hot-path micro-benchmarks (about 2 min)")
+			o.Progress("hot-path micro-benchmarks (about 1 min)")
 			rep.Micro, rep.MicroCommand, err = e2e.RunMicroBenches(ctx, o.ModuleDir)
 		}
 	}
@@ -213,6 +213,7 @@ func optionFlags(fs *flag.FlagSet, o *e2e.Options) {
 	fs.IntVar(&o.TCPConcurrency, "tcp-concurrency", o.TCPConcurrency, "TCP queries in flight (1 per connection: as many connections)")
 	fs.IntVar(&o.TCPPipeline, "tcp-pipeline", o.TCPPipeline, fmt.Sprintf("queries in flight per connection in the %d-per-connection TCP phases", e2e.TCPPerConn))
 	fs.BoolVar(&o.TCPBlocked, "tcp-blocked", o.TCPBlocked, "also run the TCP phases with blocked names")
+	fs.DurationVar(&o.Lookups, "lookups", o.Lookups, "length of each run of the lookup phase (an ordinary Go program's resolver, bench/cmd/golookup, looking the mixes up through direct, dnstun, its flow mode, dnsdist and the ceiling; closed loop, then open loop; 0: skip it)")
 	fs.DurationVar(&o.Transports, "transports", o.Transports, "length of each run of the upstream transports phase (dnstun and dnsdist forwarding over UDP, TCP, DoT, DoH, DoQ, DoH3; 0: skip it)")
 	fs.BoolVar(&o.TransportsOnly, "transports-only", o.TransportsOnly, "run the upstream transports phase alone (with -smoke, give -transports too; with -cache-only, the two phases)")
 	fs.DurationVar(&o.CachePhase, "cache-phase", o.CachePhase, "length of each run of the response cache phase (warmed hits of dnstun, dnsmasq, unbound and dnsdist with caches on, beside dnstun's blocked path and the ceiling; then dnstun's cache filled with -cache-names names; 0: skip it)")
