@@ -173,6 +173,9 @@ type Stats struct {
 	Failures  uint64 // lookups that failed otherwise (timeout, netlink, sysctl)
 	ProcScans uint64 // Linux: lookups that had to scan /proc (inode not indexed)
 	Procs     uint64 // Linux: processes whose fd tables were read
+	// ScansCut: Linux: scans stopped after the recent owners because the
+	// socket had closed meanwhile (no full walk of /proc for it).
+	ScansCut uint64
 	// LookupTime is the time all lookups took together.
 	LookupTime time.Duration
 }
@@ -213,7 +216,7 @@ type Table struct {
 
 // scanCounters are the Linux /proc scan counters, kept by the resolvers.
 type scanCounters struct {
-	scans, procs atomic.Uint64
+	scans, procs, gone atomic.Uint64
 }
 
 // New returns a Table. It checks that lookups can work here (Linux: a
@@ -553,6 +556,7 @@ func (t *Table) Stats() Stats {
 		Failures:   t.failures.Load(),
 		ProcScans:  t.scans.scans.Load(),
 		Procs:      t.scans.procs.Load(),
+		ScansCut:   t.scans.gone.Load(),
 		LookupTime: time.Duration(t.lookupNanos.Load()),
 	}
 	for i := range t.cache.stripes {

@@ -140,7 +140,15 @@ func (r *linuxResolver) resolve(ctx context.Context, k Key) (*Owner, error) {
 	if m.Inode == 0 {
 		return nil, fmt.Errorf("%w: %v: the socket has no inode (it is closing, or in TCP TIME_WAIT)", ErrNotFound, k)
 	}
-	pid, err := r.findProcess(ctx, m.Inode, m.UID)
+	// A client that closes its socket right after its answer (Go's and
+	// glibc's resolvers open one per query) is often gone by the time
+	// its lookup runs; once the recent owners do not hold the inode, the
+	// socket is asked for again before every process is scanned for it.
+	gone := func() bool {
+		n, err := r.exact(ctx, k)
+		return err == nil && n.Inode != m.Inode
+	}
+	pid, err := r.findProcess(ctx, m.Inode, m.UID, gone)
 	if err != nil {
 		return nil, fmt.Errorf("attrib: %v (socket inode %d, uid %d): %w", k, m.Inode, m.UID, err)
 	}
@@ -152,6 +160,37 @@ func (r *linuxResolver) resolve(ctx context.Context, k Key) (*Owner, error) {
 // AF_INET, then as a dual-stack AF_INET6 socket with IPv4-mapped
 // addresses), then a dump of the sockets on k's local port.
 func (r *linuxResolver) findSocket(ctx context.Context, k Key) (diagMsg, error) {
+	m, err := r.exact(ctx, k)
+	if err != nil || m.Inode != 0 {
+		return m, err
+	}
+	local := netip.AddrPortFrom(k.Local.Addr().Unmap(), k.Local.Port())
+	remote := netip.AddrPortFrom(k.Remote.Addr().Unmap(), k.Remote.Port())
+	families := []uint8{afInet6}
+	if local.Addr().Is4() {
+		families = []uint8{afInet, afInet6}
+	}
+	best := -1
+	for _, fam := range families {
+		err := r.query(ctx, fam, k.Proto, local, remote, true, func(d diagMsg) {
+			if s := matchScore(d.Local, d.Remote, local, remote); s > best && d.Inode != 0 {
+				m, best = d, s
+			}
+		})
+		if err != nil && !errors.Is(err, syscall.ENOENT) {
+			return diagMsg{}, err
+		}
+	}
+	if best < 0 {
+		return diagMsg{}, fmt.Errorf("%w: sock_diag knows no socket %v in this network namespace (closed already?)", ErrNotFound, k)
+	}
+	return m, nil
+}
+
+// exact asks sock_diag for k's exact socket id, in AF_INET, then as a
+// dual-stack AF_INET6 socket with IPv4-mapped addresses; a zero diagMsg
+// (no error) when there is none.
+func (r *linuxResolver) exact(ctx context.Context, k Key) (diagMsg, error) {
 	local := netip.AddrPortFrom(k.Local.Addr().Unmap(), k.Local.Port())
 	remote := netip.AddrPortFrom(k.Remote.Addr().Unmap(), k.Remote.Port())
 	families := []uint8{afInet6}
@@ -175,21 +214,7 @@ func (r *linuxResolver) findSocket(ctx context.Context, k Key) (diagMsg, error) 
 			return diagMsg{}, err
 		}
 	}
-	best := -1
-	for _, fam := range families {
-		err := r.query(ctx, fam, k.Proto, local, remote, true, func(d diagMsg) {
-			if s := matchScore(d.Local, d.Remote, local, remote); s > best && d.Inode != 0 {
-				m, best = d, s
-			}
-		})
-		if err != nil && !errors.Is(err, syscall.ENOENT) {
-			return diagMsg{}, err
-		}
-	}
-	if best < 0 {
-		return diagMsg{}, fmt.Errorf("%w: sock_diag knows no socket %v in this network namespace (closed already?)", ErrNotFound, k)
-	}
-	return m, nil
+	return diagMsg{}, nil
 }
 
 // query sends one sock_diag request and reads its reply, calling fn for
@@ -247,7 +272,7 @@ type scan struct {
 // remembers, else the fd tables of the recent owners, of the socket
 // owner's processes (uid), then of the others, each newest PID first,
 // within the context and MaxScan.
-func (r *linuxResolver) findProcess(ctx context.Context, inode uint64, uid uint32) (int32, error) {
+func (r *linuxResolver) findProcess(ctx context.Context, inode uint64, uid uint32, gone func() bool) (int32, error) {
 	if ref, ok := r.s.indexed(inode); ok && r.fdIs(ref, inode) {
 		return ref.pid, nil
 	}
@@ -258,6 +283,10 @@ func (r *linuxResolver) findProcess(ctx context.Context, inode uint64, uid uint3
 		if r.readFDs(pid, &sc) {
 			return pid, nil
 		}
+	}
+	if gone() {
+		r.s.scans.gone.Add(1)
+		return 0, fmt.Errorf("%w: the socket closed before its process was found", ErrNotFound)
 	}
 	if err := r.listPIDs(); err != nil {
 		return 0, err

@@ -584,3 +584,40 @@ func BenchmarkResolveScan(b *testing.B) {
 	b.ReportMetric(float64(s.scans.procs.Load())/float64(b.N), "fdtables/op")
 	b.ReportMetric(float64(n), "procs")
 }
+
+// TestScanCutWhenGone: when the recent owners do not hold the inode and the
+// socket has closed meanwhile (a resolver's one-query socket), the lookup
+// stops there instead of reading every process's fd table; while the socket
+// is still there, the scan goes on and finds its owner.
+func TestScanCutWhenGone(t *testing.T) {
+	child, port := startChild(t, "attrib-child-cut")
+	k := Key{Proto: ProtoUDP, Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Remote: netip.MustParseAddrPort("127.0.0.1:53")}
+	counters := &scanCounters{}
+	s, _ := newSys(Config{MaxScan: DefaultMaxScan}, counters, func(error) {})
+	res, err := s.newResolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.(*linuxResolver)
+	defer r.close()
+	m, err := r.exact(context.Background(), k)
+	if err != nil || m.Inode == 0 {
+		t.Fatalf("the child's socket: %+v, %v", m, err)
+	}
+	pid, err := r.findProcess(context.Background(), m.Inode, m.UID, func() bool { return true })
+	if !errors.Is(err, ErrNotFound) || pid != 0 {
+		t.Fatalf("gone: pid %d, %v; want ErrNotFound", pid, err)
+	}
+	if counters.gone.Load() != 1 || counters.procs.Load() != 0 {
+		t.Errorf("gone: %d cut, %d fd tables read; want 1 and none (no recent owners yet)", counters.gone.Load(), counters.procs.Load())
+	}
+	pid, err = r.findProcess(context.Background(), m.Inode, m.UID, func() bool { return false })
+	if err != nil || pid != int32(child.Process.Pid) {
+		t.Fatalf("still there: pid %d, %v; want %d", pid, err, child.Process.Pid)
+	}
+	// The real check: the socket's exact id, asked again.
+	resolve := func() (*Owner, error) { return r.resolve(context.Background(), k) }
+	if o, err := resolve(); err != nil || o.PID != int32(child.Process.Pid) {
+		t.Errorf("resolve: %+v, %v", o, err)
+	}
+}
