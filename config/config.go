@@ -33,6 +33,7 @@ type File struct {
 	MTU             int           `yaml:"mtu"`                     // --mtu
 	Resolvers       []string      `yaml:"resolvers"`               // --resolver
 	TunAddrs        []string      `yaml:"tun_addrs"`               // --tun-addr (empty: one default per resolver family)
+	TunQueues       int           `yaml:"tun_queues"`              // --tun-queues (0 = one per CPU)
 	Upstreams       []string      `yaml:"upstreams"`               // --upstream (empty: the nameservers of resolv_conf)
 	Bootstrap       []string      `yaml:"bootstrap"`               // --bootstrap (empty: the system's resolvers)
 	UpstreamMode    string        `yaml:"upstream_mode"`           // --upstream-mode
@@ -104,6 +105,7 @@ type Pos struct{ Line, Column int }
 // Config are the same constants.
 const (
 	DefaultMTU             = tun.DefaultMTU
+	DefaultTunQueues       = 1 // not 0 (one per CPU) yet: see tun_queues in example.yaml
 	DefaultResolvConf      = upstream.ResolvConfPath
 	DefaultBlockMode       = "nxdomain"
 	DefaultBlockTTL        = engine.DefaultBlockTTL
@@ -168,6 +170,7 @@ func DefaultFor(goos string) *File {
 	return &File{
 		Tun:             tun,
 		MTU:             DefaultMTU,
+		TunQueues:       DefaultTunQueues,
 		Resolvers:       append([]string(nil), DefaultResolvers...),
 		ResolvConf:      DefaultResolvConf,
 		BypassSignals:   true,

@@ -4,6 +4,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dnstun/dnstun/tun"
 )
 
 func strip(f *File) File {
@@ -32,6 +35,7 @@ func TestExampleGolden(t *testing.T) {
 	want := File{
 		Tun:             tun,
 		MTU:             1500,
+		TunQueues:       1,
 		Resolvers:       []string{"198.19.53.53", "fd64:6e73:7475::53"},
 		ResolvConf:      "/etc/resolv.conf",
 		Blocklists:      []string{},
@@ -90,6 +94,7 @@ func TestParseFull(t *testing.T) {
 mtu: 1400
 resolvers: [10.99.0.53]
 tun_addrs: [10.99.0.1]
+tun_queues: 0
 upstreams: [192.0.2.1, "192.0.2.2:5353", "[2001:db8::1]:53"]
 resolv_conf: /tmp/resolv.conf
 blocklists: [/etc/dnstun/a.txt, /etc/dnstun/b.txt, "https://lists.example/ads.txt"]
@@ -117,7 +122,7 @@ exit_when_disabled: true
 		t.Fatal(err)
 	}
 	want := File{
-		Tun: "dt1", MTU: 1400, Resolvers: []string{"10.99.0.53"}, TunAddrs: []string{"10.99.0.1"},
+		Tun: "dt1", MTU: 1400, Resolvers: []string{"10.99.0.53"}, TunAddrs: []string{"10.99.0.1"}, TunQueues: 0,
 		Upstreams:  []string{"192.0.2.1", "192.0.2.2:5353", "[2001:db8::1]:53"},
 		ResolvConf: "/tmp/resolv.conf", Blocklists: []string{"/etc/dnstun/a.txt", "/etc/dnstun/b.txt", "https://lists.example/ads.txt"},
 		ListCache: "/var/cache/dt", ListRefresh: 6 * time.Hour, ListWatch: 0,
@@ -193,6 +198,8 @@ func TestErrors(t *testing.T) {
 		{"block mode", "block_mode: nxdomian\n", []string{"c.yaml:1:13: ", `block_mode: unknown block mode "nxdomian"`, "want nxdomain, null, nodata, refused, or IP addresses"}},
 		{"block ttl big", "block_ttl: 4294967295\n", []string{"c.yaml:1:12: ", "block_ttl: 4294967295 is out of range", "RFC 2181"}},
 		{"mtu small", "mtu: 100\n", []string{"c.yaml:1:6: ", "mtu: 100 is out of range", "1280"}},
+		{"tun queues negative", "tun_queues: -1\n", []string{"c.yaml:1:13: ", "tun_queues: -1 is out of range", "want 0 (one per CPU) or 1 to"}},
+		{"tun queues many", fmt.Sprintf("tun_queues: %d\n", tun.MaxQueues+1), []string{"c.yaml:1:13: ", fmt.Sprintf("tun_queues: %d", tun.MaxQueues+1)}},
 		{"max pending", "max_pending: 0\n", []string{"c.yaml:1:14: ", "max_pending: 0 is out of range"}},
 		{"log level", "log_level: verbose\n", []string{"c.yaml:1:12: ", `log_level: unknown log level "verbose"`, "want debug, info, warn or error"}},
 		{"mode", "mode: proxy\n", []string{"c.yaml:1:7: ", `mode: unknown mode "proxy"`, "want tun or flow"}},
@@ -322,4 +329,26 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("parsed but invalid: %v", err)
 		}
 	})
+}
+
+// TestTunQueues: tun_queues is the TUN's queue count as given; 0 is one per
+// CPU dnstun may use, at most tun.MaxQueues.
+func TestTunQueues(t *testing.T) {
+	for _, c := range []struct{ given, want int }{
+		{0, min(runtime.GOMAXPROCS(0), tun.MaxQueues)},
+		{1, 1},
+		{tun.MaxQueues, tun.MaxQueues},
+	} {
+		f, err := Parse(fmt.Appendf(nil, "tun_queues: %d\n", c.given), "q.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := f.Options()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.TunQueues != c.given || o.Queues() != c.want {
+			t.Errorf("tun_queues %d: TunQueues %d, Queues() %d; want %d, %d", c.given, o.TunQueues, o.Queues(), c.given, c.want)
+		}
+	}
 }

@@ -27,6 +27,7 @@ var RunFlags = []RunFlag{
 	{"mtu", "mtu", "TUN MTU"},
 	{"resolver", "resolvers", "virtual resolver address served on the TUN (repeatable)"},
 	{"tun-addr", "tun_addrs", "the TUN's own address (repeatable; default 198.19.53.1 and fd64:6e73:7475::1, one per resolver family)"},
+	{"tun-queues", "tun_queues", "TUN queues, each read by its own goroutine (Linux: IFF_MULTI_QUEUE; the kernel spreads clients' flows across them): 0 is one per CPU dnstun may use (GOMAXPROCS), at most 64; macOS's utun has one"},
 	{"upstream", "upstreams", "upstream resolver (repeatable): IP[:PORT] or udp://, tcp://IP[:PORT], tls://HOST[:853], https://HOST[:443]/dns-query, h3://HOST/dns-query, quic://HOST[:853], optionally #pin-sha256=BASE64; \"[/corp.example/]UPSTREAM\" for the names under a domain only (\"#\" as UPSTREAM: the default upstreams); default: the system's resolvers, from --resolv-conf"},
 	{"bootstrap", "bootstrap", "plain resolver IP[:PORT] that resolves the host names of upstream URLs (repeatable; default: the system's resolvers)"},
 	{"upstream-mode", "upstream_mode", "how upstreams are asked: failover (in order, the next one when one fails), parallel (all at once, first answer wins), fastest (the one with the lowest recent round trip)"},

@@ -5,11 +5,13 @@ package config
 import (
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"time"
 
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
+	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
 
@@ -22,6 +24,9 @@ type Options struct {
 	MTU       int
 	Resolvers []netip.Addr // the virtual resolvers, routed into the TUN
 	TunAddrs  []netip.Addr // the TUN's own addresses, one per resolver family at least
+	// TunQueues is how many queues the TUN has, as given; 0: one per CPU
+	// (Queues says how many that is).
+	TunQueues int
 	// Upstreams are the default upstreams as given; empty means: follow
 	// the system's resolvers (ResolvConf, or macOS's dynamic store).
 	Upstreams []upstream.Spec
@@ -110,3 +115,13 @@ func (o *Options) IsOwn(a netip.Addr) bool {
 // FollowsSystem reports whether the upstreams are the system's resolvers,
 // re-read while dnstun runs (no upstream was given).
 func (o *Options) FollowsSystem() bool { return len(o.Upstreams) == 0 }
+
+// Queues is how many queues the TUN is opened with: TunQueues, or for 0
+// one per CPU dnstun may use (GOMAXPROCS, which follows the CPU affinity
+// and cgroup quota it starts with), at most tun.MaxQueues (so 1 on macOS).
+func (o *Options) Queues() int {
+	if o.TunQueues > 0 {
+		return o.TunQueues
+	}
+	return min(runtime.GOMAXPROCS(0), tun.MaxQueues)
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/dnstun/dnstun/engine"
 	"github.com/dnstun/dnstun/filter"
 	"github.com/dnstun/dnstun/tap"
+	"github.com/dnstun/dnstun/tun"
 	"github.com/dnstun/dnstun/upstream"
 )
 
@@ -318,6 +319,15 @@ func (v *validator) check() *Options {
 	if f.MTU < 1280 || f.MTU > 65535 {
 		v.fail("mtu", fmt.Sprintf("%d is out of range", f.MTU), "want 1280 (the IPv6 minimum) to 65535")
 	}
+	switch {
+	case f.TunQueues < 0:
+		v.fail("tun_queues", fmt.Sprintf("%d is out of range", f.TunQueues), fmt.Sprintf("want 0 (one per CPU) or 1 to %d", tun.MaxQueues))
+	case f.TunQueues > tun.MaxQueues && tun.MaxQueues == 1:
+		v.fail("tun_queues", fmt.Sprintf("%d queues", f.TunQueues), "this system's TUN (macOS's utun) has a single queue: give 0 or 1")
+	case f.TunQueues > tun.MaxQueues:
+		v.fail("tun_queues", fmt.Sprintf("%d is out of range", f.TunQueues), fmt.Sprintf("want 0 (one per CPU) or 1 to %d: more readers than CPUs buy nothing", tun.MaxQueues))
+	}
+	o.TunQueues = f.TunQueues
 	if len(f.Resolvers) == 0 {
 		v.fail("resolvers", "no resolver address", "leave the key out for the defaults "+strings.Join(DefaultResolvers, ", "))
 	}

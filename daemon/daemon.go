@@ -344,6 +344,12 @@ func (d *Daemon) Stats() (map[string]uint64, error) {
 	s := d.on.e.Stats()
 	m := s.Map()
 	m["pending"] = uint64(s.Pending)
+	if qs := d.on.e.QueuePackets(); len(qs) > 1 {
+		// Packets read per TUN queue (one reader each).
+		for i, n := range qs {
+			m[fmt.Sprintf("tun_queue.%d.packets", i)] = n
+		}
+	}
 	for _, u := range d.on.e.UpstreamStates() {
 		k := "upstream." + u.URL + "."
 		m[k+"sent"], m[k+"answers"], m[k+"timeouts"], m[k+"errors"] = u.Sent, u.Answers, u.Timeouts, u.Errors

@@ -103,7 +103,7 @@ func newEngine(o *config.Options, cfg engine.Config, f filter.Filter) (*engine.E
 		}
 		return e, "", nil
 	}
-	tc := tun.Config{Name: o.Tun, MTU: o.MTU, Logger: cfg.Logger}
+	tc := tun.Config{Name: o.Tun, MTU: o.MTU, Queues: o.Queues(), Logger: cfg.Logger}
 	for _, a := range o.TunAddrs {
 		tc.Addrs = append(tc.Addrs, netip.PrefixFrom(a, a.BitLen()))
 	}
@@ -141,7 +141,11 @@ func (d *Daemon) startSession() (*session, error) {
 	go func() {
 		err := e.Run(ctx)
 		st := e.Stats()
-		d.log.Info("engine stopped", "stats", st.Map())
+		if qs := e.QueuePackets(); len(qs) > 1 {
+			d.log.Info("engine stopped", "stats", st.Map(), "tun_queue_packets", qs)
+		} else {
+			d.log.Info("engine stopped", "stats", st.Map())
+		}
 		s.engDone <- err
 		if ctx.Err() == nil { // not asked to stop
 			d.reportFatal(fmt.Errorf("engine stopped: %v", err))
@@ -158,7 +162,7 @@ func (d *Daemon) startSession() (*session, error) {
 		d.log.Info("dnstun ready (flow mode)", "listen", o.Listen, "upstreams", cfg.Upstreams, "block_mode", cfg.BlockMode.String())
 		return s, nil
 	case !o.Capture.Enabled:
-		d.log.Info("dnstun ready", "tun", name, "resolvers", o.Resolvers, "upstreams", cfg.Upstreams, "block_mode", cfg.BlockMode.String())
+		d.log.Info("dnstun ready", "tun", name, "tun_queues", o.Queues(), "resolvers", o.Resolvers, "upstreams", cfg.Upstreams, "block_mode", cfg.BlockMode.String())
 		return s, nil
 	case cfg.PassThrough:
 		st := d.sys.setup

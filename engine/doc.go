@@ -5,8 +5,10 @@
 // forwards the rest to upstream resolvers and writes their answers back.
 //
 // Goroutines (all end when Close is called or Run's context ends):
-//   - one reader: tun.Read -> step (decode, question, decision, answer in
-//     place or forward) -> tun.Write, once per batch;
+//   - one reader per TUN queue (one, unless the TUN was opened with
+//     several: tun.MultiQueue): tun.Read -> step (decode, question,
+//     decision, answer in place or forward) -> tun.Write on the same
+//     queue, once per batch;
 //   - one receiver per upstream socket: reply -> match in the pending table
 //     on ID, upstream and question (case-insensitive) -> restore the
 //     client's ID -> packet.WrapReply -> tun.Write;

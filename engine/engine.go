@@ -217,6 +217,12 @@ type Engine struct {
 	// tcp is the DNS-over-TCP front-end (nil without Config.TCP).
 	tcp *tcpFront
 
+	// queues are the TUN's queues, each read by a reader of its own (the
+	// device itself when it has one queue; none in flow mode); reads
+	// counts each one's packets.
+	queues []tun.Device
+	reads  []queueCount
+
 	closing   atomic.Bool
 	startMu   sync.Mutex // Run's start of its goroutines against Close
 	closeOnce sync.Once
@@ -236,6 +242,8 @@ func New(cfg Config, dev tun.Device, f filter.Filter) (*Engine, error) {
 		return nil, err
 	}
 	e.dev = dev
+	e.queues = queuesOf(dev)
+	e.reads = make([]queueCount, len(e.queues))
 	if cfg.TCP {
 		if e.tcp, err = newTCPFront(e, e.cfg.MTU); err != nil {
 			e.closeUpstreams()
@@ -290,7 +298,9 @@ func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
 
 // Run serves until ctx ends or Close is called, then shuts down: queries in
 // flight are answered SERVFAIL, sockets and the device are closed. It
-// returns nil after a requested stop, or the error that stopped the reader.
+// returns nil after a requested stop, or the error that stopped the reader
+// (the first of them to end, with a multi-queue TUN), once every reader has
+// ended.
 func (e *Engine) Run(ctx context.Context) error {
 	// The goroutines start under startMu, so that Close either sees them
 	// counted in its wait groups or finds Run not started (then Run does
@@ -317,6 +327,21 @@ func (e *Engine) Run(ctx context.Context) error {
 			go e.tcp.routineAccept(ln)
 		}
 	}
+	// One reader per TUN queue. The first to end ends the engine: a queue
+	// nobody reads would swallow the flows the kernel steers to it. The
+	// others end when Close closes the device; wg counts them.
+	ended := make(chan error, len(e.queues))
+	e.wg.Add(len(e.queues))
+	for i, q := range e.queues {
+		go func() {
+			defer e.wg.Done()
+			err := e.routineRead(q, &e.reads[i])
+			if len(e.queues) > 1 {
+				err = fmt.Errorf("queue %d of %d: %w", i+1, len(e.queues), err)
+			}
+			ended <- err
+		}()
+	}
 	e.startMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { e.Close() })
 	defer stop()
@@ -324,7 +349,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.flow != nil {
 		err = e.routineFlowRead()
 	} else {
-		err = e.routineRead()
+		err = <-ended
 	}
 	// Whether a stop was asked for before the reader ended, not after:
 	// Close below sets closing either way. A reader that ends on a stop
@@ -333,7 +358,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// own lost its device (a TUN deleted from under the process).
 	asked := e.closing.Load()
 	e.Close()
-	e.wg.Wait()
+	e.wg.Wait() // the other readers too
 	if asked {
 		return nil
 	}

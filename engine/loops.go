@@ -26,13 +26,16 @@ const (
 	downFor           = 10 * time.Second
 )
 
-// routineRead reads batches from the TUN, runs step on each packet, and
-// writes the in-place answers back once per batch.
-func (e *Engine) routineRead() error {
+// routineRead reads batches from dev, the TUN or one of its queues, runs
+// step on each packet, and writes the in-place answers back once per batch,
+// on dev: the kernel keeps steering a flow to the queue its answers are
+// written on. Each queue has its own reader, worker and batch; read counts
+// its packets.
+func (e *Engine) routineRead(dev tun.Device, read *queueCount) error {
 	w := newWorker(e)
-	b := tun.NewBatch(e.dev.BatchSize())
+	b := tun.NewBatch(dev.BatchSize())
 	for {
-		n, err := e.dev.Read(b.Bufs, b.Sizes, tun.Headroom)
+		n, err := dev.Read(b.Bufs, b.Sizes, tun.Headroom)
 		if err != nil {
 			if e.closing.Load() || errors.Is(err, os.ErrClosed) {
 				return err
@@ -45,6 +48,7 @@ func (e *Engine) routineRead() error {
 				continue
 			}
 		}
+		read.n.Add(uint64(n))
 		var start int64
 		if e.cfg.Metrics {
 			start = e.now()
@@ -60,7 +64,7 @@ func (e *Engine) routineRead() error {
 			}
 		}
 		if len(b.Out) > 0 {
-			if _, err := e.dev.Write(b.Out, tun.Headroom); err != nil {
+			if _, err := dev.Write(b.Out, tun.Headroom); err != nil {
 				e.count(WriteErrors)
 			}
 			if e.cfg.Metrics {

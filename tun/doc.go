@@ -15,6 +15,11 @@
 //     returns, and may have been changed by it (headroom rewritten, GRO).
 //     Never re-send a buffer without rebuilding it.
 //   - A Batch belongs to one goroutine.
+//   - Queues: a device opened with Config.Queues > 1 (Linux only) is a
+//     MultiQueue; each queue is read by one goroutine, and a packet answered
+//     from a queue is written back on it. The kernel steers a flow to the
+//     queue that last wrote a packet of it, so the device's own Write (for
+//     every other writer) uses a detached queue, which steers nothing.
 //   - Someone must always drain Events(): darwin's route listener blocks on a
 //     full channel. Open starts that drain.
 package tun

@@ -44,6 +44,26 @@ type Config struct {
 	Routes []netip.Prefix
 	// Logger receives device events; nil means slog.Default().
 	Logger *slog.Logger
+	// Queues is how many queues the device has, each read by its own
+	// goroutine (MultiQueue). 0 or 1: one, the device wireguard-go's
+	// CreateTUN opens. More (up to MaxQueues) need Linux's
+	// IFF_MULTI_QUEUE: the kernel spreads flows across the queues by a
+	// hash of their addresses and ports. darwin's utun has one queue:
+	// MaxQueues is 1 there.
+	Queues int
+}
+
+// MultiQueue is what a device opened with Config.Queues > 1 implements.
+// Queues returns every queue, the first being the device's own reading
+// side: each is a Device whose Read reads the packets the kernel steered
+// to that queue and whose Write writes on it (the kernel takes a packet
+// written on any queue). A packet a queue's reader answers is best written
+// back on that queue; the device's own Write, for the other writers (the
+// engine's receiver, sweeper, TCP), writes on a queue of its own that the
+// kernel never reads into (see multiqueue_linux.go). The slice and its
+// devices are the device's: closing it closes them all.
+type MultiQueue interface {
+	Queues() []Device
 }
 
 // Open creates the TUN device, configures its addresses, MTU and routes,
@@ -51,7 +71,8 @@ type Config struct {
 // behind: the device is closed, and the kernel removes it with everything
 // attached to it. It returns the device and its actual name. On Linux the
 // device writes through a thin writer of our own (thin_linux.go), not
-// wireguard-go's GRO path.
+// wireguard-go's GRO path. With cfg.Queues > 1 the device implements
+// MultiQueue (openQueues).
 func Open(cfg Config) (Device, string, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU
@@ -63,6 +84,12 @@ func Open(cfg Config) (Device, string, error) {
 		if !p.IsValid() {
 			return nil, "", fmt.Errorf("tun %q: invalid prefix %v", cfg.Name, p)
 		}
+	}
+	if cfg.Queues < 0 || cfg.Queues > MaxQueues {
+		return nil, "", fmt.Errorf("tun %q: %d queues: want 1 to %d%s", cfg.Name, cfg.Queues, MaxQueues, queuesHint)
+	}
+	if cfg.Queues > 1 {
+		return openQueues(cfg)
 	}
 	dev, err := wgtun.CreateTUN(cfg.Name, cfg.MTU)
 	if err != nil {
