@@ -221,6 +221,8 @@ func Markdown(r *Report, smoke bool) string {
 	if !smoke {
 		w("\n## Targets of issue 6\n\n")
 		w("%s\n", targets(r))
+		w("\n## Targets of issue 17\n\n")
+		w("%s\n", targets17(r))
 	}
 	w("%s", filterMarkdown(r))
 	w("%s", microMarkdown(r))
@@ -233,37 +235,96 @@ func Markdown(r *Report, smoke bool) string {
 	return b.String()
 }
 
-// targets checks the figures against the targets of issue 6.
-func targets(r *Report) string {
-	var b strings.Builder
-	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	med := func(name, ph string, fn func(*PhaseResult) float64) (float64, bool) {
-		s := r.System(name)
-		if s == nil {
-			return 0, false
-		}
-		st := s.PhaseMetric(ph, fn)
-		return st.Med, st.N > 0
+// targetTable writes a table of targets, each with what was measured and
+// its verdict, from the medians of r.
+type targetTable struct {
+	r *Report
+	b strings.Builder
+}
+
+func newTargetTable(r *Report) *targetTable {
+	t := &targetTable{r: r}
+	t.b.WriteString("| target | measured | verdict |\n|---|---|---|\n")
+	return t
+}
+
+// med is the median of fn over system name's runs of phase ph.
+func (t *targetTable) med(name, ph string, fn func(*PhaseResult) float64) (float64, bool) {
+	s := t.r.System(name)
+	if s == nil {
+		return 0, false
 	}
-	p50 := func(p *PhaseResult) float64 { return float64(p.Latency.P50) }
-	row := func(target, got string, ok, have bool) {
-		verdict := "n/a"
-		if have {
-			verdict = "met"
-			if !ok {
-				verdict = "**missed**"
+	st := s.PhaseMetric(ph, fn)
+	return st.Med, st.N > 0
+}
+
+// row writes one target: have false when a figure is missing (n/a).
+func (t *targetTable) row(target, got string, ok, have bool) {
+	verdict := "n/a"
+	if have {
+		verdict = "met"
+		if !ok {
+			verdict = "**missed**"
+		}
+	}
+	fmt.Fprintf(&t.b, "| %s | %s | %s |\n", target, got, verdict)
+}
+
+// ratio writes "a's fn in ph <= limit x b's".
+func (t *targetTable) ratio(target, a, b, ph string, fn func(*PhaseResult) float64, limit float64) {
+	x, ok1 := t.med(a, ph, fn)
+	y, ok2 := t.med(b, ph, fn)
+	t.row(target, fmt.Sprintf("%.2f µs vs %.2f µs = %.2fx", x/us, y/us, x/y), x <= limit*y, ok1 && ok2)
+}
+
+// above writes "a's p50 in ph <= b's + d".
+func (t *targetTable) above(target, a, b, ph string, d time.Duration) {
+	x, ok1 := t.med(a, ph, p50Of)
+	y, ok2 := t.med(b, ph, p50Of)
+	t.row(target, fmt.Sprintf("%+.1f µs", (x-y)/us), x-y <= float64(d), ok1 && ok2)
+}
+
+// below writes "a's p50 in ph below b's".
+func (t *targetTable) below(target, a, b, ph string) {
+	x, ok1 := t.med(a, ph, p50Of)
+	y, ok2 := t.med(b, ph, p50Of)
+	t.row(target, fmt.Sprintf("%.1f µs vs %.1f µs", x/us, y/us), x < y, ok1 && ok2)
+}
+
+func p50Of(p *PhaseResult) float64 { return float64(p.Latency.P50) }
+
+// targets17 checks the figures against the targets of issue 17: dnstun
+// ahead of dnsdist and near the ceiling, the packet path below flow mode,
+// and no allocation on any path of the engine's micro-benchmarks.
+func targets17(r *Report) string {
+	t := newTargetTable(r)
+	t.ratio("forwarded CPU/q <= 0.85x dnsdist", "dnstun", "dnsdist", ClosedForward, cpuQ, 0.85)
+	t.ratio("blocked CPU/q <= 1.10x ceiling", "dnstun", "ceiling", ClosedBlocked, cpuQ, 1.10)
+	t.above("forwarded p50 at 2,000 qps <= direct p50 + 25 µs", "dnstun", "direct", OpenForward, 25*time.Microsecond)
+	t.above("blocked p50 at 2,000 qps <= ceiling p50 + 10 µs", "dnstun", "ceiling", OpenBlocked, 10*time.Microsecond)
+	t.below("blocked p50: packet path below flow mode", "dnstun", "dnstun-flow", OpenBlocked)
+	t.below("forwarded p50: packet path below flow mode", "dnstun", "dnstun-flow", OpenForward)
+	var paths []string
+	worst := 0.0
+	for _, m := range r.Micro {
+		if strings.HasPrefix(m.Name, "engine/Step") || strings.HasPrefix(m.Name, "engine/RoundTrip") || strings.HasPrefix(m.Name, "engine/SweepFullTable") {
+			if st := m.Stat("allocs/op"); st.N > 0 {
+				paths = append(paths, m.Name)
+				worst = max(worst, st.Max)
 			}
 		}
-		w("| %s | %s | %s |\n", target, got, verdict)
 	}
-	w("| target | measured | verdict |\n|---|---|---|\n")
+	t.row("0 allocations per query: step, deliver (round trip), sweep", fmt.Sprintf("at most %.0f allocs/op over %d benchmarks (engine/Step*, RoundTrip*, SweepFullTable)", worst, len(paths)), worst == 0, len(paths) > 0)
+	return t.b.String()
+}
+
+// targets checks the figures against the targets of issue 6.
+func targets(r *Report) string {
+	t := newTargetTable(r)
+	med, row := t.med, t.row
 	for _, sys := range []string{"dnstun", "dnstun-flow"} {
-		a, ok1 := med(sys, ClosedBlocked, cpuQ)
-		c, ok2 := med("ceiling", ClosedBlocked, cpuQ)
-		row(sys+": blocked CPU/q <= 1.15x ceiling", fmt.Sprintf("%.2f µs vs %.2f µs = %.2fx", a/us, c/us, a/c), a <= 1.15*c, ok1 && ok2)
-		a, ok1 = med(sys, ClosedForward, cpuQ)
-		c, ok2 = med("dnsdist", ClosedForward, cpuQ)
-		row(sys+": forwarded CPU/q <= 0.85x dnsdist", fmt.Sprintf("%.2f µs vs %.2f µs = %.2fx", a/us, c/us, a/c), a <= 0.85*c, ok1 && ok2)
+		t.ratio(sys+": blocked CPU/q <= 1.15x ceiling", sys, "ceiling", ClosedBlocked, cpuQ, 1.15)
+		t.ratio(sys+": forwarded CPU/q <= 0.85x dnsdist", sys, "dnsdist", ClosedForward, cpuQ, 0.85)
 		q, ok := med(sys, ClosedForward, qps)
 		var peers []string
 		best := 0.0
@@ -274,19 +335,11 @@ func targets(r *Report) string {
 			}
 		}
 		row(sys+": forwarded qps above dnsmasq, unbound, dnsdist", fmt.Sprintf("%.0f vs %s", q, strings.Join(peers, ", ")), q > best, ok && len(peers) > 0)
-		a, ok1 = med(sys, OpenForward, p50)
-		c, ok2 = med("direct", OpenForward, p50)
-		row(sys+": forwarded p50 <= direct p50 + 25 µs", fmt.Sprintf("%+.1f µs", (a-c)/us), a-c <= 25*us, ok1 && ok2)
-		a, ok1 = med(sys, OpenBlocked, p50)
-		c, ok2 = med("ceiling", OpenBlocked, p50)
-		row(sys+": blocked p50 <= ceiling p50 + 10 µs", fmt.Sprintf("%+.1f µs", (a-c)/us), a-c <= 10*us, ok1 && ok2)
+		t.above(sys+": forwarded p50 <= direct p50 + 25 µs", sys, "direct", OpenForward, 25*time.Microsecond)
+		t.above(sys+": blocked p50 <= ceiling p50 + 10 µs", sys, "ceiling", OpenBlocked, 10*time.Microsecond)
 	}
-	a, ok1 := med("dnstun", OpenBlocked, p50)
-	c, ok2 := med("dnstun-flow", OpenBlocked, p50)
-	row("blocked p50: packet path below flow mode", fmt.Sprintf("%.1f µs vs %.1f µs", a/us, c/us), a < c, ok1 && ok2)
-	a, ok1 = med("dnstun", OpenForward, p50)
-	c, ok2 = med("dnstun-flow", OpenForward, p50)
-	row("forwarded p50: packet path below flow mode", fmt.Sprintf("%.1f µs vs %.1f µs", a/us, c/us), a < c, ok1 && ok2)
+	t.below("blocked p50: packet path below flow mode", "dnstun", "dnstun-flow", OpenBlocked)
+	t.below("forwarded p50: packet path below flow mode", "dnstun", "dnstun-flow", OpenForward)
 	if s := r.System("dnstun"); s != nil {
 		rss := s.Metric(func(rr *RepResult) (float64, bool) { return float64(rr.RSSBig), rr.RSSBig > 0 })
 		var peers []string
@@ -311,7 +364,7 @@ func targets(r *Report) string {
 		row(fmt.Sprintf("%d-name list: peak RSS during a reload under 2x the steady RSS", r.Options.BigListSize),
 			fmt.Sprintf("%.2fx (max %.2fx)", ratio.Med, ratio.Max), ratio.Max < 2, ratio.N > 0)
 	}
-	return b.String()
+	return t.b.String()
 }
 
 // lookupsMarkdown renders the lookup phase: one row per system and mix,

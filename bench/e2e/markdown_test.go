@@ -320,3 +320,38 @@ func TestZipf(t *testing.T) {
 		t.Error("the same seeds drew other names")
 	}
 }
+
+// TestTargets17: issue 17's targets from a made-up report: a ratio met and
+// one missed, p50s over and under their bounds, n/a for a system that did
+// not run, and the allocation row from the engine's micro-benchmarks.
+func TestTargets17(t *testing.T) {
+	ph := func(cpu, p50 time.Duration) *PhaseResult {
+		return &PhaseResult{Answered: 1000, CPUPerQuery: cpu, Latency: loadgen.Percentiles{Count: 1000, P50: p50}}
+	}
+	us := time.Microsecond
+	r := &Report{Options: Defaults(), Systems: []*SystemReport{
+		{Name: "dnstun", Reps: []*RepResult{{Phases: map[string]*PhaseResult{
+			ClosedForward: ph(9*us, 0), ClosedBlocked: ph(5*us, 0), OpenForward: ph(0, 300*us), OpenBlocked: ph(0, 205*us)}}}},
+		{Name: "dnsdist", Reps: []*RepResult{{Phases: map[string]*PhaseResult{ClosedForward: ph(10*us, 0)}}}},
+		{Name: "ceiling", Reps: []*RepResult{{Phases: map[string]*PhaseResult{ClosedBlocked: ph(5*us, 0), OpenBlocked: ph(0, 200*us)}}}},
+		{Name: "direct", Reps: []*RepResult{{Phases: map[string]*PhaseResult{OpenForward: ph(0, 250*us)}}}},
+	}, Micro: []*FilterBench{
+		{Name: "engine/Step/block/v4", Metrics: map[string][]float64{"allocs/op": {0, 0}}},
+		{Name: "engine/RoundTrip/pool", Metrics: map[string][]float64{"allocs/op": {0, 1}}},
+		{Name: "engine/ClientAllow", Metrics: map[string][]float64{"allocs/op": {3}}},
+	}}
+	md := targets17(r)
+	t.Log("\n" + md)
+	for _, want := range []string{
+		"| forwarded CPU/q <= 0.85x dnsdist | 9.00 µs vs 10.00 µs = 0.90x | **missed** |",
+		"| blocked CPU/q <= 1.10x ceiling | 5.00 µs vs 5.00 µs = 1.00x | met |",
+		"| forwarded p50 at 2,000 qps <= direct p50 + 25 µs | +50.0 µs | **missed** |",
+		"| blocked p50 at 2,000 qps <= ceiling p50 + 10 µs | +5.0 µs | met |",
+		"| blocked p50: packet path below flow mode | 205.0 µs vs 0.0 µs | n/a |",
+		"| 0 allocations per query: step, deliver (round trip), sweep | at most 1 allocs/op over 2 benchmarks (engine/Step*, RoundTrip*, SweepFullTable) | **missed** |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("targets lack %q", want)
+		}
+	}
+}
