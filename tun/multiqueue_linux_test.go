@@ -41,17 +41,7 @@ func mqTUN(tb testing.TB, name string, queues int) (Device, *lab.NS) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { dev.Close() })
-	// The local route of the IPv6 address comes from a work queue, some
-	// milliseconds after Open returns (see thinTUN).
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		out, err := exec.Command("ip", "-n", l.Host.Name, "-6", "route", "show", "table", "local", thinClient6.String()).CombinedOutput()
-		if err == nil && len(out) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("the local route of %v did not appear in 5 s: %v %s", thinClient6, err, out)
-		}
-	}
+	waitLocalRoute6(tb, l.Host.Name, thinClient6) // see thinTUN
 	return dev, l.Host
 }
 

@@ -71,18 +71,7 @@ func thinTUN(tb testing.TB, vnet bool) (wg Device, thin *thinDevice, ns *lab.NS)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { dev.Close() })
-	// The kernel installs the local route of an IPv6 address (nodad or
-	// not) from a work queue, some milliseconds after Open returns;
-	// until then an answer to it is dropped (Ip6InAddrErrors).
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		out, err := exec.Command("ip", "-n", l.Host.Name, "-6", "route", "show", "table", "local", thinClient6.String()).CombinedOutput()
-		if err == nil && len(out) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("the local route of %v did not appear in 5 s: %v %s", thinClient6, err, out)
-		}
-	}
+	waitLocalRoute6(tb, l.Host.Name, thinClient6)
 	wantHdr := virtioHdrLen
 	if vnet {
 		var ok bool
@@ -579,4 +568,21 @@ func TestThinWrite(t *testing.T) {
 			t.Errorf("thin Write: %v allocations, want 0", a)
 		}
 	})
+}
+
+// waitLocalRoute6 waits (5 s at most) for the local route of addr in the
+// namespace ns. The kernel installs the local route of an IPv6 address
+// (nodad or not) from a work queue, some milliseconds after Open returns;
+// until then an answer to it is dropped (Ip6InAddrErrors).
+func waitLocalRoute6(tb testing.TB, ns string, addr netip.Addr) {
+	tb.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		out, err := exec.Command("ip", "-n", ns, "-6", "route", "show", "table", "local", addr.String()).CombinedOutput()
+		if err == nil && len(out) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the local route of %v did not appear in 5 s: %v %s", addr, err, out)
+		}
+	}
 }
