@@ -111,9 +111,13 @@ func (w *worker) owner(msg []byte, client, resolver netip.AddrPort, from via) (o
 
 // lookupsPerSecond bounds the lookups the step queues for the query log:
 // each costs attribution's goroutine 30 to 40 µs of CPU (more when it
-// scans /proc), so a flood of queries from fresh sockets would otherwise
-// keep a core busy. Held queries ($process rules) are not bounded by it.
-const lookupsPerSecond = 2000
+// scans /proc), beside the step. 500 a second is at most about 2% of a
+// core, and more new client sockets a second than a desktop opens; at
+// 2,000, Go's resolver flooding dnstun (a fresh socket per query) cost
+// 1.29-1.62x the ceiling's CPU per blocked lookup against 1.12-1.14x at
+// 500 (bench/NOTES.md). Past it a query is logged without its process
+// (attrib_skipped). Held queries ($process rules) are not bounded by it.
+const lookupsPerSecond = 500
 
 // budget counts lookups per second of the engine's clock. Two readers
 // crossing into a new second at once may both reset the count: the bound
