@@ -41,7 +41,7 @@ func mqTUN(tb testing.TB, name string, queues int) (Device, *lab.NS) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { dev.Close() })
-	waitLocalRoute6(tb, l.Host.Name, thinClient6) // see thinTUN
+	checkLocalRoute6(tb, l.Host.Name, thinClient6) // see thinTUN
 	return dev, l.Host
 }
 

@@ -58,8 +58,16 @@ func thinTUN(tb testing.TB, vnet bool) (wg Device, thin *thinDevice, ns *lab.NS)
 	var dev Device
 	err = l.Host.Do(func() (err error) {
 		if vnet {
-			dev, _, err = Open(cfg)
-			return err
+			if dev, _, err = Open(cfg); err != nil {
+				return err
+			}
+			// Open returns only once the kernel has the IPv6 address's
+			// local route, which it adds from a work queue some
+			// milliseconds later; until then answers to it are dropped.
+			if ok, err := hasLocalRoute(thinClient6); !ok {
+				return fmt.Errorf("Open returned before the local route of %v was in (%v)", thinClient6, err)
+			}
+			return nil
 		}
 		if dev, err = openWithoutVnetHdr(cfg.Name, cfg.MTU); err != nil {
 			return err
@@ -71,7 +79,7 @@ func thinTUN(tb testing.TB, vnet bool) (wg Device, thin *thinDevice, ns *lab.NS)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { dev.Close() })
-	waitLocalRoute6(tb, l.Host.Name, thinClient6)
+	checkLocalRoute6(tb, l.Host.Name, thinClient6)
 	wantHdr := virtioHdrLen
 	if vnet {
 		var ok bool
@@ -570,19 +578,14 @@ func TestThinWrite(t *testing.T) {
 	})
 }
 
-// waitLocalRoute6 waits (5 s at most) for the local route of addr in the
-// namespace ns. The kernel installs the local route of an IPv6 address
-// (nodad or not) from a work queue, some milliseconds after Open returns;
-// until then an answer to it is dropped (Ip6InAddrErrors).
-func waitLocalRoute6(tb testing.TB, ns string, addr netip.Addr) {
+// checkLocalRoute6 fails tb unless the namespace ns has the local route of
+// addr: Open (configure) returns only once the kernel has added it, which
+// it does from a work queue some milliseconds after the address; until
+// then an answer to addr is dropped (Ip6InAddrErrors).
+func checkLocalRoute6(tb testing.TB, ns string, addr netip.Addr) {
 	tb.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		out, err := exec.Command("ip", "-n", ns, "-6", "route", "show", "table", "local", addr.String()).CombinedOutput()
-		if err == nil && len(out) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("the local route of %v did not appear in 5 s: %v %s", addr, err, out)
-		}
+	out, err := exec.Command("ip", "-n", ns, "-6", "route", "show", "table", "local", addr.String()).CombinedOutput()
+	if err != nil || len(out) == 0 {
+		tb.Fatalf("Open returned before the local route of %v was in: %v %s", addr, err, out)
 	}
 }
