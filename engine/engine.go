@@ -415,6 +415,9 @@ func (e *Engine) Stats() Stats {
 	for i := range s.Counters {
 		s.Counters[i] = e.stats.get(Counter(i))
 	}
+	for i := range e.reads {
+		s.Counters[Packets] += e.reads[i].n.Load() // the TUN readers' own
+	}
 	for i := range s.Drops {
 		s.Drops[i] = e.stats.drops[i].Load()
 	}

@@ -13,7 +13,7 @@ import (
 // writing its answers on its own queue. Everything they share is what the
 // other front-ends calling worker.handle (TCP connections, the releaser)
 // already share with the reader: the counters (each worker counts in a
-// lane of its own), the pending table's lock, the pool (an upstream's
+// lane handed out in turn, shared past 15 workers), the pending table's lock, the pool (an upstream's
 // mutex), the query log's lock, the cache, the filter's atomic pointer,
 // the client tables. The TCP stack takes segments from any reader (netstack's
 // dispatch is safe for concurrent callers; a connection's segments come
@@ -45,8 +45,8 @@ type queueCount struct {
 
 // QueuePackets returns how many packets each TUN queue's reader has read:
 // one count per queue, in the order of tun.MultiQueue's Queues (one for a
-// TUN with one queue, none in flow mode). In TUN mode their sum is Stats'
-// Packets.
+// TUN with one queue, none in flow mode). They are the TUN's share of
+// Stats' Packets, which adds them up (and flow mode's datagrams).
 func (e *Engine) QueuePackets() []uint64 {
 	out := make([]uint64, len(e.reads))
 	for i := range e.reads {

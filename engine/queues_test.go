@@ -225,12 +225,11 @@ func TestEngineQueueLost(t *testing.T) {
 
 // loopDev is a TUN queue whose Read hands out one packet, pkt, n times
 // (one a call, as a TUN mostly does) and then reports the device closed;
-// Write counts the answers and keeps none.
+// Write (countingDev's) counts the answers and keeps none.
 type loopDev struct {
-	*tuntest.Pipe
-	pkt     []byte
-	n       int
-	written int
+	countingDev
+	pkt []byte
+	n   int
 }
 
 func (d *loopDev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -242,11 +241,6 @@ func (d *loopDev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return 1, nil
 }
 
-func (d *loopDev) Write(bufs [][]byte, offset int) (int, error) {
-	d.written += len(bufs)
-	return len(bufs), nil
-}
-
 // TestReaderAllocs: a reader's loop allocates nothing per packet: reading
 // 3000 blocked queries costs what reading 1000 does (the worker and batch
 // it starts with).
@@ -256,7 +250,7 @@ func TestReaderAllocs(t *testing.T) {
 	var read queueCount
 	run := func(n int) func() {
 		return func() {
-			d := &loopDev{Pipe: tuntest.NewPipe(1, 1), pkt: pkt, n: n}
+			d := &loopDev{countingDev: countingDev{Pipe: tuntest.NewPipe(1, 1)}, pkt: pkt, n: n}
 			if err := e.routineRead(d, &read); !errors.Is(err, os.ErrClosed) || d.written != n {
 				t.Fatalf("reader: %v after %d answers, want os.ErrClosed after %d", err, d.written, n)
 			}
@@ -303,7 +297,7 @@ func benchReaders(b *testing.B, readers int, log bool) {
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for i := range readers {
-		d := &loopDev{Pipe: tuntest.NewPipe(1, 1), pkt: pkt, n: b.N / readers}
+		d := &loopDev{countingDev: countingDev{Pipe: tuntest.NewPipe(1, 1)}, pkt: pkt, n: b.N / readers}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

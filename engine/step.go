@@ -88,7 +88,7 @@ func (w *worker) count(c Counter) { w.lane.add(c) }
 // nothing is to be sent now (dropped, or forwarded upstream). It allocates
 // nothing.
 func (w *worker) step(pkt []byte, n int) int {
-	w.count(Packets)
+	// Packets: counted per read by routineRead, per queue (QueuePackets).
 	if r := w.parser.Decode(pkt[:n], &w.p); r != packet.OK {
 		if r == packet.DropNotUDP && w.e.tcp != nil && isTCP(pkt) {
 			// DNS over TCP: the userspace stack terminates it and hands

@@ -74,24 +74,15 @@ func (lf *File) Write(r *Record) error {
 	n, err := lf.w.Write(line)
 	lf.size += int64(n)
 	if err != nil {
-		lf.drop()
+		lf.close() // bufio keeps its first error for good: the next Write reopens
 	}
 	return err
-}
-
-// drop lets go of a file whose writer failed (bufio keeps its first error
-// for good); the next Write opens it again.
-func (lf *File) drop() {
-	lf.f.Close()
-	lf.f, lf.w = nil, nil
 }
 
 // rotate shifts the old files up by one and starts a fresh one; whatever
 // fails, the file is let go so that the next Write reopens it.
 func (lf *File) rotate() error {
-	err := lf.close()
-	lf.f, lf.w = nil, nil
-	if err != nil {
+	if err := lf.close(); err != nil {
 		return err
 	}
 	name := func(i int) string {
@@ -120,11 +111,13 @@ func (lf *File) Flush() error {
 	}
 	err := lf.w.Flush()
 	if err != nil {
-		lf.drop()
+		lf.close() // as in Write
 	}
 	return err
 }
 
+// close flushes and closes the file and lets go of it, whatever fails: the
+// next Write opens it again.
 func (lf *File) close() error {
 	if lf.f == nil {
 		return nil
@@ -133,15 +126,12 @@ func (lf *File) close() error {
 	if cerr := lf.f.Close(); err == nil {
 		err = cerr
 	}
+	lf.f, lf.w = nil, nil
 	return err
 }
 
 // Close flushes and closes the file.
-func (lf *File) Close() error {
-	err := lf.close()
-	lf.f, lf.w = nil, nil
-	return err
-}
+func (lf *File) Close() error { return lf.close() }
 
 // Follow copies every entry added to ring into lf, polling every interval,
 // until ctx ends; then it copies what is left, flushes and closes lf. Entries overwritten before
