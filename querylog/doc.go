@@ -8,10 +8,11 @@
 //     no strings, slices or pointers (the name is a [255]byte with a
 //     length, addresses are 16-byte arrays), so Add copies a value and
 //     allocates nothing.
-//   - Add is for one writer at a time with any number of concurrent
-//     readers (several writers are safe too, they serialise); a plain
-//     mutex guards the ring: uncontended it is cheap (BenchmarkAdd; figures
-//     in bench/RESULTS.md), and a reader holds it only to copy raw entries out.
+//   - Any number of writers and readers may use the ring at once. A
+//     writer takes its sequence number with one atomic add and copies its
+//     entry under that slot's own lock, so writers on different cores do
+//     not wait for each other's copy (BenchmarkRecord/parallel); a reader
+//     holds one slot's lock at a time, to copy the raw entry out.
 //   - Snapshot allocates on the read side only, converting entries to
 //     Record after the lock is released; it returns the most recent n
 //     entries, oldest first.

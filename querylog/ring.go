@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dnstun/dnstun/attrib"
 )
@@ -135,13 +136,32 @@ func (e *Entry) SetName(name []byte) {
 }
 
 // Ring is the bounded log.
+//
+// A writer takes the next sequence number with one atomic add and writes
+// its entry into that number's slot under the slot's own lock, so writers
+// on different cores (the TUN readers of a multi-queue TUN, the upstream
+// receiver) do not queue behind one lock while they copy an entry. A
+// reader locks one slot at a time.
 type Ring struct {
-	mu   sync.Mutex
-	buf  []Entry
-	next uint64 // total entries ever added
+	next  atomic.Uint64 // the newest sequence number handed out (0: none yet)
+	slots []slot
 	// owners looks up the process of an entry logged before attribution
 	// knew it; nil: none.
 	owners atomic.Pointer[OwnerLookup]
+}
+
+// slot holds entry number seq (1, 2, ...; 0: never written). Slots are
+// padded to whole cache lines, so that writers of consecutive numbers on
+// two cores do not share one.
+type slot struct {
+	slotBody
+	_ [64 - unsafe.Sizeof(slotBody{})%64]byte
+}
+
+type slotBody struct {
+	mu  sync.Mutex
+	seq uint64
+	e   Entry
 }
 
 // OwnerLookup finds the process that owns a client's socket (attrib.Table's
@@ -160,45 +180,56 @@ func (r *Ring) SetOwnerLookup(f OwnerLookup) {
 
 // New returns a ring of size entries (at least 1).
 func New(size int) *Ring {
-	return &Ring{buf: make([]Entry, max(size, 1))}
+	return &Ring{slots: make([]slot, max(size, 1))}
 }
 
 // Len is the ring's capacity.
-func (r *Ring) Len() int { return len(r.buf) }
+func (r *Ring) Len() int { return len(r.slots) }
 
 // Add records e, overwriting the oldest entry when the ring is full. It
 // does not allocate.
 func (r *Ring) Add(e *Entry) {
-	r.mu.Lock()
-	r.buf[r.next%uint64(len(r.buf))] = *e
-	r.next++
-	r.mu.Unlock()
+	seq := r.next.Add(1)
+	sl := r.slot(seq)
+	sl.mu.Lock()
+	if sl.seq < seq {
+		sl.e, sl.seq = *e, seq
+	}
+	sl.mu.Unlock()
 }
 
-// Record adds an entry built from q, written straight into the ring under
-// the lock: only len(q.Name) bytes of the name are copied. It does not
-// allocate.
-func (r *Ring) Record(q *Q) {
-	r.mu.Lock()
-	e := &r.buf[r.next%uint64(len(r.buf))]
-	e.Time = q.Time
-	e.Client = AddrFrom(q.Client)
-	e.Resolver = AddrFrom(q.Resolver)
-	e.Upstream = AddrFrom(q.Upstream)
-	e.LatencyMicros = q.LatencyMicros
-	e.QType, e.Rcode, e.Decision, e.Proto = q.QType, q.Rcode, q.Decision, q.Proto
-	e.NameLen = uint8(copy(e.Name[:], q.Name))
-	e.Owner = q.Owner
-	r.next++
-	r.mu.Unlock()
+// Record adds an entry built from q, written straight into its slot: only
+// len(q.Name) bytes of the name are copied. It does not allocate.
+func (r *Ring) Record(q *Q) { r.record(r.next.Add(1), q) }
+
+// record writes entry number seq, taken from r.next, into its slot. A
+// writer a whole ring behind (descheduled between taking its number and
+// locking the slot) finds a newer entry there and leaves it.
+func (r *Ring) record(seq uint64, q *Q) {
+	sl := r.slot(seq)
+	sl.mu.Lock()
+	if sl.seq < seq {
+		e := &sl.e
+		e.Time = q.Time
+		e.Client = AddrFrom(q.Client)
+		e.Resolver = AddrFrom(q.Resolver)
+		e.Upstream = AddrFrom(q.Upstream)
+		e.LatencyMicros = q.LatencyMicros
+		e.QType, e.Rcode, e.Decision, e.Proto = q.QType, q.Rcode, q.Decision, q.Proto
+		e.NameLen = uint8(copy(e.Name[:], q.Name))
+		e.Owner = q.Owner
+		sl.seq = seq
+	}
+	sl.mu.Unlock()
 }
+
+// slot is where entry number seq goes.
+func (r *Ring) slot(seq uint64) *slot { return &r.slots[(seq-1)%uint64(len(r.slots))] }
 
 // Added is how many entries were ever added: the sequence number of the
-// newest (0: none yet).
+// newest (0: none yet). An entry whose writer is still copying it counts.
 func (r *Ring) Added() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.next
+	return r.next.Load()
 }
 
 // Snapshot returns up to n of the most recent entries, oldest first.
@@ -206,53 +237,62 @@ func (r *Ring) Snapshot(n int) []Record {
 	if n <= 0 {
 		return nil
 	}
-	r.mu.Lock()
-	have := min(r.next, uint64(len(r.buf)))
-	start := r.next - min(uint64(n), have)
-	r.mu.Unlock()
-	out, _, _ := r.Since(start, n)
+	next := r.next.Load()
+	have := min(next, uint64(len(r.slots)))
+	out, _, _ := r.Since(next-min(uint64(n), have), n)
 	return out
 }
 
 // Since returns up to n entries logged after the entry with sequence
 // number after (0: from the oldest kept), oldest first; last is the
-// sequence number of the newest entry returned (after, when none), and
-// lost how many entries after it were overwritten before this read (a
-// follower that reads too slowly).
+// sequence number of the newest entry returned or lost (after, when
+// none), and lost how many entries after after were overwritten before
+// this read got to them (a follower that reads too slowly). It stops
+// before an entry whose writer has its number but has not written it
+// yet: the next call returns it.
 func (r *Ring) Since(after uint64, n int) (out []Record, last, lost uint64) {
 	if n <= 0 {
 		return nil, after, 0
 	}
-	r.mu.Lock()
-	if after > r.next {
-		after = r.next // a number from an earlier process, or a guess
+	next := r.next.Load()
+	if after > next {
+		after = next // a number from an earlier process, or a guess
 	}
-	last = after
-	// Entry number i (from 0) has sequence number i+1.
-	oldest := r.next - min(r.next, uint64(len(r.buf)))
-	first := after
-	if first < oldest {
-		lost = oldest - first
-		first = oldest
+	size := uint64(len(r.slots))
+	// Entries up to next-size are overwritten already (or being).
+	first := max(after, next-min(next, size))
+	lost = first - after
+	last = first
+	count := min(uint64(n), next-first)
+	raw := make([]Entry, 0, count)
+	seqs := make([]uint64, 0, count)
+	for seq := first + 1; seq <= first+count; seq++ {
+		sl := r.slot(seq)
+		sl.mu.Lock()
+		got := sl.seq
+		if got == seq {
+			raw = append(raw, sl.e)
+		}
+		sl.mu.Unlock()
+		if got < seq {
+			break // taken, not written yet
+		}
+		if got > seq {
+			lost++ // overwritten while this read went on
+		} else {
+			seqs = append(seqs, seq)
+		}
+		last = seq
 	}
-	count := min(uint64(n), r.next-first)
-	raw := make([]Entry, count)
-	for i := range raw {
-		raw[i] = r.buf[(first+uint64(i))%uint64(len(r.buf))]
-	}
-	r.mu.Unlock()
 	lookup := r.owners.Load()
-	out = make([]Record, count)
+	out = make([]Record, len(raw))
 	for i := range raw {
 		e := &raw[i]
 		if e.Owner == nil && lookup != nil && e.Client.Set {
 			e.Owner = (*lookup)(attrib.Key{Proto: e.Proto, Local: e.Client.AddrPort(), Remote: e.Resolver.AddrPort()})
 		}
 		out[i] = e.Export()
-		out[i].Seq = first + uint64(i) + 1
-	}
-	if count > 0 {
-		last = first + count
+		out[i].Seq = seqs[i]
 	}
 	return out, last, lost
 }

@@ -127,6 +127,9 @@ func TestEntryIsFlat(t *testing.T) {
 	if s := unsafe.Sizeof(Entry{}); s > 352 {
 		t.Errorf("Entry is %d bytes", s)
 	}
+	if s := unsafe.Sizeof(slot{}); s%64 != 0 {
+		t.Errorf("a slot is %d bytes: not whole cache lines, so writers of consecutive entries share one", s)
+	}
 }
 
 func TestNames(t *testing.T) {
@@ -263,4 +266,86 @@ func BenchmarkRecord(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestWritersInParallel: four writers and a follower at once (run with
+// -race). Every entry the follower reads is whole (its latency field and
+// its name carry the same number, written by the same writer), sequence
+// numbers only grow, and what it read plus what it was told it lost
+// accounts for every number up to its last.
+func TestWritersInParallel(t *testing.T) {
+	r := New(64)
+	const writers, each = 4, 5000
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := w*each + i
+				name := fmt.Appendf(nil, "q%d.example.com", n)
+				r.Record(&Q{LatencyMicros: uint32(n), Name: name, QType: 1})
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var last, read, lost uint64
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true // one more read below, after the last write
+		default:
+		}
+		out, l, lo := r.Since(last, 16)
+		for _, q := range out {
+			if q.Seq <= last {
+				t.Fatalf("seq %d after %d", q.Seq, last)
+			}
+			last = q.Seq
+			if q.Name != fmt.Sprintf("q%d.example.com", q.LatencyMicros) {
+				t.Fatalf("torn entry %+v", q)
+			}
+		}
+		read += uint64(len(out))
+		lost += lo
+		last = l
+		if finished && l < r.Added() {
+			finished = false // the final read was cut at 16
+		}
+	}
+	if read+lost != last || last != writers*each {
+		t.Errorf("read %d + lost %d, last %d: want them to add up to %d", read, lost, last, writers*each)
+	}
+	t.Logf("%d writers, %d entries: the follower read %d, lost %d", writers, writers*each, read, lost)
+}
+
+// TestSinceStopsAtUnwritten: a number taken but not yet written (its
+// writer between the add and the slot's lock) ends a read there, so that a
+// follower gets it on its next read instead of skipping it; a writer a
+// whole ring late leaves the newer entry in its slot.
+func TestSinceStopsAtUnwritten(t *testing.T) {
+	r := New(4)
+	q := func(n int) *Q { return &Q{LatencyMicros: uint32(n), Name: fmt.Appendf(nil, "q%d", n)} }
+	r.Record(q(1))
+	slow := r.next.Add(1) // number 2, not written yet
+	r.Record(q(3))
+	out, last, lost := r.Since(0, 10)
+	if len(out) != 1 || out[0].Seq != 1 || last != 1 || lost != 0 {
+		t.Fatalf("with number 2 unwritten: %+v last %d lost %d, want entry 1 only", out, last, lost)
+	}
+	r.record(slow, q(2))
+	out, last, _ = r.Since(last, 10)
+	if len(out) != 2 || out[0].Name != "q2" || out[1].Name != "q3" || last != 3 {
+		t.Fatalf("after number 2 was written: %+v last %d", out, last)
+	}
+	late := r.next.Add(1) // number 4, its writer descheduled...
+	for n := 5; n <= 8; n++ {
+		r.Record(q(n)) // ...while 8 takes its slot
+	}
+	r.record(late, q(4))
+	out, _, lost = r.Since(3, 10)
+	if len(out) != 4 || out[0].Name != "q5" || out[3].Name != "q8" || lost != 1 {
+		t.Errorf("after a late writer: %+v lost %d, want 5..8 and number 4 lost", out, lost)
+	}
 }
