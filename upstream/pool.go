@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dnstun/dnstun/internal/fdref"
 )
 
 // PoolOptions tune a Pool. Zero fields take the defaults documented on each.
@@ -150,7 +152,7 @@ type Pool struct {
 // and the socket is closed and the slot freed only once no pin is left.
 // So a pinned slot's fd is never closed or reused under its pinner.
 type poolSlot struct {
-	ref      poolRef
+	ref      fdref.Ref
 	id       atomic.Uint32 // 0 while free
 	sent     atomic.Uint32 // queries picked on it, less those given back; once retired it only goes down
 	answered atomic.Uint32
@@ -165,48 +167,6 @@ type poolSlot struct {
 	prev      int32
 	next      int32
 	retiredAt int64
-}
-
-// poolRef counts the goroutines using a file descriptor and defers its
-// close to the last of them, as internal/poll's fdMutex does for net.Conn:
-// without it, a descriptor closed by one goroutine could be reused by a
-// socket opened in another while a third still reads from the number.
-type poolRef struct{ v atomic.Uint32 }
-
-const refClosing = 1 << 31
-
-// pin takes a reference; it fails once the descriptor is closing.
-func (r *poolRef) pin() bool {
-	for {
-		v := r.v.Load()
-		if v&refClosing != 0 {
-			return false
-		}
-		if r.v.CompareAndSwap(v, v+1) {
-			return true
-		}
-	}
-}
-
-// unpin drops a reference and reports whether the caller was the last user
-// of a closing descriptor and must now close it.
-func (r *poolRef) unpin() (closeNow bool) {
-	return r.v.Add(^uint32(0)) == refClosing
-}
-
-// shut marks the descriptor closing. first is true for the one call that
-// did so; closeNow is true when nobody held a pin, and the caller must
-// close it now (otherwise the last unpin does).
-func (r *poolRef) shut() (first, closeNow bool) {
-	for {
-		v := r.v.Load()
-		if v&refClosing != 0 {
-			return false, false
-		}
-		if r.v.CompareAndSwap(v, v|refClosing) {
-			return true, v == 0
-		}
-	}
 }
 
 // Dest is one upstream address of a Pool.
@@ -282,7 +242,7 @@ func NewPool(opt PoolOptions) (*Pool, error) {
 		tail:   -1,
 	}
 	for i := range p.slots {
-		p.slots[i].ref.v.Store(refClosing) // free: nobody may pin it
+		p.slots[i].ref.Reset(false) // free: nobody may pin it
 		p.slots[i].prev, p.slots[i].next = -1, -1
 	}
 	if err := p.sys.init(); err != nil {
@@ -398,12 +358,12 @@ func (p *Pool) Pick(d *Dest) (sock uint32, err error) {
 		}
 	}
 	s := p.slotOf(id)
-	if !s.ref.pin() {
+	if !s.ref.Pin() {
 		// Only Close shuts a current socket while we hold d.mu.
 		return 0, net.ErrClosed
 	}
 	s.sent.Add(1)
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 	return id, nil
@@ -416,7 +376,7 @@ func (p *Pool) Pick(d *Dest) (sock uint32, err error) {
 // allocate.
 func (p *Pool) SendOn(sock uint32, msg []byte) error {
 	s := p.slotOf(sock)
-	if sock == 0 || !s.ref.pin() {
+	if sock == 0 || !s.ref.Pin() {
 		return p.closedErr()
 	}
 	var err error
@@ -435,7 +395,7 @@ func (p *Pool) SendOn(sock uint32, msg []byte) error {
 			p.unsend(s)
 		}
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 	return err
@@ -446,13 +406,13 @@ func (p *Pool) SendOn(sock uint32, msg []byte) error {
 // queries are answered. It does not allocate.
 func (p *Pool) Unpick(sock uint32) {
 	s := p.slotOf(sock)
-	if sock == 0 || !s.ref.pin() {
+	if sock == 0 || !s.ref.Pin() {
 		return
 	}
 	if s.id.Load() == sock {
 		p.unsend(s)
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 }
@@ -462,7 +422,7 @@ func (p *Pool) Unpick(sock uint32) {
 func (p *Pool) unsend(s *poolSlot) {
 	n := s.sent.Add(^uint32(0))
 	if s.retired.Load() && s.answered.Load() >= n {
-		if first, _ := s.ref.shut(); first {
+		if first, _ := s.ref.Shut(); first {
 			p.st.closedAnswered.Add(1)
 		}
 	}
@@ -501,7 +461,7 @@ func (p *Pool) open(d *Dest, now int64) (uint32, error) {
 	s.answered.Store(0)
 	s.retired.Store(false)
 	s.id.Store(id)
-	s.ref.v.Store(0) // publish: from here on the slot may be pinned and shut
+	s.ref.Reset(true) // publish: from here on the slot may be pinned and shut
 	p.st.opened.Add(1)
 	// Watch only after publishing, so that Recv can pin the slot as soon
 	// as the poller reports it.
@@ -574,7 +534,7 @@ func (p *Pool) free(s *poolSlot) {
 // is held, so no more queries are picked on it.
 func (p *Pool) retire(id uint32, now int64) {
 	s := p.slotOf(id)
-	if !s.ref.pin() {
+	if !s.ref.Pin() {
 		return
 	}
 	if s.id.Load() == id {
@@ -588,12 +548,12 @@ func (p *Pool) retire(id uint32, now int64) {
 		// counts after setting retired: whichever comes last sees the
 		// socket done.
 		if s.answered.Load() >= s.sent.Load() {
-			if first, _ := s.ref.shut(); first {
+			if first, _ := s.ref.Shut(); first {
 				p.st.closedAnswered.Add(1)
 			}
 		}
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 }
@@ -606,18 +566,18 @@ func (p *Pool) Answered(sock uint32) {
 		return
 	}
 	s := p.slotOf(sock)
-	if !s.ref.pin() {
+	if !s.ref.Pin() {
 		return
 	}
 	if s.id.Load() == sock {
 		a := s.answered.Add(1)
 		if s.retired.Load() && a >= s.sent.Load() {
-			if first, _ := s.ref.shut(); first {
+			if first, _ := s.ref.Shut(); first {
 				p.st.closedAnswered.Add(1)
 			}
 		}
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 }
@@ -655,17 +615,17 @@ func (p *Pool) closeID(id uint32, counter *atomic.Uint64) {
 		return
 	}
 	s := p.slotOf(id)
-	if !s.ref.pin() {
+	if !s.ref.Pin() {
 		return
 	}
 	// The pin keeps the slot from being freed and reused between the id
 	// check and shut.
 	if s.id.Load() == id {
-		if first, _ := s.ref.shut(); first && counter != nil {
+		if first, _ := s.ref.Shut(); first && counter != nil {
 			counter.Add(1)
 		}
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 }
@@ -715,14 +675,14 @@ func (p *Pool) now() int64 { return int64(time.Since(p.epoch)) }
 // and returns how many entries it filled.
 func (p *Pool) recvOn(id uint32, ms []Msg) int {
 	s := p.slotOf(id)
-	if !s.ref.pin() {
+	if !s.ref.Pin() {
 		return 0
 	}
 	n := 0
 	if s.id.Load() == id { // else a stale event of a closed socket
 		n = p.sys.read(p, s, id, ms)
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 	return n

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/dnstun/dnstun/internal/fdref"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +27,7 @@ type poolSys struct {
 	kq int
 	// ref keeps kq open while Send registers a socket or Recv waits on it:
 	// the last of them closes it once Close has run.
-	ref poolRef
+	ref fdref.Ref
 
 	// Recv's scratch, owned by the one goroutine in Recv.
 	events []unix.Kevent_t
@@ -81,14 +82,14 @@ func (ps *poolSys) open(d *Dest, _ uint32) (int, error) {
 
 // watch registers fd with the kqueue; the event carries its slot.
 func (ps *poolSys) watch(fd int, s *poolSlot, _ uint32) error {
-	if !ps.ref.pin() {
+	if !ps.ref.Pin() {
 		return net.ErrClosed
 	}
 	var ch [1]unix.Kevent_t
 	unix.SetKevent(&ch[0], fd, unix.EVFILT_READ, unix.EV_ADD)
 	ch[0].Udata = (*byte)(unsafe.Pointer(s))
 	_, err := unix.Kevent(ps.kq, ch[:], nil, nil)
-	if ps.ref.unpin() {
+	if ps.ref.Unpin() {
 		unix.Close(ps.kq)
 	}
 	if err != nil {
@@ -103,17 +104,17 @@ func (ps *poolSys) closeFD(fd int) { unix.Close(fd) }
 // close to the last Send or Recv still using it.
 func (ps *poolSys) shut() error {
 	var err error
-	if ps.ref.pin() {
+	if ps.ref.Pin() {
 		var ch [1]unix.Kevent_t
 		ch[0] = unix.Kevent_t{Ident: poolWakeIdent, Filter: unix.EVFILT_USER, Fflags: unix.NOTE_TRIGGER}
 		if _, e := unix.Kevent(ps.kq, ch[:], nil, nil); e != nil {
 			err = fmt.Errorf("upstream pool: wake the receiver (kevent NOTE_TRIGGER): %w", e)
 		}
-		if ps.ref.unpin() {
+		if ps.ref.Unpin() {
 			unix.Close(ps.kq)
 		}
 	}
-	if _, now := ps.ref.shut(); now {
+	if _, now := ps.ref.Shut(); now {
 		unix.Close(ps.kq)
 	}
 	return err
@@ -149,11 +150,11 @@ func (p *Pool) Recv(ms []Msg) (int, error) {
 	defer p.inRecv.Store(false)
 	ps := &p.sys
 	for {
-		if p.closed.Load() || !ps.ref.pin() {
+		if p.closed.Load() || !ps.ref.Pin() {
 			return 0, net.ErrClosed
 		}
 		n, err := unix.Kevent(ps.kq, nil, ps.events, nil)
-		if ps.ref.unpin() {
+		if ps.ref.Unpin() {
 			unix.Close(ps.kq)
 		}
 		if err == unix.EINTR {
@@ -184,14 +185,14 @@ func (p *Pool) Recv(ms []Msg) (int, error) {
 // the slot's next socket only costs a read that finds nothing: whatever is
 // read from a pinned slot belongs to its current socket.
 func (p *Pool) recvSlot(s *poolSlot, fd int, ms []Msg) int {
-	if !s.ref.pin() {
+	if !s.ref.Pin() {
 		return 0
 	}
 	n := 0
 	if id := s.id.Load(); id != 0 && s.fd == fd {
 		n = p.sys.read(p, s, id, ms)
 	}
-	if s.ref.unpin() {
+	if s.ref.Unpin() {
 		p.finish(s)
 	}
 	return n
@@ -239,4 +240,9 @@ func poolFileLimit() (uint64, bool) {
 		return 0, false
 	}
 	return lim.Cur, true
+}
+
+func (ps *poolSys) write(fd int, msg []byte) error {
+	_, err := unix.Write(fd, msg)
+	return err
 }

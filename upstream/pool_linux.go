@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dnstun/dnstun/internal/fdref"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +30,7 @@ type poolSys struct {
 	epfd int
 	// ref keeps epfd open while Send registers a socket on it: without it
 	// Close could close the number and a new file take it.
-	ref poolRef
+	ref fdref.Ref
 
 	// Recv's scratch, owned by the one goroutine in Recv.
 	wait   func(fd uintptr) bool // p.sys.poll bound once, so Recv does not allocate a closure
@@ -92,12 +93,12 @@ func (ps *poolSys) open(d *Dest, mark uint32) (int, error) {
 
 // watch registers fd with the poller; the event carries the socket's id.
 func (ps *poolSys) watch(fd int, _ *poolSlot, id uint32) error {
-	if !ps.ref.pin() {
+	if !ps.ref.Pin() {
 		return net.ErrClosed
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}
 	err := unix.EpollCtl(ps.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
-	if ps.ref.unpin() {
+	if ps.ref.Unpin() {
 		ps.ep.Close()
 	}
 	if err != nil {
@@ -111,8 +112,32 @@ func (ps *poolSys) closeFD(fd int) { unix.Close(fd) }
 // shut closes the poller, which wakes a Recv parked on it. A Send still
 // registering a socket closes it instead when it is done.
 func (ps *poolSys) shut() error {
-	if _, now := ps.ref.shut(); now {
+	if _, now := ps.ref.Shut(); now {
 		return ps.ep.Close()
+	}
+	return nil
+}
+
+// The pool's system calls on the data path (the send, recvmmsg and the
+// ready-list check) are raw (syscall.RawSyscall): none can block, as every
+// socket is non-blocking, recvmmsg has MSG_DONTWAIT and the epoll check a
+// zero timeout, so the scheduler need not hear of them. Through
+// syscall.Syscall each would cost the scheduler's entersyscall and
+// exitsyscall, and the first after the process had gone idle would wake
+// the runtime's sysmon thread from its deep sleep, to poll every 20 µs
+// until the process is idle again: a futex call, nanosleeps and context
+// switches per query at low rates, and timer sleeps that are VM exits on a
+// VM (bench/NOTES.md, where the TUN's own reads and writes are raw too).
+
+// write sends msg on the non-blocking socket fd, with a raw call.
+func (ps *poolSys) write(fd int, msg []byte) error {
+	var p unsafe.Pointer
+	if len(msg) > 0 {
+		p = unsafe.Pointer(&msg[0])
+	}
+	_, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(p), uintptr(len(msg)))
+	if e != 0 {
+		return e
 	}
 	return nil
 }
@@ -133,16 +158,14 @@ func isPoolAsyncError(err error) bool {
 // descriptor becomes readable. It parks only after finding the ready list
 // empty, so a readiness edge after that check is never missed.
 func (ps *poolSys) poll(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), ps.events, 0)
-	ps.nev, ps.everr = n, 0
-	if err != nil {
-		ps.nev, ps.everr = 0, unix.EIO
-		if e, ok := err.(syscall.Errno); ok {
-			ps.everr = e
-		}
+	// A raw call: with a zero timeout it cannot block.
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&ps.events[0])), uintptr(len(ps.events)), 0, 0, 0)
+	ps.nev, ps.everr = int(r), e
+	if e != 0 {
+		ps.nev = 0
 		return true
 	}
-	return n > 0
+	return r > 0
 }
 
 // Recv blocks until at least one message or per-socket error has arrived
@@ -210,7 +233,8 @@ func (ps *poolSys) read(p *Pool, s *poolSlot, id uint32, ms []Msg) int {
 		// hdrs and iovs live in the heap and are referenced by p, and the
 		// buffers by ms, so everything the kernel writes through stays put
 		// and alive for the call.
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&ps.hdrs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
+		// MSG_DONTWAIT: it cannot block, so a raw call.
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&ps.hdrs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}

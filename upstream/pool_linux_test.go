@@ -26,11 +26,11 @@ func TestPoolMark(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := p.slotOf(sock)
-		if !s.ref.pin() {
+		if !s.ref.Pin() {
 			t.Fatalf("socket %d closed", sock)
 		}
 		got, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_MARK)
-		if s.ref.unpin() {
+		if s.ref.Unpin() {
 			p.finish(s)
 		}
 		if err != nil || uint32(got) != mark {

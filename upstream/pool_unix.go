@@ -46,8 +46,3 @@ func fdLimitHint(err error) string {
 	}
 	return ""
 }
-
-func (ps *poolSys) write(fd int, msg []byte) error {
-	_, err := unix.Write(fd, msg)
-	return err
-}
