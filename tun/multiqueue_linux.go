@@ -100,15 +100,16 @@ func openQueues(cfg Config) (Device, string, error) {
 		name = got
 	}
 	go drainEvents(m.queues[0], name, cfg.Logger)
-	if err := configure(name, cfg); err != nil {
-		m.Close()
-		return nil, "", fmt.Errorf("configure TUN %s: %w", name, err)
-	}
+	// Thin before the link is up (see Open).
 	for i := range m.queues {
 		m.queues[i] = thinWrites(m.queues[i], name, cfg)
 	}
 	m.writer = thinWrites(m.writer, name, cfg)
 	m.Device = m.queues[0]
+	if err := configure(name, cfg); err != nil {
+		m.Close()
+		return nil, "", fmt.Errorf("configure TUN %s: %w", name, err)
+	}
 	return m, name, nil
 }
 

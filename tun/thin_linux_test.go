@@ -403,6 +403,7 @@ type fakeWG struct {
 }
 
 func (f *fakeWG) File() *os.File { return f.file }
+func (f *fakeWG) Close() error   { return f.file.Close() }
 
 func (f *fakeWG) Write(bufs [][]byte, offset int) (int, error) {
 	total := 0
@@ -476,7 +477,7 @@ func TestThinWrite(t *testing.T) {
 		t.Run(fmt.Sprintf("header %d", hdr), func(t *testing.T) {
 			f, peer := datagramPair(t)
 			wg := &fakeWG{file: f}
-			thin := &thinDevice{Device: wg, f: f, hdr: hdr, mtu: 1500}
+			thin := mustThin(t, wg, f, hdr)
 			bufs := batchOf(60, 1500, 1501, 1)
 			n, err := thin.Write(bufs, Headroom)
 			if n != 4 || err != nil {
@@ -497,7 +498,7 @@ func TestThinWrite(t *testing.T) {
 	t.Run("offset smaller than the header", func(t *testing.T) {
 		f, _ := datagramPair(t)
 		wg := &fakeWG{file: f}
-		thin := &thinDevice{Device: wg, f: f, hdr: virtioHdrLen, mtu: 1500}
+		thin := mustThin(t, wg, f, virtioHdrLen)
 		thin.Write(batchOf(60, 60), 4)
 		if len(wg.writes) != 2 {
 			t.Errorf("handed to wireguard-go: %d packets, want the whole batch", len(wg.writes))
@@ -506,7 +507,7 @@ func TestThinWrite(t *testing.T) {
 	t.Run("errors", func(t *testing.T) {
 		f, peer := datagramPair(t)
 		wg := &fakeWG{file: f, err: errors.New("wireguard-go failed")}
-		thin := &thinDevice{Device: wg, f: f, hdr: virtioHdrLen, mtu: 1500}
+		thin := mustThin(t, wg, f, virtioHdrLen)
 		bufs := batchOf(60, 0, 2000, 70)
 		n, err := thin.Write(bufs, Headroom)
 		if n != 2 || err == nil || !strings.Contains(err.Error(), "packet 1 of 4 (0 bytes at offset 16)") {
@@ -522,7 +523,7 @@ func TestThinWrite(t *testing.T) {
 	})
 	t.Run("a full fd is waited for", func(t *testing.T) {
 		f, peer := datagramPair(t)
-		thin := &thinDevice{Device: &fakeWG{file: f}, f: f, hdr: virtioHdrLen, mtu: 1500}
+		thin := mustThin(t, &fakeWG{file: f}, f, virtioHdrLen)
 		rc, _ := f.SyscallConn()
 		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
 		sizes := make([]int, 100) // more than the send buffer holds
@@ -554,15 +555,15 @@ func TestThinWrite(t *testing.T) {
 	})
 	t.Run("closed", func(t *testing.T) {
 		f, _ := datagramPair(t)
-		thin := &thinDevice{Device: &fakeWG{file: f}, f: f, hdr: virtioHdrLen, mtu: 1500}
-		f.Close()
+		thin := mustThin(t, &fakeWG{file: f}, f, virtioHdrLen)
+		thin.Close()
 		if n, err := thin.Write(batchOf(60, 60), Headroom); n != 0 || err != os.ErrClosed {
 			t.Errorf("Write after Close: %d, %v; want 0, os.ErrClosed", n, err)
 		}
 	})
 	t.Run("allocations", func(t *testing.T) {
 		f, peer := datagramPair(t)
-		thin := &thinDevice{Device: &fakeWG{file: f}, f: f, hdr: virtioHdrLen, mtu: 1500}
+		thin := mustThin(t, &fakeWG{file: f}, f, virtioHdrLen)
 		bufs := batchOf(100, 200, 300)
 		buf := make([]byte, BufSize)
 		if a := testing.AllocsPerRun(1000, func() {
@@ -588,4 +589,14 @@ func checkLocalRoute6(tb testing.TB, ns string, addr netip.Addr) {
 	if err != nil || len(out) == 0 {
 		tb.Fatalf("Open returned before the local route of %v was in: %v %s", addr, err, out)
 	}
+}
+
+// mustThin wraps dev, whose fd is f's, as newThin does after its checks.
+func mustThin(t *testing.T, dev Device, f *os.File, hdr int) *thinDevice {
+	t.Helper()
+	thin, err := thinOn(dev, f, hdr, DefaultMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return thin
 }

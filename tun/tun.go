@@ -70,8 +70,9 @@ type MultiQueue interface {
 // brings it up and starts draining its events. On failure nothing is left
 // behind: the device is closed, and the kernel removes it with everything
 // attached to it. It returns the device and its actual name. On Linux the
-// device writes through a thin writer of our own (thin_linux.go), not
-// wireguard-go's GRO path. With cfg.Queues > 1 the device implements
+// device reads and writes through a thin device of our own (thin_linux.go):
+// raw system calls, one packet a read, the TUN's offloads off, none of
+// wireguard-go's GSO and GRO paths. With cfg.Queues > 1 the device implements
 // MultiQueue (openQueues).
 func Open(cfg Config) (Device, string, error) {
 	if cfg.MTU == 0 {
@@ -101,11 +102,14 @@ func Open(cfg Config) (Device, string, error) {
 		return nil, "", fmt.Errorf("TUN %q: read name: %w", cfg.Name, err)
 	}
 	go drainEvents(dev, name, cfg.Logger)
+	// Thin before the link is up: no packet reaches it with the offloads
+	// still on.
+	dev = thinWrites(dev, name, cfg)
 	if err := configure(name, cfg); err != nil {
 		dev.Close()
 		return nil, "", fmt.Errorf("configure TUN %s: %w", name, err)
 	}
-	return thinWrites(dev, name, cfg), name, nil
+	return dev, name, nil
 }
 
 // drainEvents keeps the event channel moving; it ends when the device closes
