@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT
 
 // Command ceiling is the benchmark's upper bound for answering DNS on a
-// TUN: it opens a TUN device with one virtual resolver address routed into
-// it, and turns every query packet it reads into an NXDOMAIN answer in
-// place (dnstun's own packet package: decode, read the question, answer in
-// place) and writes it back, in batches. No filter, no forwarding, no
-// counters: whatever dnstun costs above this program is the price of its
-// decisions.
+// TUN: a minimal program of its own, sharing no code with dnstun (the
+// standard library and x/sys only). It opens a TUN (IFF_TUN | IFF_NO_PI, no
+// offloads), gives it its address and a route to one virtual resolver
+// address with ip(8), and turns every IPv4 UDP query to port 53 it reads
+// into an NXDOMAIN answer in place, written straight back. No filter, no
+// forwarding, no counters: whatever dnstun costs above this program is the
+// price of its decisions.
+//
+// Its reads and writes are raw system calls (syscall.RawSyscall) on the
+// non-blocking fd; a read that finds nothing waits in Go's netpoller. That
+// is the cheapest way a Go program has to move packets through a TUN, and
+// dnstun's own (tun/thin_linux.go), written separately.
 //
 //	ceiling [-tun ceil0] [-resolver 198.19.53.53] [-tun-addr 198.19.53.1]
 //
@@ -14,85 +20,202 @@
 package main
 
 import (
-	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
+	"unsafe"
 
-	"github.com/dnstun/dnstun/packet"
-	"github.com/dnstun/dnstun/tun"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	name := flag.String("tun", "ceil0", "TUN device name")
-	resolver := flag.String("resolver", "198.19.53.53", "virtual resolver address routed into the TUN")
-	tunAddr := flag.String("tun-addr", "198.19.53.1", "the TUN's own address")
+	resolver := flag.String("resolver", "198.19.53.53", "virtual resolver address (IPv4) routed into the TUN")
+	tunAddr := flag.String("tun-addr", "198.19.53.1", "the TUN's own address (IPv4)")
 	flag.Parse()
 	res, err1 := netip.ParseAddr(*resolver)
 	own, err2 := netip.ParseAddr(*tunAddr)
-	if err1 != nil || err2 != nil {
-		fmt.Fprintln(os.Stderr, "ceiling: bad -resolver or -tun-addr")
+	if err1 != nil || err2 != nil || !res.Is4() || !own.Is4() {
+		fmt.Fprintln(os.Stderr, "ceiling: -resolver and -tun-addr take IPv4 addresses")
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dev, _, err := tun.Open(tun.Config{
-		Name:   *name,
-		Addrs:  []netip.Prefix{netip.PrefixFrom(own, own.BitLen())},
-		Routes: []netip.Prefix{netip.PrefixFrom(res, res.BitLen())},
-		Logger: log,
-	})
+	t, err := open(*name, own, res)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ceiling:", err)
 		os.Exit(1)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ctx.Done()
-		dev.Close()
+		<-sig
+		t.f.Close() // wakes the read; the kernel deletes the TUN with its last fd
 	}()
-	answered := loop(dev)
-	fmt.Fprintf(os.Stderr, "ceiling: answered %d queries\n", answered)
+	fmt.Fprintf(os.Stderr, "ceiling: answered %d queries\n", t.loop())
 }
 
-// loop reads batches until the device is closed; it allocates nothing.
-func loop(dev tun.Device) int64 {
-	var (
-		parser = packet.NewParser()
-		p      packet.Parsed
-		q      packet.Question
-		reply  = packet.Reply{Rcode: 3} // NXDOMAIN
-		b      = tun.NewBatch(dev.BatchSize())
-		total  int64
-	)
-	for {
-		n, err := dev.Read(b.Bufs, b.Sizes, tun.Headroom)
-		if err != nil && n == 0 {
-			if err == tun.ErrTooManySegments {
-				continue
-			}
-			return total
-		}
-		b.Out = b.Out[:0]
-		for i := range n {
-			pkt := b.Bufs[i][tun.Headroom:]
-			if parser.Decode(pkt[:b.Sizes[i]], &p) != packet.OK {
-				continue
-			}
-			if packet.ReadQuestion(pkt[p.PayloadOff:p.PayloadOff+p.PayloadLen], &q) != packet.OK {
-				continue
-			}
-			if m := packet.AnswerInPlace(pkt, &p, &q, &reply); m > 0 {
-				b.Out = append(b.Out, b.Bufs[i][:tun.Headroom+m])
-			}
-		}
-		if len(b.Out) > 0 {
-			dev.Write(b.Out, tun.Headroom)
-			total += int64(len(b.Out))
+// tunDev is the TUN: its file (for the netpoller's waits) and fd (for the
+// raw reads and writes), and the read's scratch.
+type tunDev struct {
+	f      *os.File
+	rc     syscall.RawConn
+	fd     uintptr
+	buf    []byte
+	n      int
+	err    syscall.Errno
+	readFn func(fd uintptr) bool
+}
+
+// open creates the TUN name and configures it with ip(8): own as its
+// address, a route to res through it, up.
+func open(name string, own, res netip.Addr) (*tunDev, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF %s: %w", name, err)
+	}
+	name = ifr.Name()
+	for _, args := range [][]string{
+		{"addr", "add", netip.PrefixFrom(own, 32).String(), "dev", name},
+		{"link", "set", "dev", name, "mtu", "1500", "up"},
+		{"route", "add", netip.PrefixFrom(res, 32).String(), "dev", name},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("ip %v: %w: %s", args, err, out)
 		}
 	}
+	t := &tunDev{f: os.NewFile(uintptr(fd), "/dev/net/tun"), fd: uintptr(fd), buf: make([]byte, 65535)}
+	if t.rc, err = t.f.SyscallConn(); err != nil {
+		return nil, err
+	}
+	t.readFn = t.readOnce
+	return t, nil
+}
+
+// readOnce is the netpoller's read attempt: false when the TUN has nothing.
+func (t *tunDev) readOnce(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.buf[0])), uintptr(len(t.buf)))
+		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN {
+			return false
+		}
+		t.n, t.err = int(n), e
+		return true
+	}
+}
+
+// loop answers packets until the file is closed and returns how many. It
+// allocates nothing.
+func (t *tunDev) loop() int64 {
+	var total int64
+	for {
+		if t.rc.Read(t.readFn) != nil {
+			return total // closed
+		}
+		if t.err != 0 {
+			continue
+		}
+		if m := answer(t.buf[:t.n]); m > 0 {
+			// After Close this fails with EBADF; nothing else opens files,
+			// so the number is not reused before the process exits.
+			unix.RawSyscall(unix.SYS_WRITE, t.fd, uintptr(unsafe.Pointer(&t.buf[0])), uintptr(m))
+			total++
+		}
+	}
+}
+
+// answer turns pkt, an IPv4 UDP datagram to port 53 carrying a DNS query
+// with one question, into the NXDOMAIN answer to it, in place, and returns
+// its length; 0 for anything else. The answer is the header and the
+// question: QR and RA set, RD kept, no records.
+func answer(pkt []byte) int {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return 0
+	}
+	ihl := int(pkt[0]&0xf) * 4
+	if ihl < 20 || int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) || pkt[9] != unix.IPPROTO_UDP ||
+		binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 || len(pkt) < ihl+8+12 {
+		return 0 // not IPv4 UDP, a fragment, or too short for a DNS header
+	}
+	udp := pkt[ihl:]
+	if binary.BigEndian.Uint16(udp[2:]) != 53 || int(binary.BigEndian.Uint16(udp[4:])) != len(udp) {
+		return 0
+	}
+	dns := udp[8:]
+	if dns[2]&0xf8 != 0 || binary.BigEndian.Uint16(dns[4:]) != 1 { // a response, or opcode not QUERY; QDCOUNT 1
+		return 0
+	}
+	end := 12
+	for end < len(dns) && dns[end] != 0 { // the name's labels
+		if dns[end]&0xc0 != 0 {
+			return 0 // a pointer (or reserved bits) in a query's name
+		}
+		end += 1 + int(dns[end])
+	}
+	end += 1 + 4 // the root label, QTYPE and QCLASS
+	if end > len(dns) {
+		return 0
+	}
+	dns[2] = 0x80 | dns[2]&0x01 // QR, opcode QUERY, RD as asked
+	dns[3] = 0x80 | 3           // RA, NXDOMAIN
+	clear(dns[6:12])            // ANCOUNT, NSCOUNT, ARCOUNT
+	udpLen := 8 + end
+	n := ihl + udpLen
+	var a [4]byte
+	copy(a[:], pkt[12:16])
+	copy(pkt[12:16], pkt[16:20])
+	copy(pkt[16:20], a[:])
+	sport := binary.BigEndian.Uint16(udp[0:])
+	binary.BigEndian.PutUint16(udp[0:], 53)
+	binary.BigEndian.PutUint16(udp[2:], sport)
+	binary.BigEndian.PutUint16(udp[4:], uint16(udpLen))
+	binary.BigEndian.PutUint16(pkt[2:], uint16(n))
+	pkt[8] = 64 // TTL
+	pkt[10], pkt[11] = 0, 0
+	binary.BigEndian.PutUint16(pkt[10:], ^fold(sum(pkt[:ihl], 0)))
+	udp[6], udp[7] = 0, 0
+	ph := sum(pkt[12:20], uint64(unix.IPPROTO_UDP)+uint64(udpLen))
+	c := ^fold(sum(udp[:udpLen], ph))
+	if c == 0 {
+		c = 0xffff // RFC 768: a computed 0 is sent as all ones
+	}
+	binary.BigEndian.PutUint16(udp[6:], c)
+	return n
+}
+
+// sum adds b, as big-endian 16-bit words (an odd last byte padded with a
+// zero), to the one's complement sum acc (RFC 1071), unfolded.
+func sum(b []byte, acc uint64) uint64 {
+	for len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0]) << 8
+	}
+	return acc
+}
+
+// fold reduces a one's complement sum to 16 bits.
+func fold(acc uint64) uint16 {
+	for acc>>16 != 0 {
+		acc = acc&0xffff + acc>>16
+	}
+	return uint16(acc)
 }
