@@ -238,11 +238,26 @@ func (d *Daemon) stopSession(s *session) error {
 	return errors.Join(errs...)
 }
 
+// drainQuiet is how long the TUN must have read nothing before a drain
+// ends: a query steered in just before capture stopped may still be in the
+// TUN's queue, or read but not yet sent upstream, when no query is
+// pending.
+const drainQuiet = 20 * time.Millisecond
+
 // drainPending waits until e has no forwarded query waiting for an
-// answer, or limit passes.
+// answer and has read no packet for drainQuiet, or limit passes.
 func drainPending(e *engine.Engine, limit time.Duration) {
 	deadline := time.Now().Add(limit)
-	for e.Stats().Pending > 0 && time.Now().Before(deadline) {
+	st := e.Stats()
+	read, quiet := st.Get(engine.Packets), time.Now()
+	for time.Now().Before(deadline) {
+		if n := st.Get(engine.Packets); n != read {
+			read, quiet = n, time.Now()
+		}
+		if st.Pending == 0 && time.Since(quiet) >= drainQuiet {
+			return
+		}
 		time.Sleep(5 * time.Millisecond)
+		st = e.Stats()
 	}
 }
