@@ -71,9 +71,9 @@ type MultiQueue interface {
 // behind: the device is closed, and the kernel removes it with everything
 // attached to it. It returns the device and its actual name. On Linux the
 // device reads and writes through a thin device of our own (thin_linux.go):
-// raw system calls, one packet a read, the TUN's offloads off, none of
-// wireguard-go's GSO and GRO paths. With cfg.Queues > 1 the device implements
-// MultiQueue (openQueues).
+// raw system calls, one packet a read, the TUN's offloads off;
+// wireguard-go's Write only for a packet over the MTU. With cfg.Queues > 1
+// the device implements MultiQueue (openQueues).
 func Open(cfg Config) (Device, string, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU

@@ -224,12 +224,17 @@ func TestOverload(t *testing.T) {
 // statValue is one counter of the lab daemon's `dnstun stats`.
 func statValue(t *testing.T, l *demo.Lab, name string) uint64 {
 	t.Helper()
-	c := client(t, l)
+	return labStats(t, l)[name]
+}
+
+// labStats is the lab daemon's `dnstun stats`, every counter.
+func labStats(t *testing.T, l *demo.Lab) map[string]uint64 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	m, err := c.Stats(ctx)
+	m, err := client(t, l).Stats(ctx)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("stats: %v", err)
 	}
-	return m[name]
+	return m
 }

@@ -27,15 +27,7 @@ func TestE2ETunQueues(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "multi_queue numqueues 2 numdisabled 1") {
 		t.Errorf("dnstun0 is not a TUN of 2 queues and a detached one: %v\n%s", err, out)
 	}
-	ctl := client(t, l)
-	stats := func() map[string]uint64 {
-		t.Helper()
-		m, err := ctl.Stats(context.Background())
-		if err != nil {
-			t.Fatalf("stats: %v", err)
-		}
-		return m
-	}
+	stats := func() map[string]uint64 { return labStats(t, l) }
 	before := stats()
 	fwdBefore, blockBefore := l.PrimaryServer.QueriesFor("www.example.com"), l.PrimaryServer.QueriesFor("ads.doubleclick.net")
 

@@ -10,9 +10,10 @@
 // price of its decisions.
 //
 // Its reads and writes are raw system calls (syscall.RawSyscall) on the
-// non-blocking fd; a read that finds nothing waits in Go's netpoller. That
-// is the cheapest way a Go program has to move packets through a TUN, and
-// dnstun's own (tun/thin_linux.go), written separately.
+// non-blocking fd; a read that finds nothing waits in Go's netpoller: the
+// way dnstun moves its packets (tun/thin_linux.go), written separately, so
+// that the ceiling's I/O costs what dnstun's does and the difference is
+// dnstun's work per query.
 //
 //	ceiling [-tun ceil0] [-resolver 198.19.53.53] [-tun-addr 198.19.53.1]
 //
