@@ -132,6 +132,49 @@ func TestEntryIsFlat(t *testing.T) {
 	}
 }
 
+// TestSlotLayout: the lock, the number and every field a writer always
+// sets lie in a slot's first cache line, and the name starts early enough
+// in the second that a name of 24 bytes ends there: a writer touches two
+// lines of a cold slot (and prefetches those two).
+func TestSlotLayout(t *testing.T) {
+	var sl slotBody
+	e := unsafe.Offsetof(sl.e)
+	for name, end := range map[string]uintptr{
+		"mu":      unsafe.Offsetof(sl.mu) + unsafe.Sizeof(sl.mu),
+		"seq":     unsafe.Offsetof(sl.seq) + unsafe.Sizeof(sl.seq),
+		"Time":    e + unsafe.Offsetof(sl.e.Time) + unsafe.Sizeof(sl.e.Time),
+		"Owner":   e + unsafe.Offsetof(sl.e.Owner) + unsafe.Sizeof(sl.e.Owner),
+		"NameLen": e + unsafe.Offsetof(sl.e.NameLen) + unsafe.Sizeof(sl.e.NameLen),
+		"Client":  e + unsafe.Offsetof(sl.e.Client) + unsafe.Sizeof(sl.e.Client),
+	} {
+		if end > 64 {
+			t.Errorf("%s ends at byte %d of its slot, past the first cache line", name, end)
+		}
+	}
+	if end := e + unsafe.Offsetof(sl.e.Name) + 24; end > 128 {
+		t.Errorf("a 24-byte name ends at byte %d of its slot, past the second cache line", end)
+	}
+}
+
+// TestRecordAroundTheRing: writing past the end of the ring again and again
+// (the prefetch of a slot ahead wraps around with it) keeps each slot's
+// newest entry, in a ring whose size is not a multiple of prefetchAhead.
+func TestRecordAroundTheRing(t *testing.T) {
+	r := New(prefetchAhead + 3)
+	for i := range 5 * r.Len() {
+		r.Record(&Q{Time: int64(i + 1), Name: []byte("x.example")})
+	}
+	got := r.Snapshot(r.Len())
+	if len(got) != r.Len() {
+		t.Fatalf("%d entries, want %d", len(got), r.Len())
+	}
+	for i, rec := range got {
+		if want := int64(4*r.Len() + i + 1); rec.Time.UnixNano() != want {
+			t.Errorf("entry %d: time %d, want %d", i, rec.Time.UnixNano(), want)
+		}
+	}
+}
+
 func TestNames(t *testing.T) {
 	long := make([]byte, 300)
 	for i := range long {
