@@ -199,7 +199,7 @@ func runCacheSystem(ctx context.Context, e *env, o Options, s *cacheSystem, up *
 // and of the SUT core around it.
 func measure(ctx context.Context, e *env, s *system, o Options, pid int, qs []loadgen.Query, mode loadgen.Mode, d time.Duration) (*PhaseResult, error) {
 	var res *loadgen.Result
-	cpu, core, err := cpuAround(pid, o.SUTCPU, func() (err error) {
+	u, err := usageAround(pid, o.SUTCPU, func() (err error) {
 		res, err = load(ctx, e, s, o, qs, mode, d)
 		return err
 	})
@@ -212,8 +212,9 @@ func measure(ctx context.Context, e *env, s *system, o Options, pid int, qs []lo
 		Latency: res.Latency, SendLagP99: res.SendLag.P99,
 	}
 	if res.Answered > 0 {
-		pr.CPUPerQuery = cpu / time.Duration(res.Answered)
-		pr.CorePerQuery = core / time.Duration(res.Answered)
+		pr.CPUPerQuery = u.cpu / time.Duration(res.Answered)
+		pr.SysPerQuery = u.sys / time.Duration(res.Answered)
+		pr.CorePerQuery = u.core / time.Duration(res.Answered)
 	}
 	return pr, nil
 }
@@ -222,13 +223,23 @@ func measure(ctx context.Context, e *env, s *system, o Options, pid int, qs []lo
 // (cpuTime) and the busy time of core sutCPU (coreBusy): what every phase
 // divides by the queries answered.
 func cpuAround(pid, sutCPU int, fn func() error) (cpu, core time.Duration, err error) {
-	cpu0, _ := cpuTime(pid)
+	u, err := usageAround(pid, sutCPU, fn)
+	return u.cpu, u.core, err
+}
+
+// usage is what usageAround measures: the process's user+system time, its
+// system time alone, and the busy time of the system-under-test core.
+type usage struct{ cpu, sys, core time.Duration }
+
+// usageAround is cpuAround with the system time apart.
+func usageAround(pid, sutCPU int, fn func() error) (usage, error) {
+	u0, s0, _ := cpuTimes(pid)
 	core0 := coreBusy(sutCPU)
 	if err := fn(); err != nil {
-		return 0, 0, err
+		return usage{}, err
 	}
-	cpu1, _ := cpuTime(pid)
-	return cpu1 - cpu0, coreBusy(sutCPU) - core0, nil
+	u1, s1, _ := cpuTimes(pid)
+	return usage{cpu: u1 + s1 - u0 - s0, sys: s1 - s0, core: coreBusy(sutCPU) - core0}, nil
 }
 
 // upstreamCount returns how many queries the upstream responder p has

@@ -31,7 +31,20 @@ func ratio(a, b Stat) string {
 	return fmt.Sprintf("%.2fx", a.Med/b.Med)
 }
 
-func cpuQ(p *PhaseResult) float64  { return float64(p.CPUPerQuery) }
+func cpuQ(p *PhaseResult) float64 { return float64(p.CPUPerQuery) }
+
+// sysStat is the system time per query of s in phase ph, over the
+// repetitions that recorded it (results.json files from before it have
+// none).
+func sysStat(s *SystemReport, ph string) Stat {
+	return s.Metric(func(r *RepResult) (float64, bool) {
+		p := r.Phases[ph]
+		if p == nil || p.Answered == 0 || p.SysPerQuery <= 0 {
+			return 0, false
+		}
+		return float64(p.SysPerQuery), true
+	})
+}
 func coreQ(p *PhaseResult) float64 { return float64(p.CorePerQuery) }
 func qps(p *PhaseResult) float64   { return p.QPS }
 func lossPct(p *PhaseResult) float64 {
@@ -98,20 +111,21 @@ func Markdown(r *Report, smoke bool) string {
 	}
 
 	w("## Blocked names: saturation (closed loop)\n\n")
-	w("CPU/q is the process's user+sys time over answered queries; core/q the busy time of the system-under-test core (softirq included) over answered queries. For direct, the blocked mix is not run (no list).\n\n")
-	w("| system | qps | CPU µs/q | x ceiling | core µs/q | lost %% |\n|---|---|---|---|---|---|\n")
+	w("CPU/q is the process's user+sys time over answered queries, sys/q its system (kernel) part; core/q the busy time of the system-under-test core (softirq included) over answered queries. For direct, the blocked mix is not run (no list).\n\n")
+	w("| system | qps | CPU µs/q | x ceiling | sys µs/q | core µs/q | lost %% |\n|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {
 		if len(s.Reps) == 0 || s.Name == "direct" {
 			continue
 		}
 		c := s.PhaseMetric(ClosedBlocked, cpuQ)
-		w("| %s | %s | %s | %s | %s | %s |\n", s.Name, f(s.PhaseMetric(ClosedBlocked, qps), 1, 0), f(c, us, 2),
-			ratio(c, get(ceil, ClosedBlocked, cpuQ)), f(s.PhaseMetric(ClosedBlocked, coreQ), us, 2), f(s.PhaseMetric(ClosedBlocked, lossPct), 1, 2))
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", s.Name, f(s.PhaseMetric(ClosedBlocked, qps), 1, 0), f(c, us, 2),
+			ratio(c, get(ceil, ClosedBlocked, cpuQ)), f(sysStat(s, ClosedBlocked), us, 2), f(s.PhaseMetric(ClosedBlocked, coreQ), us, 2),
+			f(s.PhaseMetric(ClosedBlocked, lossPct), 1, 2))
 	}
 
 	w("\n## Forwarded names: saturation (closed loop)\n\n")
-	w("For direct, CPU/q is the upstream responder's (it shares the client's core).\n\n")
-	w("| system | qps | x direct qps | CPU µs/q | x dnsdist | core µs/q | lost %% |\n|---|---|---|---|---|---|---|\n")
+	w("For direct, CPU/q and sys/q are the upstream responder's (it shares the client's core).\n\n")
+	w("| system | qps | x direct qps | CPU µs/q | x dnsdist | sys µs/q | core µs/q | lost %% |\n|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {
 		if len(s.Reps) == 0 || s.Name == "ceiling" {
 			continue
@@ -121,8 +135,8 @@ func Markdown(r *Report, smoke bool) string {
 		if s.Name == "direct" {
 			core = "– (idle)" // nothing runs on the SUT core
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s |\n", s.Name, f(q, 1, 0), ratio(q, get(direct, ClosedForward, qps)), f(c, us, 2),
-			ratio(c, get(dnsdist, ClosedForward, cpuQ)), core, f(s.PhaseMetric(ClosedForward, lossPct), 1, 2))
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, f(q, 1, 0), ratio(q, get(direct, ClosedForward, qps)), f(c, us, 2),
+			ratio(c, get(dnsdist, ClosedForward, cpuQ)), f(sysStat(s, ClosedForward), us, 2), core, f(s.PhaseMetric(ClosedForward, lossPct), 1, 2))
 	}
 
 	for _, ph := range []struct{ name, title, ref string }{
@@ -223,6 +237,7 @@ func Markdown(r *Report, smoke bool) string {
 		w("%s\n", targets(r))
 		w("\n## Targets of issue 17\n\n")
 		w("%s\n", targets17(r))
+		w("%s", kernelShare17(r))
 	}
 	w("%s", filterMarkdown(r))
 	w("%s", microMarkdown(r))
@@ -270,11 +285,68 @@ func (t *targetTable) row(target, got string, ok, have bool) {
 	fmt.Fprintf(&t.b, "| %s | %s | %s |\n", target, got, verdict)
 }
 
-// ratio writes "a's fn in ph <= limit x b's".
+// ratio writes "a's fn in ph <= limit x b's": the ratio of the medians,
+// and beside it the range of the ratios within each repetition, whose
+// runs of a and b are next to each other in time (repetitions are
+// interleaved across systems) and so share the machine's load of the
+// moment.
 func (t *targetTable) ratio(target, a, b, ph string, fn func(*PhaseResult) float64, limit float64) {
 	x, ok1 := t.med(a, ph, fn)
 	y, ok2 := t.med(b, ph, fn)
-	t.row(target, fmt.Sprintf("%.2f µs vs %.2f µs = %.2fx", x/us, y/us, x/y), x <= limit*y, ok1 && ok2)
+	got := fmt.Sprintf("%.2f µs vs %.2f µs = %.2fx", x/us, y/us, x/y)
+	if pr := pairedRatios(t.r.System(a), t.r.System(b), ph, fn); pr.N > 1 {
+		got += fmt.Sprintf(" (per repetition %.2f–%.2fx)", pr.Min, pr.Max)
+	}
+	t.row(target, got, x <= limit*y, ok1 && ok2)
+}
+
+// pairedRatios is the ratio of a's fn to b's within each repetition that
+// has both.
+func pairedRatios(a, b *SystemReport, ph string, fn func(*PhaseResult) float64) Stat {
+	if a == nil || b == nil {
+		return Stat{}
+	}
+	var v []float64
+	for i := 0; i < len(a.Reps) && i < len(b.Reps); i++ {
+		pa, pb := a.Reps[i].Phases[ph], b.Reps[i].Phases[ph]
+		if pa == nil || pb == nil || pa.Answered == 0 || pb.Answered == 0 || fn(pb) == 0 {
+			continue
+		}
+		v = append(v, fn(pa)/fn(pb))
+	}
+	return stat(v)
+}
+
+// kernelShare17 says how much of the CPU per query of the two CPU targets
+// of issue 17 is the kernel's: dnstun's system time alone against the
+// reference's whole CPU per query shows how much room user space leaves.
+// Empty when the run has no system times (results.json from before them).
+func kernelShare17(r *Report) string {
+	var b strings.Builder
+	for _, c := range []struct{ ph, ref, what string }{
+		{ClosedForward, "dnsdist", "forwarded"},
+		{ClosedBlocked, "ceiling", "blocked"},
+	} {
+		d, ref := r.System("dnstun"), r.System(c.ref)
+		if d == nil || ref == nil {
+			continue
+		}
+		dc, ds := d.PhaseMetric(c.ph, cpuQ), sysStat(d, c.ph)
+		rc, rs := ref.PhaseMetric(c.ph, cpuQ), sysStat(ref, c.ph)
+		if ds.N == 0 || rs.N == 0 || rc.Med == 0 || dc.Med == 0 || rc.N == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("The kernel's part of these CPU figures (system time over answered queries, medians):\n\n")
+		}
+		fmt.Fprintf(&b, "- %s, saturated: dnstun %.2f of %.2f µs/q in the kernel (%.0f%%), %s %.2f of %.2f (%.0f%%); dnstun's kernel time alone is %.2fx %s's whole CPU/q, its user time %.2f µs against %s's %.2f.\n",
+			c.what, ds.Med/us, dc.Med/us, 100*ds.Med/dc.Med, c.ref, rs.Med/us, rc.Med/us, 100*rs.Med/rc.Med,
+			ds.Med/rc.Med, c.ref, (dc.Med-ds.Med)/us, c.ref, (rc.Med-rs.Med)/us)
+	}
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // above writes "a's p50 in ph <= b's + d".

@@ -355,3 +355,55 @@ func TestTargets17(t *testing.T) {
 		}
 	}
 }
+
+// TestPairedRatiosAndKernelShare: with two repetitions the ratio row gives
+// the range of the ratios within each repetition (not of the medians), the
+// kernel-share lines divide the system times right, and a report without
+// system times (results.json from before them) has no such lines.
+func TestPairedRatiosAndKernelShare(t *testing.T) {
+	us := time.Microsecond
+	ph := func(cpu, sys time.Duration) *PhaseResult {
+		return &PhaseResult{Answered: 1000, CPUPerQuery: cpu, SysPerQuery: sys}
+	}
+	rep := func(fwd, fwdSys, blk, blkSys time.Duration) *RepResult {
+		return &RepResult{Phases: map[string]*PhaseResult{ClosedForward: ph(fwd, fwdSys), ClosedBlocked: ph(blk, blkSys)}}
+	}
+	// Repetition 1 is a slow moment for every system, repetition 2 a fast
+	// one: the paired ratios differ from the ratio of the medians.
+	r := &Report{Options: Defaults(), Systems: []*SystemReport{
+		{Name: "dnstun", Reps: []*RepResult{rep(12*us, 9*us, 4*us, 3*us), rep(9*us, 6*us, 3*us, 2*us)}},
+		{Name: "dnsdist", Reps: []*RepResult{rep(15*us, 11*us, 6*us, 4*us), rep(10*us, 7*us, 5*us, 3*us)}},
+		{Name: "ceiling", Reps: []*RepResult{rep(0, 0, 3*us, 2*us), rep(0, 0, 2*us, 1*us)}},
+	}}
+	md := targets17(r)
+	for _, want := range []string{
+		// medians 10.5 vs 12.5; per repetition 12/15 = 0.80, 9/10 = 0.90
+		"| forwarded CPU/q <= 0.85x dnsdist | 10.50 µs vs 12.50 µs = 0.84x (per repetition 0.80–0.90x) | met |",
+		// medians 3.5 vs 2.5; per repetition 4/3 = 1.33, 3/2 = 1.50
+		"| blocked CPU/q <= 1.10x ceiling | 3.50 µs vs 2.50 µs = 1.40x (per repetition 1.33–1.50x) | **missed** |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("targets lack %q:\n%s", want, md)
+		}
+	}
+	ks := kernelShare17(r)
+	for _, want := range []string{
+		// dnstun sys median 7.5 of 10.5; dnsdist 9 of 12.5; 7.5/12.5 = 0.60
+		"- forwarded, saturated: dnstun 7.50 of 10.50 µs/q in the kernel (71%), dnsdist 9.00 of 12.50 (72%); dnstun's kernel time alone is 0.60x dnsdist's whole CPU/q, its user time 3.00 µs against dnsdist's 3.50.",
+		"- blocked, saturated: dnstun 2.50 of 3.50 µs/q in the kernel (71%), ceiling 1.50 of 2.50 (60%); dnstun's kernel time alone is 1.00x ceiling's whole CPU/q, its user time 1.00 µs against ceiling's 1.00.",
+	} {
+		if !strings.Contains(ks, want) {
+			t.Errorf("kernel share lacks %q:\n%s", want, ks)
+		}
+	}
+	for _, s := range r.Systems {
+		for _, rr := range s.Reps {
+			for _, p := range rr.Phases {
+				p.SysPerQuery = 0
+			}
+		}
+	}
+	if ks := kernelShare17(r); ks != "" {
+		t.Errorf("no system times, yet a kernel share:\n%s", ks)
+	}
+}

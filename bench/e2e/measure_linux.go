@@ -21,30 +21,39 @@ import (
 // threads, dead ones included, and of its children that it has waited for
 // (dnsmasq forks one per TCP connection): /proc/PID/stat fields 14 to 17.
 func cpuTime(pid int) (time.Duration, error) {
+	user, sys, err := cpuTimes(pid)
+	return user + sys, err
+}
+
+// cpuTimes is cpuTime in its two parts: user time (fields 14 and 16) and
+// system time (15 and 17), the latter being the kernel's work on the
+// process's behalf, softirqs that ran in its context included.
+func cpuTimes(pid int) (user, sys time.Duration, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("bad /proc/PID/stat")
+		return 0, 0, errors.New("bad /proc/PID/stat")
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state): utime is field 14, stime 15, cutime 16,
 	// cstime 17.
 	if len(f) < 15 {
-		return 0, errors.New("short /proc/PID/stat")
+		return 0, 0, errors.New("short /proc/PID/stat")
 	}
-	var ticks int64
-	for _, v := range f[11:15] {
+	var ticks [4]int64
+	for j, v := range f[11:15] {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, errors.New("bad /proc/PID/stat times")
+			return 0, 0, errors.New("bad /proc/PID/stat times")
 		}
-		ticks += n
+		ticks[j] = n
 	}
-	return time.Duration(ticks) * (time.Second / clkTck), nil
+	tick := time.Second / clkTck
+	return time.Duration(ticks[0]+ticks[2]) * tick, time.Duration(ticks[1]+ticks[3]) * tick, nil
 }
 
 // clkTck is USER_HZ, 100 on every Linux architecture Go supports.

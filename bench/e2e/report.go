@@ -195,6 +195,9 @@ type PhaseResult struct {
 	// CPUPerQuery is the process's user+sys time during the run divided
 	// by the answered queries (the upstream responder's for direct).
 	CPUPerQuery time.Duration
+	// SysPerQuery is the system (kernel) part of CPUPerQuery: the system
+	// calls' work, and the softirqs that ran in the process's context.
+	SysPerQuery time.Duration `json:",omitempty"`
 	// CorePerQuery is the busy time of the system-under-test core divided
 	// by the answered queries (softirq included).
 	CorePerQuery time.Duration
