@@ -73,22 +73,59 @@ func (ps *poolSys) init() error {
 // a random ephemeral port (udp_lib_get_port picks one at random), so no
 // explicit bind is needed, and makes the kernel drop datagrams from any
 // other source.
+//
+// A socket serves a bounded number of queries, so a busy pool opens
+// thousands a second: socket, connect, epoll_ctl and close are raw calls
+// too (none of them can block on a UDP socket), for the same reason as the
+// sends (see below). Through the scheduler, each of them woke the
+// runtime's sysmon thread whenever dnstun had been idle for a moment, at
+// every socket rotation.
 func (ps *poolSys) open(d *Dest, mark uint32) (int, error) {
-	fd, err := unix.Socket(d.sys.family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
-	if err != nil {
-		return -1, fmt.Errorf("upstream %v: open UDP socket: %w%s", d.addr, err, fdLimitHint(err))
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(d.sys.family), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if e != 0 {
+		return -1, fmt.Errorf("upstream %v: open UDP socket: %w%s", d.addr, e, fdLimitHint(e))
 	}
+	fd := int(r)
 	if mark != 0 {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("upstream %v: setsockopt SO_MARK=%#x: %w (needs CAP_NET_ADMIN)", d.addr, mark, err)
+		v := int32(mark)
+		_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MARK, uintptr(unsafe.Pointer(&v)), 4, 0)
+		if e != 0 {
+			ps.closeFD(fd)
+			return -1, fmt.Errorf("upstream %v: setsockopt SO_MARK=%#x: %w (needs CAP_NET_ADMIN)", d.addr, mark, e)
 		}
 	}
-	if err := unix.Connect(fd, d.sys.sa); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("upstream %v: connect UDP socket: %w", d.addr, err)
+	if e := connectRaw(fd, &d.sys); e != 0 {
+		ps.closeFD(fd)
+		return -1, fmt.Errorf("upstream %v: connect UDP socket: %w", d.addr, e)
 	}
 	return fd, nil
+}
+
+// connectRaw connects fd to the destination ds with a raw call, building
+// the kernel's sockaddr on the stack.
+func connectRaw(fd int, ds *poolDestSys) unix.Errno {
+	var e unix.Errno
+	switch sa := ds.sa.(type) {
+	case *unix.SockaddrInet4:
+		raw := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: sa.Addr}
+		raw.Port = htons(sa.Port)
+		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&raw)), unix.SizeofSockaddrInet4)
+	case *unix.SockaddrInet6:
+		raw := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: sa.Addr, Scope_id: sa.ZoneId}
+		raw.Port = htons(sa.Port)
+		_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&raw)), unix.SizeofSockaddrInet6)
+	default:
+		return unix.EAFNOSUPPORT
+	}
+	return e
+}
+
+// htons is port in network byte order, as sockaddr_in's sin_port holds it
+// in memory.
+func htons(port int) uint16 {
+	var b [2]byte
+	b[0], b[1] = byte(port>>8), byte(port)
+	return *(*uint16)(unsafe.Pointer(&b[0]))
 }
 
 // watch registers fd with the poller; the event carries the socket's id.
@@ -97,17 +134,19 @@ func (ps *poolSys) watch(fd int, _ *poolSlot, id uint32) error {
 		return net.ErrClosed
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}
-	err := unix.EpollCtl(ps.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ps.epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	if ps.ref.Unpin() {
 		ps.ep.Close()
 	}
-	if err != nil {
-		return fmt.Errorf("upstream pool: epoll_ctl add: %w", err)
+	if e != 0 {
+		return fmt.Errorf("upstream pool: epoll_ctl add: %w", e)
 	}
 	return nil
 }
 
-func (ps *poolSys) closeFD(fd int) { unix.Close(fd) }
+// closeFD closes a pool socket (a raw call: closing a UDP socket does not
+// block).
+func (ps *poolSys) closeFD(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
 
 // shut closes the poller, which wakes a Recv parked on it. A Send still
 // registering a socket closes it instead when it is done.

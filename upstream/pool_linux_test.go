@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -70,5 +71,44 @@ func TestPoolFileLimit(t *testing.T) {
 	_, err := NewPool(PoolOptions{MaxSockets: 1000})
 	if err == nil || !strings.Contains(err.Error(), "RLIMIT_NOFILE") {
 		t.Errorf("NewPool with MaxSockets 1000 under a limit of 1000: %v, want a refusal naming RLIMIT_NOFILE", err)
+	}
+}
+
+// TestConnectRaw: a socket connected with the raw call has the peer that
+// unix.Connect gives it, for IPv4 and IPv6 (the port in network byte
+// order, the address as given), and an unknown address family is refused.
+func TestConnectRaw(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:5353", "127.0.0.2:53", "[::1]:5353", "[::1]:65535"} {
+		addr := netip.MustParseAddrPort(s)
+		var ds poolDestSys
+		if err := ds.init(addr); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Socket(ds.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := connectRaw(fd, &ds); e != 0 {
+			unix.Close(fd)
+			t.Fatalf("%v: connect: %v", addr, e)
+		}
+		sa, err := unix.Getpeername(fd)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got netip.AddrPort
+		switch sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			got = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *unix.SockaddrInet6:
+			got = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+		}
+		if got != addr {
+			t.Errorf("connected to %v, want %v", got, addr)
+		}
+	}
+	if e := connectRaw(0, &poolDestSys{family: unix.AF_UNIX, sa: &unix.SockaddrUnix{Name: "/x"}}); e != unix.EAFNOSUPPORT {
+		t.Errorf("a Unix address: %v, want EAFNOSUPPORT", e)
 	}
 }
