@@ -88,7 +88,7 @@ func Markdown(r *Report, smoke bool) string {
 		w("%s", failuresMarkdown(r))
 		return b.String()
 	}
-	w("- Load: closed loop %v per run with %d queries in flight over 8 sockets; open loop %v per run at %.0f qps; queries lost after %v. Block list %d generated names (`e2e.BlockNames`, fixed seed), big list %d. Blocked mix: %d listed names; forwarded mix: %d names under `allowed.example`, all type A. Upstream answers TTL 0; caches off (dnsmasq `cache-size=0`, unbound minimal caches and TTL 0, dnsdist no packet cache)%s.\n",
+	w("- Load: closed loop %v per run with %d queries in flight over 8 sockets; open loop %v per run at %.0f qps; queries lost after %v. Block list %d generated names (`e2e.BlockNames`, fixed seed), big list %d. Blocked mix: %d listed names; forwarded mix: %d names under `allowed.example`, all type A. Upstream answers TTL 0; caches off (dnstun `--cache 0`, dnsmasq `cache-size=0`, unbound minimal caches and TTL 0, dnsdist no packet cache)%s.\n",
 		o.Closed, o.Concurrency, o.Open, o.Rate, o.Timeout, o.ListSize, o.BigListSize, blockedQueries, forwardQueries, cacheExcept)
 	w("- Figures are the median of %d repetition(s), (min–max) when they differ; repetitions are interleaved across systems.\n\n", o.Reps)
 

@@ -269,6 +269,7 @@ func runTransport(ctx context.Context, e *env, te *transportsEnv, o Options, run
 		p, err = e.lab.Start(e.lab.Host, lab.Cmd{
 			Args: append([]string{e.bins["dnstun"], "run",
 				"--upstream", run.Upstream, "--upstream-socket-queries", socketQueries(run.Transport),
+				"--cache", "0", // as dnsdist's: no packet cache (startDnstun)
 				"--blocklist", e.lists[o.ListSize][fmtPlain],
 				"--resolver", tunResolver.Addr().String(),
 				"--control", "", "--state-file", filepath.Join(e.dir, "state.json"),
