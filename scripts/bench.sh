@@ -3,7 +3,7 @@
 # inside network namespaces it creates and removes, and writes
 # bench/RESULTS.md, bench/results.json and bench/chart.png.
 #
-#   scripts/bench.sh            full run (about 8.5 min, < 10 min, on a 2-core
+#   scripts/bench.sh            full run (about 6 min, < 10 min, on a 2-core
 #                               machine)
 #   scripts/bench.sh --smoke    a few seconds, 1 repetition, no targets,
 #                               prints the tables only (CI)
