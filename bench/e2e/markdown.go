@@ -31,7 +31,15 @@ func ratio(a, b Stat) string {
 	return fmt.Sprintf("%.2fx", a.Med/b.Med)
 }
 
-func cpuQ(p *PhaseResult) float64 { return float64(p.CPUPerQuery) }
+func cpuQ(p *PhaseResult) float64  { return float64(p.CPUPerQuery) }
+func coreQ(p *PhaseResult) float64 { return float64(p.CorePerQuery) }
+func qps(p *PhaseResult) float64   { return p.QPS }
+func lossPct(p *PhaseResult) float64 {
+	if p.Sent == 0 {
+		return 0
+	}
+	return 100 * float64(p.Lost) / float64(p.Sent)
+}
 
 // sysStat is the system time per query of s in phase ph, over the
 // repetitions that recorded it (results.json files from before it have
@@ -44,14 +52,6 @@ func sysStat(s *SystemReport, ph string) Stat {
 		}
 		return float64(p.SysPerQuery), true
 	})
-}
-func coreQ(p *PhaseResult) float64 { return float64(p.CorePerQuery) }
-func qps(p *PhaseResult) float64   { return p.QPS }
-func lossPct(p *PhaseResult) float64 {
-	if p.Sent == 0 {
-		return 0
-	}
-	return 100 * float64(p.Lost) / float64(p.Sent)
 }
 
 // Markdown renders the report as bench/RESULTS.md. The chart is referenced
