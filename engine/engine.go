@@ -195,11 +195,17 @@ type Engine struct {
 	pool       *upstream.Pool
 	explore    atomic.Uint32 // the fastest strategy's query counter
 	healthName []byte
-	pending    *pending
+	pending    *pendingTable
 	clients    *clients
 	stats      stats
 	metrics    metrics
 	epoch      time.Time
+
+	// workers counts the workers made: one that is not a TUN reader
+	// inserts into the pending table's shard of its number (a reader, into
+	// its queue's).
+	workers atomic.Int32
+
 	// epochUnix is epoch in Unix nanoseconds: epochUnix+now() is the wall
 	// clock, from one monotonic clock read.
 	epochUnix int64
@@ -237,12 +243,13 @@ type Engine struct {
 // upstream sockets; Run starts the work. The engine owns dev from here on:
 // Close (or the end of Run) closes it.
 func New(cfg Config, dev tun.Device, f filter.Filter) (*Engine, error) {
-	e, err := newEngine(cfg, f)
+	qs := queuesOf(dev)
+	e, err := newEngine(cfg, f, pendingShardsFor(len(qs)))
 	if err != nil {
 		return nil, err
 	}
 	e.dev = dev
-	e.queues = queuesOf(dev)
+	e.queues = qs
 	e.reads = make([]queueCount, len(e.queues))
 	if cfg.TCP {
 		if e.tcp, err = newTCPFront(e, e.cfg.MTU); err != nil {
@@ -253,7 +260,9 @@ func New(cfg Config, dev tun.Device, f filter.Filter) (*Engine, error) {
 	return e, nil
 }
 
-func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
+// newEngine builds the engine around cfg and f, its table of forwarded
+// queries in shards shards (pendingShardsFor the number of TUN readers).
+func newEngine(cfg Config, f filter.Filter, shards int) (*Engine, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -263,7 +272,7 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 		filter:     f,
 		log:        cfg.Logger,
 		healthName: []byte(strings.ToLower(cfg.HealthName)),
-		pending:    newPending(cfg.MaxPending),
+		pending:    newPendingTable(cfg.MaxPending, shards),
 		epoch:      start,
 		epochUnix:  start.UnixNano(),
 		kick:       make(chan struct{}, 1),
@@ -273,7 +282,7 @@ func newEngine(cfg Config, f filter.Filter) (*Engine, error) {
 		e.held = newHolder()
 	}
 	e.clients = newClients(cfg.ClientRate, cfg.MaxPending)
-	e.pending.clients = e.clients
+	e.pending.setClients(e.clients)
 	var err error
 	e.pool, err = upstream.NewPool(upstream.PoolOptions{
 		Mark:             cfg.Mark,
@@ -335,7 +344,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	for i, q := range e.queues {
 		go func() {
 			defer e.wg.Done()
-			err := e.routineRead(q, &e.reads[i])
+			err := e.routineRead(q, &e.reads[i], i)
 			if len(e.queues) > 1 {
 				err = fmt.Errorf("queue %d of %d: %w", i+1, len(e.queues), err)
 			}

@@ -19,7 +19,7 @@ import (
 // writes differ. It exists so that the packet path can be measured against
 // the flow model on the same machine. The engine owns pc.
 func NewFlow(cfg Config, pc *net.UDPConn, f filter.Filter) (*Engine, error) {
-	e, err := newEngine(cfg, f)
+	e, err := newEngine(cfg, f, 1) // one reader: the flow socket's
 	if err != nil {
 		return nil, err
 	}

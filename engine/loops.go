@@ -30,9 +30,11 @@ const (
 // step on each packet, and writes the in-place answers back once per batch,
 // on dev: the kernel keeps steering a flow to the queue its answers are
 // written on. Each queue has its own reader, worker and batch; read counts
-// its packets.
-func (e *Engine) routineRead(dev tun.Device, read *queueCount) error {
+// its packets, and shard is the queue's number: its queries go into that
+// shard of the pending table.
+func (e *Engine) routineRead(dev tun.Device, read *queueCount, shard int) error {
 	w := newWorker(e)
+	w.shard = shard
 	b := tun.NewBatch(dev.BatchSize())
 	for {
 		n, err := dev.Read(b.Bufs, b.Sizes, tun.Headroom)

@@ -107,8 +107,15 @@ type pending struct {
 	mu    sync.Mutex
 	slots []entry
 	free  []int32 // stack of free slot indexes
-	byID  [1 << 16]int32
-	n     int
+	// byID maps an upstream ID to its slot + 1 (0: free). A table alone
+	// (ids nil) owns every ID, at byID[id]. A shard of a pendingTable owns
+	// the IDs of its ids list, a secret random part of the ID space
+	// (pendingTable), and keeps ID ids[i] at byID[i], i being the ID's
+	// rank in the list.
+	byID []int32
+	ids  []uint16
+	rank *[1 << 16]uint16
+	n    int
 	// closed: the engine has swept the table for the last time; nothing
 	// more may be inserted (its client would never be answered).
 	closed bool
@@ -121,7 +128,9 @@ type pending struct {
 	sockNext []int32
 	sockPrev []int32
 	// inflight counts, per upstream, the queries that were sent to it and
-	// are still waiting: an upstream with none can leave the table.
+	// are still waiting: an upstream with none can leave the table. Each
+	// shard of a pendingTable counts its own (pendingTable.inflight sums
+	// them).
 	inflight [MaxUpstreams]atomic.Int32
 	// clients gets back each entry's share when it leaves (nil in tests
 	// of the table alone).
@@ -137,14 +146,21 @@ const (
 )
 
 func newPending(capacity int) *pending {
-	if capacity < 1 {
-		capacity = 1
+	return newPendingShard(capacity, nil, nil)
+}
+
+// newPendingShard returns a table of up to capacity queries that owns the
+// upstream IDs ids (nil: all of them), ids[i] having rank i in rank.
+func newPendingShard(capacity int, ids []uint16, rank *[1 << 16]uint16) *pending {
+	space := 1 << 16
+	if ids != nil {
+		space = len(ids)
 	}
-	if capacity > MaxPendingLimit {
-		// Config refuses more; a direct caller gets the limit.
-		capacity = MaxPendingLimit
-	}
-	p := &pending{slots: make([]entry, capacity), free: make([]int32, capacity),
+	// At most half of the IDs are taken, so that a fresh random one is
+	// found in two tries on average (Config refuses more; a direct caller
+	// gets the limit).
+	capacity = min(max(capacity, 1), space/2)
+	p := &pending{slots: make([]entry, capacity), free: make([]int32, capacity), byID: make([]int32, space), ids: ids, rank: rank,
 		heap: make([]int32, 0, capacity), sockNext: make([]int32, capacity*maxAttempts), sockPrev: make([]int32, capacity*maxAttempts)}
 	for i := range p.free {
 		p.free[i] = int32(capacity - 1 - i)
@@ -178,11 +194,12 @@ func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, in
 	}
 	slot := p.free[len(p.free)-1]
 	p.free = p.free[:len(p.free)-1]
-	id := uint16(rand.Uint32())
-	for p.byID[id] != 0 {
-		id = uint16(rand.Uint32())
+	i := p.freshID()
+	p.byID[i] = slot + 1
+	id := uint16(i)
+	if p.ids != nil {
+		id = p.ids[i]
 	}
-	p.byID[id] = slot + 1
 	p.n++
 	e := &p.slots[slot]
 	e.used = true
@@ -226,13 +243,33 @@ func (p *pending) insert(q *packet.Question, msg []byte, r *request) (uint16, in
 	return id, insertOK
 }
 
+// freshID draws a free upstream ID at random among the table's and
+// returns its index in byID. p.mu is held, and at most half the IDs are
+// taken.
+func (p *pending) freshID() int {
+	mask := uint32(len(p.byID) - 1) // a power of two
+	i := int(rand.Uint32() & mask)
+	for p.byID[i] != 0 {
+		i = int(rand.Uint32() & mask)
+	}
+	return i
+}
+
+// at is the index in byID of upstream ID id, which the table owns.
+func (p *pending) at(id uint16) int {
+	if p.rank == nil {
+		return int(id)
+	}
+	return int(p.rank[id])
+}
+
 // addAttempt records that the query with upstream ID id is being sent to
 // upstream up on socket sock, before it is sent, so that its answer is
 // accepted. It returns false when the query is gone (answered meanwhile).
 func (p *pending) addAttempt(id uint16, up int, sock uint32, now int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.byID[id]
+	s := p.byID[p.at(id)]
 	if s == 0 {
 		return false
 	}
@@ -301,7 +338,7 @@ const (
 func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now int64, m *match) takeResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.byID[q.ID]
+	s := p.byID[p.at(q.ID)]
 	if s == 0 {
 		return takeNone
 	}
@@ -357,7 +394,7 @@ func (p *pending) take(q *packet.Question, msg []byte, up int, sock uint32, now 
 // release frees slot s; p.mu must be held.
 func (p *pending) release(s int32) {
 	e := &p.slots[s]
-	p.byID[e.id] = 0
+	p.byID[p.at(e.id)] = 0
 	p.heapRemove(e.hpos)
 	for i := range e.att[:e.nAtt] {
 		p.unlinkSock(s, i)
@@ -502,7 +539,7 @@ func (p *pending) expediteSock(up int, sock uint32) int {
 func (p *pending) expediteID(id uint16, up int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.byID[id]
+	s := p.byID[p.at(id)]
 	if s == 0 {
 		return
 	}
@@ -521,7 +558,7 @@ func (p *pending) expediteID(id uint16, up int) {
 func (p *pending) detach(id uint16) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s := p.byID[id]; s != 0 {
+	if s := p.byID[p.at(id)]; s != 0 {
 		p.slots[s-1].via = viaNone
 	}
 }

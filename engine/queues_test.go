@@ -251,7 +251,7 @@ func TestReaderAllocs(t *testing.T) {
 	run := func(n int) func() {
 		return func() {
 			d := &loopDev{countingDev: countingDev{Pipe: tuntest.NewPipe(1, 1)}, pkt: pkt, n: n}
-			if err := e.routineRead(d, &read); !errors.Is(err, os.ErrClosed) || d.written != n {
+			if err := e.routineRead(d, &read, 0); !errors.Is(err, os.ErrClosed) || d.written != n {
 				t.Fatalf("reader: %v after %d answers, want os.ErrClosed after %d", err, d.written, n)
 			}
 		}
@@ -301,7 +301,7 @@ func benchReaders(b *testing.B, readers int, log bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.routineRead(d, &reads[i])
+			e.routineRead(d, &reads[i], i)
 		}()
 	}
 	wg.Wait()

@@ -51,6 +51,7 @@ const (
 type worker struct {
 	e      *Engine
 	lane   *lane // the worker's counters
+	shard  int   // the pending table's shard it inserts into (modulo theirs)
 	parser *packet.Parser
 	p      packet.Parsed
 	q      packet.Question
@@ -75,7 +76,7 @@ type worker struct {
 }
 
 func newWorker(e *Engine) *worker {
-	return &worker{e: e, parser: packet.NewParser(), lane: e.stats.newLane()}
+	return &worker{e: e, parser: packet.NewParser(), lane: e.stats.newLane(), shard: int(e.workers.Add(1) - 1)}
 }
 
 // count counts one c in the worker's own lane.
@@ -294,7 +295,7 @@ func (w *worker) send(q *packet.Question, msg []byte, client, resolver netip.Add
 	if testHookBeforeInsert != nil {
 		testHookBeforeInsert(e)
 	}
-	id, res := e.pending.insert(q, msg, r)
+	id, res := e.pending.insert(w.shard, q, msg, r)
 	if res != insertOK {
 		e.clients.releaseOf(r.cb)
 		for i := range r.nAtt {

@@ -320,7 +320,7 @@ func (e *Engine) evictable(keep uint32) int {
 	best, bestUse := -1, int64(0)
 	for i := range e.slots {
 		s := e.slots[i].Load()
-		if s == nil || keep&(1<<i) != 0 || e.pending.inflight[i].Load() != 0 {
+		if s == nil || keep&(1<<i) != 0 || e.pending.inflight(i) != 0 {
 			continue
 		}
 		if u := s.lastUse.Load(); best < 0 || u < bestUse {
@@ -339,7 +339,7 @@ func (e *Engine) reapIdle(now int64) {
 	used := e.route.Load().used
 	for i := range e.slots {
 		s := e.slots[i].Load()
-		if s == nil || used&(1<<i) != 0 || e.pending.inflight[i].Load() != 0 || now-s.lastUse.Load() < int64(idleFor) {
+		if s == nil || used&(1<<i) != 0 || e.pending.inflight(i) != 0 || now-s.lastUse.Load() < int64(idleFor) {
 			continue
 		}
 		e.slots[i].Store(nil)
