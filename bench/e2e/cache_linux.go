@@ -199,7 +199,7 @@ func runCacheSystem(ctx context.Context, e *env, o Options, s *cacheSystem, up *
 // and of the SUT core around it.
 func measure(ctx context.Context, e *env, s *system, o Options, pid int, qs []loadgen.Query, mode loadgen.Mode, d time.Duration) (*PhaseResult, error) {
 	var res *loadgen.Result
-	u, err := usageAround(pid, o.SUTCPU, func() (err error) {
+	u, err := cpuAround(pid, o.SUTCPU, func() (err error) {
 		res, err = load(ctx, e, s, o, qs, mode, d)
 		return err
 	})
@@ -219,20 +219,14 @@ func measure(ctx context.Context, e *env, s *system, o Options, pid int, qs []lo
 	return pr, nil
 }
 
-// cpuAround runs fn and returns the CPU time process pid used meanwhile
-// (cpuTime) and the busy time of core sutCPU (coreBusy): what every phase
-// divides by the queries answered.
-func cpuAround(pid, sutCPU int, fn func() error) (cpu, core time.Duration, err error) {
-	u, err := usageAround(pid, sutCPU, fn)
-	return u.cpu, u.core, err
-}
-
-// usage is what usageAround measures: the process's user+system time, its
+// usage is what cpuAround measures: the process's user+system time, its
 // system time alone, and the busy time of the system-under-test core.
 type usage struct{ cpu, sys, core time.Duration }
 
-// usageAround is cpuAround with the system time apart.
-func usageAround(pid, sutCPU int, fn func() error) (usage, error) {
+// cpuAround runs fn and returns the CPU time process pid used meanwhile
+// (cpuTimes) and the busy time of core sutCPU (coreBusy): what every phase
+// divides by the queries answered.
+func cpuAround(pid, sutCPU int, fn func() error) (usage, error) {
 	u0, s0, _ := cpuTimes(pid)
 	core0 := coreBusy(sutCPU)
 	if err := fn(); err != nil {

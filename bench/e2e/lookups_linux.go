@@ -98,7 +98,7 @@ func lookupRun(ctx context.Context, e *env, s *system, o Options, pid int, file 
 			"-max", strconv.Itoa(int(o.Lookups.Seconds()*LookupRate(o))+1))
 	}
 	limit := o.Lookups + o.Timeout + 10*time.Second
-	cpu, core, err := cpuAround(pid, o.SUTCPU, func() error {
+	u, err := cpuAround(pid, o.SUTCPU, func() error {
 		p, err := e.lab.Start(e.lab.Host, lab.Cmd{Args: args, CPUs: cpuList(e.cpus.client), LogLimit: logLimit})
 		if err != nil {
 			return err
@@ -130,8 +130,8 @@ func lookupRun(ctx context.Context, e *env, s *system, o Options, pid int, file 
 		return nil, fmt.Errorf("golookup's result %s: %w", out, err)
 	}
 	if n := run.Answered(); n > 0 {
-		run.CPUPerLookup = cpu / time.Duration(n)
-		run.CorePerLookup = core / time.Duration(n)
+		run.CPUPerLookup = u.cpu / time.Duration(n)
+		run.CorePerLookup = u.core / time.Duration(n)
 	}
 	return run, nil
 }

@@ -333,7 +333,7 @@ func kernelShare17(r *Report) string {
 		}
 		dc, ds := d.PhaseMetric(c.ph, cpuQ), sysStat(d, c.ph)
 		rc, rs := ref.PhaseMetric(c.ph, cpuQ), sysStat(ref, c.ph)
-		if ds.N == 0 || rs.N == 0 || rc.Med == 0 || dc.Med == 0 || rc.N == 0 {
+		if ds.N == 0 || rs.N == 0 || rc.Med == 0 || dc.Med == 0 {
 			continue
 		}
 		if b.Len() == 0 {

@@ -339,7 +339,7 @@ func runTCPPhases(ctx context.Context, e *env, s *system, o Options, rr *RepResu
 		}
 		var res *loadgen.Result
 		t0 := time.Now()
-		cpu, core, err := cpuAround(pid, o.SUTCPU, func() (err error) {
+		u, err := cpuAround(pid, o.SUTCPU, func() (err error) {
 			res, err = loadTCP(ctx, e, s, o, qs, perConn, pipeline)
 			return err
 		})
@@ -353,8 +353,8 @@ func runTCPPhases(ctx context.Context, e *env, s *system, o Options, rr *RepResu
 			Conns: res.Conns, ConnFailed: res.ConnFailed, Closed: res.Closed, FirstError: res.FirstError,
 		}
 		if res.Answered > 0 {
-			pr.CPUPerQuery = cpu / time.Duration(res.Answered)
-			pr.CorePerQuery = core / time.Duration(res.Answered)
+			pr.CPUPerQuery = u.cpu / time.Duration(res.Answered)
+			pr.CorePerQuery = u.core / time.Duration(res.Answered)
 		}
 		rr.Phases[ph] = pr
 		progress("  %-15s qps %9.0f  lost %5d  p50 %8v  p99 %8v  cpu/q %6v  conns %6d  failed %5d  closed %5d  in %v%s",

@@ -55,7 +55,12 @@ func main() {
 		<-sig
 		t.f.Close() // wakes the read; the kernel deletes the TUN with its last fd
 	}()
-	fmt.Fprintf(os.Stderr, "ceiling: answered %d queries\n", t.loop())
+	total, err := t.loop()
+	fmt.Fprintf(os.Stderr, "ceiling: answered %d queries\n", total)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ceiling:", err)
+		os.Exit(1)
+	}
 }
 
 // tunDev is the TUN: its file (for the netpoller's waits) and fd (for the
@@ -120,16 +125,16 @@ func (t *tunDev) readOnce(fd uintptr) bool {
 	}
 }
 
-// loop answers packets until the file is closed and returns how many. It
-// allocates nothing.
-func (t *tunDev) loop() int64 {
+// loop answers packets until the file is closed, or a read fails (the
+// TUN is gone: EBADFD), and returns how many. It allocates nothing.
+func (t *tunDev) loop() (int64, error) {
 	var total int64
 	for {
 		if t.rc.Read(t.readFn) != nil {
-			return total // closed
+			return total, nil // closed
 		}
 		if t.err != 0 {
-			continue
+			return total, fmt.Errorf("read %s: %w", t.f.Name(), t.err)
 		}
 		if m := answer(t.buf[:t.n]); m > 0 {
 			// After Close this fails with EBADF; nothing else opens files,
